@@ -1,0 +1,27 @@
+# Set-up and everyday commands. Every target creates .venv and installs on first use (idempotent).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo benchmark clean
+
+$(STAMP): requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/extraction.py
+
+clean:
+	rm -rf demo/output benchmarks/results .pytest_cache

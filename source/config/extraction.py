@@ -1,0 +1,128 @@
+"""Schema and checks of the feature-extraction config (``extract_features.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from source.config.core import ConfigError
+
+
+Level = Enum("Level", {"global": "global", "local": "local"}, type=str)
+"""What a slide's feature file holds: ``global`` [M, 192] (ViT_patch + ViT_region) or ``local``
+[M, n*n, 384] (ViT_patch only). (Functional form because ``global`` is a Python keyword.)"""
+
+
+class Precision(str, Enum):
+    """Autocast precision of the encoders (features are always saved as float32)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@dataclass
+class WandbConfig:
+    """Optional Weights & Biases logging; off by default and never touched when off."""
+
+    enable: bool = False
+    project: str = "hipt"
+    username: Optional[str] = None
+    exp_name: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+    dir: Optional[str] = None
+    group: Optional[str] = None
+
+
+@dataclass
+class ExtractionConfig:
+    """Every key of ``config/default.yaml``; see that file for what each one means."""
+
+    region_dir: str = MISSING
+    slide_list: Optional[str] = None
+    output_dir: str = "output"
+    experiment_name: str = "feature_extraction"
+    run_id: Optional[str] = None
+    resume: bool = False
+    region_size: int = 4096
+    patch_size: int = 256
+    mini_patch_size: int = 16
+    format: str = "jpg"
+    level: Level = Level["global"]
+    save_region_features: bool = False
+    pretrain_vit_patch: Optional[str] = "checkpoints/vit256_small_dino.pth"
+    pretrain_vit_region: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
+    checkpoint_key: str = "teacher"
+    vit_patch_arch: str = "vit_small"
+    vit_region_arch: str = "vit4k_xs"
+    img_size_pretrained: Optional[int] = None
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    device: str = "auto"
+    precision: Precision = Precision.fp32
+    batch_size: int = 1
+    patch_batch_size: int = 256
+    num_workers: int = 2
+    compile: bool = False
+    split_across_gpus: bool = False
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+RESUME_KEYS = (
+    "level",
+    "region_size",
+    "patch_size",
+    "format",
+    "pretrain_vit_patch",
+    "pretrain_vit_region",
+    "checkpoint_key",
+    "vit_patch_arch",
+    "vit_region_arch",
+    "img_size_pretrained",
+    "mean",
+    "std",
+)
+"""Keys that must not change when a run is resumed: they change what the features mean."""
+
+
+def validate_extraction(cfg: DictConfig) -> None:
+    """Check values the schema's types cannot; raise :class:`ConfigError` naming the key.
+
+    Checked before any work: ``region_dir`` set and a folder, ``slide_list`` a file, sizes positive
+    and nested (``mini_patch_size`` | ``patch_size`` | ``region_size``), ``device`` spelled right,
+    ``batch_size`` / ``patch_batch_size`` >= 1, ``num_workers`` >= 0, 3 values in ``mean`` / ``std``,
+    ``resume`` with a ``run_id``, ``split_across_gpus`` only with ``level: global``.
+    """
+    if OmegaConf.is_missing(cfg, "region_dir") or not cfg.region_dir:
+        raise ConfigError("region_dir is not set: give the folder holding <slide_id>/imgs/<x>_<y>.<format>, e.g. region_dir=/data/regions")
+    if not Path(cfg.region_dir).is_dir():
+        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: check the path")
+    if cfg.slide_list is not None and not Path(cfg.slide_list).is_file():
+        raise ConfigError(f"slide_list '{cfg.slide_list}' is not a file: give a .txt with one slide id or path per line, or null")
+    for key in ("region_size", "patch_size", "mini_patch_size", "batch_size", "patch_batch_size"):
+        if cfg[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]}")
+    if cfg.patch_size % cfg.mini_patch_size:
+        raise ConfigError(f"patch_size ({cfg.patch_size}) must be a multiple of mini_patch_size ({cfg.mini_patch_size})")
+    if cfg.region_size % cfg.patch_size:
+        raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size}), e.g. 1024, 2048 or 4096")
+    if cfg.num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
+    for key in ("mean", "std"):
+        if len(cfg[key]) != 3:
+            raise ConfigError(f"{key} needs one value per RGB channel (3 values), got {list(cfg[key])}")
+    if any(value <= 0 for value in cfg.std):
+        raise ConfigError(f"std values must be positive, got {list(cfg.std)}")
+    device = str(cfg.device)
+    if not (device in {"auto", "cpu", "cuda"} or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got '{device}'")
+    if cfg.resume and not cfg.run_id:
+        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
+    if cfg.split_across_gpus and cfg.level != Level["global"]:
+        raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
+    if not str(cfg.format).strip(".") or "/" in str(cfg.format):
+        raise ConfigError(f"format must be an image extension such as jpg or png, got '{cfg.format}'")

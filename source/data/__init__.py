@@ -1,0 +1,1 @@
+"""Inputs: region images of slides, slide-feature datasets, label tables."""

@@ -1,0 +1,71 @@
+"""A dataset over the regions of many slides, decoding in DataLoader workers without ever raising.
+
+A region that fails to decode comes back as an error message instead of an exception, so one bad
+image marks its slide failed while the loader (and the batch) carries on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from source.data.regions import BadInputError, Region, read_region
+
+
+@dataclass(frozen=True)
+class RegionItem:
+    """One region to encode: which slide (by index in the job's plan) and which region of it."""
+
+    slide_index: int
+    region_index: int
+    region: Region
+
+
+@dataclass
+class RegionBatch:
+    """A collated batch.
+
+    Attributes:
+        pixels: ``(b, 3, R, R)`` uint8 of the regions that decoded.
+        keys: ``(slide_index, region_index)`` of each row of ``pixels``.
+        failures: ``(slide_index, region_index, message)`` of the regions that did not decode.
+    """
+
+    pixels: torch.Tensor
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    failures: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def pin_memory(self) -> "RegionBatch":
+        """Pin the pixel tensor (called by the DataLoader when ``pin_memory=True``)."""
+        self.pixels = self.pixels.pin_memory()
+        return self
+
+
+class RegionDataset(Dataset):
+    """Decodes region images; item = ``(slide_index, region_index, pixels (3, R, R) uint8 | None, error | None)``."""
+
+    def __init__(self, items: Sequence[RegionItem], region_size: int) -> None:
+        self.items = list(items)
+        self.region_size = region_size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, int, torch.Tensor | None, str | None]:
+        item = self.items[index]
+        try:
+            pixels = read_region(item.region.path, self.region_size)
+        except BadInputError as error:
+            return item.slide_index, item.region_index, None, str(error)
+        return item.slide_index, item.region_index, torch.from_numpy(pixels).permute(2, 0, 1), None
+
+
+def collate_regions(samples: Sequence[tuple[int, int, torch.Tensor | None, str | None]]) -> RegionBatch:
+    """Stack the decoded regions; keep the failed ones aside."""
+    good = [(s, r, pixels) for s, r, pixels, error in samples if pixels is not None]
+    failures = [(s, r, error) for s, r, pixels, error in samples if pixels is None]
+    pixels = torch.stack([p for _, _, p in good]) if good else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    return RegionBatch(pixels=pixels, keys=[(s, r) for s, r, _ in good], failures=failures)

@@ -1,0 +1,42 @@
+"""Pick devices from a config string; nothing else in the project names ``cuda`` directly."""
+
+from __future__ import annotations
+
+import torch
+
+from source.config.core import ConfigError
+
+
+def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when a GPU is visible, else ``cpu``; ``cuda`` -> ``cuda:<local_rank>``.
+
+    Raises:
+        ConfigError: a CUDA device is asked for but none (or not that one) is visible.
+    """
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device={spec} but no CUDA GPU is visible: use device=auto or device=cpu")
+    device = torch.device(f"cuda:{local_rank}") if spec == "cuda" else torch.device(spec)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={spec} (rank-local GPU {device.index}) but only {torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
+def resolve_split_devices(spec: str, local_rank: int = 0) -> tuple[torch.device, torch.device]:
+    """Two GPUs per process for ``split_across_gpus``: ``cuda:2k`` (ViT_patch) and ``cuda:2k+1`` (ViT_region).
+
+    Raises:
+        ConfigError: no GPU, or fewer than ``2 * (local_rank + 1)`` GPUs.
+    """
+    if spec == "cpu" or not torch.cuda.is_available():
+        raise ConfigError("split_across_gpus: true needs two CUDA GPUs per process; set split_across_gpus=false")
+    needed = 2 * (local_rank + 1)
+    if torch.cuda.device_count() < needed:
+        raise ConfigError(
+            f"split_across_gpus: true needs GPUs {needed - 2} and {needed - 1} for local rank {local_rank} but "
+            f"{torch.cuda.device_count()} are visible; set split_across_gpus=false or launch fewer processes"
+        )
+    return torch.device(f"cuda:{needed - 2}"), torch.device(f"cuda:{needed - 1}")

@@ -1,0 +1,1 @@
+"""Engines: the loops behind the entry scripts."""

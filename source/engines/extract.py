@@ -1,0 +1,217 @@
+"""The feature-extraction loop: plan slides, shard them over ranks, encode regions, write, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from source.data.region_loader import RegionBatch, RegionDataset, RegionItem, collate_regions
+from source.data.regions import BadInputError, Region, discover_slide_ids, list_regions
+from source.distributed import DistributedContext, balanced_shards, gather_objects
+from source.engines.feature_store import FeatureStore
+from source.io import atomic_write_csv
+from source.models.hipt import HIPTEncoder
+
+logger = logging.getLogger(__name__)
+
+SLIDE_COLUMNS = ["slide_id", "feature_path", "num_regions", "level", "region_size", "status", "error"]
+REGION_COLUMNS = ["slide_id", "region_index", "x", "y", "feature_path"]
+
+
+@dataclass
+class SlidePlan:
+    """A slide to process: its regions, or why it cannot be processed."""
+
+    slide_id: str
+    regions: list[Region] = field(default_factory=list)
+    error: Optional[str] = None
+
+
+@dataclass
+class SlideOutcome:
+    """One row of ``slides.csv`` plus the slide's rows of ``regions.csv``."""
+
+    slide_id: str
+    status: str
+    num_regions: int = 0
+    feature_path: str = ""
+    error: str = ""
+    regions: list[tuple[int, int, int, str]] = field(default_factory=list)
+
+
+def plan_slides(region_dir: str | Path, slide_list: Optional[str | Path], image_format: str) -> list[SlidePlan]:
+    """List every slide's regions; a slide whose folder or file names are unusable gets an error instead."""
+    plans = []
+    for slide_id in discover_slide_ids(region_dir, slide_list):
+        try:
+            plans.append(SlidePlan(slide_id, list_regions(region_dir, slide_id, image_format)))
+        except BadInputError as error:
+            plans.append(SlidePlan(slide_id, error=str(error)))
+    return plans
+
+
+def shard_plans(plans: Sequence[SlidePlan], context: DistributedContext) -> list[SlidePlan]:
+    """This rank's slides: every slide on exactly one rank, balanced by region count."""
+    shards = balanced_shards([len(plan.regions) for plan in plans], context.world_size)
+    return [plans[i] for i in shards[context.rank]]
+
+
+def _success(plan: SlidePlan, store: FeatureStore) -> SlideOutcome:
+    slide_path = store.slide_path(plan.slide_id)
+    rows = [
+        (index, region.x, region.y, str(store.region_path(plan.slide_id, region) if store.save_region_features else slide_path))
+        for index, region in enumerate(plan.regions)
+    ]
+    return SlideOutcome(plan.slide_id, "success", len(plan.regions), str(slide_path), regions=rows)
+
+
+class Extractor:
+    """Encode the regions of planned slides and write one feature file per slide.
+
+    Args:
+        encoder: the HIPT encoder, placed on its device(s).
+        store: where features go.
+        level: ``global`` (ViT_region CLS, ``(M, 192)``) or ``local`` (``(M, n*n, 384)``).
+        region_size: expected region side in pixels.
+        batch_size: regions per forward.
+        num_workers: DataLoader decoding processes.
+        show_progress: draw a tqdm bar (rank 0).
+    """
+
+    def __init__(
+        self,
+        encoder: HIPTEncoder,
+        store: FeatureStore,
+        level: str,
+        region_size: int,
+        batch_size: int = 1,
+        num_workers: int = 2,
+        show_progress: bool = True,
+    ) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.level = level
+        self.region_size = region_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.show_progress = show_progress
+
+    def run(self, plans: Sequence[SlidePlan], resume: bool = False) -> list[SlideOutcome]:
+        """Process ``plans``; returns one outcome per slide, in the order of ``plans``."""
+        outcomes: dict[str, SlideOutcome] = {}
+        pending: list[SlidePlan] = []
+        for plan in plans:
+            if plan.error is not None:
+                outcomes[plan.slide_id] = SlideOutcome(plan.slide_id, "failed", error=plan.error)
+                logger.error("slide %s failed: %s", plan.slide_id, plan.error)
+            elif resume and self.store.is_complete(plan.slide_id, plan.regions):
+                outcomes[plan.slide_id] = _success(plan, self.store)
+            else:
+                pending.append(plan)
+        skipped = sum(o.status == "success" for o in outcomes.values())
+        if skipped:
+            logger.info("resume: %d slide(s) already done, %d to process", skipped, len(pending))
+        for outcome in self._encode(pending):
+            outcomes[outcome.slide_id] = outcome
+        return [outcomes[plan.slide_id] for plan in plans]
+
+    def _loader(self, pending: Sequence[SlidePlan]) -> DataLoader:
+        items = [RegionItem(s, r, region) for s, plan in enumerate(pending) for r, region in enumerate(plan.regions)]
+        return DataLoader(
+            RegionDataset(items, self.region_size),
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=collate_regions,
+            pin_memory=self.encoder.patch_device.type == "cuda",
+            prefetch_factor=2 if self.num_workers else None,
+        )
+
+    @torch.inference_mode()
+    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(b, 3, R, R)`` uint8 -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32 on the CPU."""
+        if self.level == "global":
+            return self.encoder(pixels).global_.cpu()
+        return self.encoder.encode_patches(pixels).cpu()
+
+    def _encode(self, pending: Sequence[SlidePlan]):
+        """Yield an outcome for each pending slide as soon as all its regions are processed."""
+        if not pending:
+            return
+        remaining = [len(plan.regions) for plan in pending]
+        buffers: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
+        errors: list[Optional[str]] = [None] * len(pending)
+        total = sum(remaining)
+        bar = tqdm(total=total, unit="region", desc="extract", disable=not self.show_progress, dynamic_ncols=True)
+        started, done_regions, done_slides, failed_slides = time.perf_counter(), 0, 0, 0
+        batch: RegionBatch
+        for batch in self._loader(pending):
+            for slide, _, message in batch.failures:
+                errors[slide] = errors[slide] or message
+            rows = [i for i, (slide, _) in enumerate(batch.keys) if errors[slide] is None]
+            if rows:
+                features = self._features(batch.pixels[rows] if len(rows) < len(batch.keys) else batch.pixels)
+                for row, feature in zip(rows, features):
+                    slide, region = batch.keys[row]
+                    buffers[slide][region] = feature
+            for slide, _ in [*batch.keys, *((s, r) for s, r, _ in batch.failures)]:
+                remaining[slide] -= 1
+                if remaining[slide] == 0:
+                    outcome = self._finish(pending[slide], buffers[slide], errors[slide])
+                    buffers[slide] = []
+                    done_slides += outcome.status == "success"
+                    failed_slides += outcome.status != "success"
+                    yield outcome
+            done_regions += len(batch.keys) + len(batch.failures)
+            bar.update(len(batch.keys) + len(batch.failures))
+            bar.set_postfix(slides=done_slides, failed=failed_slides)
+        bar.close()
+        elapsed = time.perf_counter() - started
+        logger.info("encoded %d regions in %.1f s (%.2f regions/s)", done_regions, elapsed, done_regions / max(elapsed, 1e-9))
+
+    def _finish(self, plan: SlidePlan, features: list[Optional[torch.Tensor]], error: Optional[str]) -> SlideOutcome:
+        if error is not None:
+            logger.error("slide %s failed: %s", plan.slide_id, error)
+            return SlideOutcome(plan.slide_id, "failed", len(plan.regions), error=error)
+        self.store.write(plan.slide_id, plan.regions, torch.stack(features))  # type: ignore[arg-type]
+        logger.info("slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id))
+        return _success(plan, self.store)
+
+
+def write_reports(outcomes: Sequence[SlideOutcome], run_dir: Path, level: str, region_size: int) -> tuple[Path, Path]:
+    """Write ``slides.csv`` and ``regions.csv`` of a run (atomically)."""
+    slides = pd.DataFrame(
+        [
+            {
+                "slide_id": o.slide_id,
+                "feature_path": o.feature_path,
+                "num_regions": o.num_regions,
+                "level": level,
+                "region_size": region_size,
+                "status": o.status,
+                "error": o.error,
+            }
+            for o in outcomes
+        ],
+        columns=SLIDE_COLUMNS,
+    )
+    regions = pd.DataFrame(
+        [(o.slide_id, *row) for o in outcomes for row in o.regions],
+        columns=REGION_COLUMNS,
+    )
+    atomic_write_csv(slides, run_dir / "slides.csv")
+    atomic_write_csv(regions, run_dir / "regions.csv")
+    return run_dir / "slides.csv", run_dir / "regions.csv"
+
+
+def merge_outcomes(local: list[SlideOutcome], plans: Sequence[SlidePlan], context: DistributedContext) -> list[SlideOutcome]:
+    """Every rank's outcomes, in plan order (all ranks get the merged list)."""
+    by_id = {o.slide_id: o for part in gather_objects(local, context) for o in part}
+    return [by_id[plan.slide_id] for plan in plans]

@@ -1,0 +1,66 @@
+"""Where extraction writes features: ``features/slide/<slide_id>.pt`` and ``features/region/<slide_id>_<x>_<y>.pt``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from source.data.regions import Region
+from source.io import atomic_torch_save, safe_join
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureStore:
+    """Atomic, resumable feature files of one run.
+
+    Args:
+        run_dir: the run folder.
+        save_region_features: also write one file per region.
+    """
+
+    def __init__(self, run_dir: Path, save_region_features: bool = False) -> None:
+        self.slide_dir = run_dir / "features" / "slide"
+        self.region_dir = run_dir / "features" / "region"
+        self.save_region_features = save_region_features
+
+    def slide_path(self, slide_id: str) -> Path:
+        """The slide's feature file (raises UnsafePathError for a slide id that is not a plain name)."""
+        return safe_join(self.slide_dir, slide_id, ".pt")
+
+    def region_path(self, slide_id: str, region: Region) -> Path:
+        """The region's feature file."""
+        return safe_join(self.region_dir, f"{slide_id}_{region.x}_{region.y}", ".pt")
+
+    def is_complete(self, slide_id: str, regions: Sequence[Region]) -> bool:
+        """True when the slide's file exists with one row per region (and its region files, if asked).
+
+        The slide file is written last, atomically, so its presence means the slide finished; its row
+        count is read lazily (memory-mapped) to catch a slide whose regions changed since.
+        """
+        path = self.slide_path(slide_id)
+        if not path.exists():
+            return False
+        try:
+            rows = torch.load(path, map_location="cpu", weights_only=True, mmap=True).shape[0]
+        except (RuntimeError, OSError, ValueError, AttributeError) as error:
+            logger.warning("%s is unreadable (%s): recomputing slide %s", path, error, slide_id)
+            return False
+        if rows != len(regions):
+            logger.warning("%s has %d rows but slide %s has %d regions now: recomputing", path, rows, slide_id, len(regions))
+            return False
+        if self.save_region_features:
+            return all(self.region_path(slide_id, region).exists() for region in regions)
+        return True
+
+    def write(self, slide_id: str, regions: Sequence[Region], features: torch.Tensor) -> Path:
+        """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files first, slide file last."""
+        if self.save_region_features:
+            for region, row in zip(regions, features):
+                atomic_torch_save(row.clone(), self.region_path(slide_id, region))
+        path = self.slide_path(slide_id)
+        atomic_torch_save(features.contiguous(), path)
+        return path

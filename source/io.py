@@ -1,0 +1,71 @@
+"""File helpers: atomic writes (temporary name + rename) and path joining that cannot escape a folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import torch
+
+
+class UnsafePathError(ValueError):
+    """A name taken from user data would lead outside its folder."""
+
+
+def safe_join(base: str | Path, name: str, suffix: str = "") -> Path:
+    """``base / (name + suffix)``, refusing names that leave ``base``.
+
+    Args:
+        base: the folder the result must stay in.
+        name: one path component from user data (a slide id, a csv value).
+        suffix: appended to ``name`` (e.g. ``.pt``).
+
+    Raises:
+        UnsafePathError: ``name`` is empty, ``.`` or ``..``, or holds a path separator or a NUL.
+            (The check is on the name: symlinks inside ``base`` are followed on purpose.)
+    """
+    text = str(name)
+    if text in {"", ".", ".."} or any(char in text for char in ("/", "\\", "\x00")):
+        raise UnsafePathError(f"'{name}' is not a plain file or folder name: it would escape '{base}'")
+    return Path(base) / f"{text}{suffix}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    A run killed at any moment leaves either the old file or the complete new one, never a truncated
+    file under the final name. Leftover temporaries start with ``.`` and end with ``.tmp``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
+
+
+def atomic_write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a DataFrame as csv (no index) atomically."""
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False)

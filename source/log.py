@@ -1,0 +1,37 @@
+"""Logging: one line per event, rank 0 on the console, every rank in the run folder's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def setup_logging(rank: int = 0, level: int = logging.INFO) -> None:
+    """Console logging: rank 0 at ``level``; other ranks only warnings, prefixed with their rank."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_hipt_console", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._hipt_console = True  # type: ignore[attr-defined]
+    prefix = "" if rank == 0 else f"[rank {rank}] "
+    handler.setFormatter(logging.Formatter(f"{prefix}{FORMAT}", datefmt="%H:%M:%S"))
+    handler.setLevel(level if rank == 0 else logging.WARNING)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def add_file_log(path: Path, rank: int = 0) -> Optional[logging.Handler]:
+    """Also append log lines to ``path`` (``log.txt`` on rank 0, ``log.rank<k>.txt`` on the others)."""
+    if rank:
+        path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    return handler

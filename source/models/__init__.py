@@ -1,0 +1,1 @@
+"""Encoders (ViT_patch, ViT_region), the HIPT region encoder and checkpoint loading."""

@@ -1,0 +1,150 @@
+"""HIPT region encoder: region pixels -> 256-px patches -> ViT_patch -> patch grid -> ViT_region."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from source.models.vit import VisionTransformer
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class RegionFeatures:
+    """Features of a batch of regions.
+
+    Attributes:
+        local: ViT_patch CLS of every patch, ``(B, n*n, D_patch)``, row-major (patch ``r*n + c``).
+        global_: ViT_region CLS of every region, ``(B, D_region)``; None when no ViT_region is set.
+    """
+
+    local: torch.Tensor
+    global_: Optional[torch.Tensor]
+
+
+def patchify(regions: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut square regions into non-overlapping patches in row-major order.
+
+    Args:
+        regions: ``(B, C, R, R)`` with R a multiple of ``patch_size``.
+        patch_size: patch side p.
+
+    Returns:
+        ``(B * n * n, C, p, p)`` with n = R / p; patch ``b*n*n + r*n + c`` is row r, column c of region b.
+    """
+    batch, channels, height, width = regions.shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"region of {height}x{width} px is not a multiple of the {patch_size}-px patch size")
+    rows, cols = height // patch_size, width // patch_size
+    patches = regions.reshape(batch, channels, rows, patch_size, cols, patch_size)
+    return patches.permute(0, 2, 4, 1, 3, 5).reshape(batch * rows * cols, channels, patch_size, patch_size)
+
+
+def features_to_grid(local: torch.Tensor) -> torch.Tensor:
+    """Row-major patch features ``(B, n*n, D)`` -> the grid ``(B, D, n, n)`` that ViT_region takes."""
+    batch, tokens, dim = local.shape
+    side = int(round(tokens**0.5))
+    if side * side != tokens:
+        raise ValueError(f"{tokens} patch features do not form a square grid")
+    return local.transpose(1, 2).reshape(batch, dim, side, side)
+
+
+class HIPTEncoder(nn.Module):
+    """Encode regions with ViT_patch and (optionally) ViT_region, normalising pixels on the device.
+
+    Args:
+        vit_patch: the patch encoder (ViT-S/16 in HIPT).
+        vit_region: the region encoder (ViT4K-XS); None to compute local features only.
+        patch_size: side of the patches ViT_patch sees (256).
+        patch_batch_size: patches per ViT_patch forward; bounds activation memory.
+        mean: per-channel normalisation mean for pixels in [0, 1].
+        std: per-channel normalisation std.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); features are returned as float32.
+    """
+
+    def __init__(
+        self,
+        vit_patch: VisionTransformer,
+        vit_region: Optional[VisionTransformer] = None,
+        patch_size: int = 256,
+        patch_batch_size: int = 256,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        precision: str = "fp32",
+    ) -> None:
+        super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+        self.vit_patch = vit_patch
+        self.vit_region = vit_region
+        self.patch_size = patch_size
+        self.patch_batch_size = patch_batch_size
+        self.precision = precision
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    @property
+    def patch_device(self) -> torch.device:
+        """Device holding ViT_patch."""
+        return self.vit_patch.cls_token.device
+
+    @property
+    def region_device(self) -> torch.device:
+        """Device holding ViT_region (ViT_patch's when there is none)."""
+        return self.vit_region.cls_token.device if self.vit_region is not None else self.patch_device
+
+    def place(self, patch_device: torch.device, region_device: Optional[torch.device] = None) -> "HIPTEncoder":
+        """Put ViT_patch on ``patch_device`` and ViT_region on ``region_device`` (default: the same)."""
+        self.vit_patch.to(patch_device)
+        self.mean, self.std = self.mean.to(patch_device), self.std.to(patch_device)
+        if self.vit_region is not None:
+            self.vit_region.to(region_device or patch_device)
+        return self
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=PRECISIONS[self.precision])
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(N, 3, H, W)`` in [0, 255] (or float in [0, 1]) -> normalised float32."""
+        pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
+        return (pixels - self.mean) / self.std
+
+    def encode_patches(self, regions: torch.Tensor) -> torch.Tensor:
+        """Local features of regions.
+
+        Args:
+            regions: ``(B, 3, R, R)``, uint8 in [0, 255] or float in [0, 1], on any device.
+
+        Returns:
+            ``(B, n*n, D_patch)`` float32 on the patch device, n = R / patch_size.
+        """
+        device = self.patch_device
+        patches = patchify(regions, self.patch_size)
+        per_region = patches.shape[0] // regions.shape[0]
+        outputs = []
+        with self._autocast(device):
+            for start in range(0, patches.shape[0], self.patch_batch_size):
+                chunk = patches[start : start + self.patch_batch_size].to(device, non_blocking=True)
+                outputs.append(self.vit_patch(self.normalize(chunk)).float())
+        return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
+
+    def encode_regions(self, local: torch.Tensor) -> torch.Tensor:
+        """Global features from local ones: ``(B, n*n, D_patch)`` -> ``(B, D_region)`` float32."""
+        if self.vit_region is None:
+            raise RuntimeError("this encoder has no ViT_region; build it with level 'global'")
+        device = self.region_device
+        with self._autocast(device):
+            return self.vit_region(features_to_grid(local.to(device, non_blocking=True))).float()
+
+    def forward(self, regions: torch.Tensor) -> RegionFeatures:
+        """Args: regions ``(B, 3, R, R)``. Returns :class:`RegionFeatures` (local and global)."""
+        local = self.encode_patches(regions)
+        global_ = self.encode_regions(local) if self.vit_region is not None else None
+        return RegionFeatures(local=local, global_=global_)

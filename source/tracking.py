@@ -1,0 +1,57 @@
+"""Optional Weights & Biases sink. When ``wandb.enable`` is false wandb is never imported."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+logger = logging.getLogger(__name__)
+
+
+class Tracker:
+    """Send metrics to wandb on rank 0 when enabled; otherwise do nothing.
+
+    Args:
+        wandb_cfg: the ``wandb`` config block (``enable``, ``project``, ``username``, ``exp_name``,
+            ``tags``, ``dir``, ``group``).
+        run_dir: the run folder (default wandb dir).
+        default_name: run name when ``exp_name`` is blank.
+        config: the full config, recorded with the run.
+        active: False on ranks other than 0.
+    """
+
+    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, default_name: str, config: DictConfig, active: bool = True) -> None:
+        self._run: Optional[Any] = None
+        if not (active and wandb_cfg.enable):
+            return
+        import wandb
+
+        self._run = wandb.init(
+            project=wandb_cfg.project,
+            entity=wandb_cfg.username,
+            name=wandb_cfg.exp_name or default_name,
+            tags=list(wandb_cfg.tags),
+            group=wandb_cfg.group,
+            dir=str(wandb_cfg.dir or run_dir),
+            config=OmegaConf.to_container(config, resolve=True),
+        )
+        logger.info("wandb run: %s", getattr(self._run, "url", None) or self._run.name)
+
+    @property
+    def enabled(self) -> bool:
+        """True when metrics go to wandb."""
+        return self._run is not None
+
+    def log(self, metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
+        """Log a dict of scalars."""
+        if self._run is not None:
+            self._run.log(dict(metrics), step=step)
+
+    def finish(self) -> None:
+        """Close the wandb run."""
+        if self._run is not None:
+            self._run.finish()
+            self._run = None
