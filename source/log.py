@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator
 
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -25,13 +26,19 @@ def setup_logging(rank: int = 0, level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
-def add_file_log(path: Path, rank: int = 0) -> Optional[logging.Handler]:
-    """Also append log lines to ``path`` (``log.txt`` on rank 0, ``log.rank<k>.txt`` on the others)."""
+@contextlib.contextmanager
+def file_log(path: Path, rank: int = 0) -> Iterator[Path]:
+    """Also append log lines to ``path`` (``log.txt`` on rank 0, ``log.rank<k>.txt`` on the others) inside the block."""
     if rank:
         path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
-    return handler
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()

@@ -1,8 +1,10 @@
-"""Optional Weights & Biases sink. When ``wandb.enable`` is false wandb is never imported."""
+"""Optional Weights & Biases sink. When ``wandb.enable`` is false it is never initialised (and
+``WANDB_MODE=disabled`` is set unless the environment says otherwise): no network, no API key."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -26,6 +28,7 @@ class Tracker:
     def __init__(self, wandb_cfg: DictConfig, run_dir: Path, default_name: str, config: DictConfig, active: bool = True) -> None:
         self._run: Optional[Any] = None
         if not (active and wandb_cfg.enable):
+            os.environ.setdefault("WANDB_MODE", "disabled")
             return
         import wandb
 

@@ -60,6 +60,7 @@ class ExtractionConfig:
     vit_patch_arch: str = "vit_small"
     vit_region_arch: str = "vit4k_xs"
     img_size_pretrained: Optional[int] = None
+    seed: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     device: str = "auto"

@@ -42,15 +42,18 @@ def check_resumable(run_dir: Path, cfg: DictConfig, keys: Sequence[str]) -> None
         logger.info("resume: %s has no saved config yet; starting the run", run_dir)
         return
     saved = OmegaConf.load(saved_path)
+    current = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     for key in keys:
-        before, now = OmegaConf.select(saved, key), OmegaConf.select(cfg, key)
-        before = OmegaConf.to_container(before) if OmegaConf.is_config(before) else before
-        now = OmegaConf.to_container(now) if OmegaConf.is_config(now) else now
-        if str(before) != str(now):
+        before, now = (_plain(OmegaConf.select(config, key)) for config in (saved, current))
+        if before != now:
             raise ConfigError(
                 f"resume: {key} was {before!r} in {saved_path} but is {now!r} now; resuming would mix "
                 f"incompatible outputs. Set {key}={before} or use another run_id."
             )
+
+
+def _plain(value: object) -> object:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
 def prepare_run_dir(cfg: DictConfig, context: DistributedContext, resume_keys: Sequence[str] = ()) -> Path:

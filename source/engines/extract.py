@@ -115,6 +115,7 @@ class Extractor:
             elif resume and self.store.is_complete(plan.slide_id, plan.regions):
                 outcomes[plan.slide_id] = _success(plan, self.store)
             else:
+                self.store.remove_stale_temporaries(plan.slide_id)
                 pending.append(plan)
         skipped = sum(o.status == "success" for o in outcomes.values())
         if skipped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -11,10 +12,10 @@ from omegaconf import DictConfig
 from source.config.extraction import RESUME_KEYS, validate_extraction
 from source.config.rundir import prepare_run_dir
 from source.devices import resolve_device, resolve_split_devices
-from source.distributed import context_from_env, init_distributed, shutdown
+from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
 from source.engines.extract import Extractor, merge_outcomes, plan_slides, shard_plans, write_reports
 from source.engines.feature_store import FeatureStore
-from source.log import add_file_log, setup_logging
+from source.log import file_log, setup_logging
 from source.models.factory import build_hipt_encoder
 from source.tracking import Tracker
 
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
     """The HIPT encoder of an extraction config, on its device(s), optionally compiled."""
+    torch.manual_seed(cfg.seed)
     encoder = build_hipt_encoder(
         level=cfg.level.value,
         pretrain_vit_patch=cfg.pretrain_vit_patch,
@@ -62,38 +64,42 @@ def run_extraction_job(cfg: DictConfig) -> int:
     context = init_distributed(device)
     try:
         run_dir = prepare_run_dir(cfg, context, RESUME_KEYS)
-        add_file_log(run_dir / "log.txt", context.rank)
-        plans = plan_slides(cfg.region_dir, cfg.slide_list, cfg.format)
-        mine = shard_plans(plans, context)
-        logger.info(
-            "%d slide(s), %d region(s) in %s; this rank (%d/%d) takes %d slide(s); device %s, %s, level %s",
-            len(plans), sum(len(p.regions) for p in plans), cfg.region_dir, context.rank, context.world_size,
-            len(mine), device, cfg.precision.value, cfg.level.value,
-        )
-        encoder = build_encoder_from_config(cfg, context.local_rank)
-        tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
-        extractor = Extractor(
-            encoder,
-            FeatureStore(run_dir, cfg.save_region_features),
-            cfg.level.value,
-            cfg.region_size,
-            cfg.batch_size,
-            cfg.num_workers,
-            show_progress=context.is_main,
-        )
-        started = time.perf_counter()
-        outcomes = merge_outcomes(extractor.run(mine, resume=cfg.resume), plans, context)
-        failed = [o for o in outcomes if o.status != "success"]
-        if context.is_main:
-            slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size)
-            tracker.log({"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60})
-            tracker.finish()
-            for outcome in failed:
-                logger.error("FAILED %s: %s", outcome.slide_id, outcome.error)
-            logger.info(
-                "done: %d/%d slide(s) succeeded, %d failed. Features: %s; tables: %s, %s",
-                len(outcomes) - len(failed), len(outcomes), len(failed), run_dir / "features", slides_csv, regions_csv,
-            )
-        return 1 if failed else 0
+        with file_log(run_dir / "log.txt", context.rank):
+            return _extract(cfg, run_dir, context, device)
     finally:
         shutdown()
+
+
+def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device) -> int:
+    plans = plan_slides(cfg.region_dir, cfg.slide_list, cfg.format)
+    mine = shard_plans(plans, context)
+    logger.info(
+        "%d slide(s), %d region(s) in %s; rank %d/%d takes %d slide(s); device %s, %s, level %s",
+        len(plans), sum(len(p.regions) for p in plans), cfg.region_dir, context.rank, context.world_size,
+        len(mine), device, cfg.precision.value, cfg.level.value,
+    )
+    encoder = build_encoder_from_config(cfg, context.local_rank)
+    tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
+    extractor = Extractor(
+        encoder,
+        FeatureStore(run_dir, cfg.save_region_features),
+        cfg.level.value,
+        cfg.region_size,
+        cfg.batch_size,
+        cfg.num_workers,
+        show_progress=context.is_main,
+    )
+    started = time.perf_counter()
+    outcomes = merge_outcomes(extractor.run(mine, resume=cfg.resume), plans, context)
+    failed = [o for o in outcomes if o.status != "success"]
+    if context.is_main:
+        slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size)
+        tracker.log({"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60})
+        tracker.finish()
+        for outcome in failed:
+            logger.error("FAILED %s: %s", outcome.slide_id, outcome.error)
+        logger.info(
+            "done: %d/%d slide(s) succeeded, %d failed. Features: %s; tables: %s, %s",
+            len(outcomes) - len(failed), len(outcomes), len(failed), run_dir / "features", slides_csv, regions_csv,
+        )
+    return 1 if failed else 0

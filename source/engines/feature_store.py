@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -55,6 +56,19 @@ class FeatureStore:
         if self.save_region_features:
             return all(self.region_path(slide_id, region).exists() for region in regions)
         return True
+
+    def remove_stale_temporaries(self, slide_id: str) -> int:
+        """Delete temporaries a killed run left for this slide (``.<name>.pt.<random>.tmp``); returns how many."""
+        slide_name = re.compile(rf"^\.{re.escape(slide_id)}\.pt\..*\.tmp$")
+        region_name = re.compile(rf"^\.{re.escape(slide_id)}_\d+_\d+\.pt\..*\.tmp$")
+        removed = 0
+        for folder, pattern in ((self.slide_dir, slide_name), (self.region_dir, region_name)):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if pattern.match(path.name):
+                        path.unlink(missing_ok=True)
+                        removed += 1
+        return removed
 
     def write(self, slide_id: str, regions: Sequence[Region], features: torch.Tensor) -> Path:
         """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files first, slide file last."""

@@ -1,0 +1,116 @@
+"""Shared test helpers: an independent eager ViT, official-format checkpoints, config building."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from source.config.core import compose_base
+from source.config.extraction import ExtractionConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def reference_blocks(state: Mapping[str, torch.Tensor], tokens: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain-PyTorch pre-norm blocks + final norm from a state dict (explicit softmax attention)."""
+    dim = tokens.shape[-1]
+    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+    weights = None
+    for i in range(depth):
+        p = lambda name: state[f"blocks.{i}.{name}"]  # noqa: E731
+        h = F.layer_norm(tokens, (dim,), p("norm1.weight"), p("norm1.bias"), 1e-6)
+        qkv = h @ p("attn.qkv.weight").T + p("attn.qkv.bias")
+        b, n, _ = qkv.shape
+        q, k, v = qkv.reshape(b, n, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(dim // heads), dim=-1)
+        attended = (weights @ v).transpose(1, 2).reshape(b, n, dim)
+        tokens = tokens + attended @ p("attn.proj.weight").T + p("attn.proj.bias")
+        h = F.layer_norm(tokens, (dim,), p("norm2.weight"), p("norm2.bias"), 1e-6)
+        hidden = F.gelu(h @ p("mlp.fc1.weight").T + p("mlp.fc1.bias"))
+        tokens = tokens + hidden @ p("mlp.fc2.weight").T + p("mlp.fc2.bias")
+    return F.layer_norm(tokens, (dim,), state["norm.weight"], state["norm.bias"], 1e-6), weights
+
+
+def reference_pos_embed(pos_embed: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """DINO's recipe: bicubic with scale factor ((g + 0.1) / g0), CLS position untouched."""
+    g0 = int(math.sqrt(pos_embed.shape[1] - 1))
+    if height == width == g0:
+        return pos_embed
+    grid = pos_embed[:, 1:].reshape(1, g0, g0, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=((height + 0.1) / g0, (width + 0.1) / g0), mode="bicubic")
+    return torch.cat((pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, height * width, -1)), dim=1)
+
+
+def reference_vit_patch(state: Mapping[str, torch.Tensor], images: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLS ``(B, D)`` and last attention of a pixel ViT, computed from its state dict alone."""
+    tokens = F.conv2d(images, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=16)
+    height, width = tokens.shape[-2:]
+    tokens = tokens.flatten(2).transpose(1, 2)
+    tokens = torch.cat((state["cls_token"].expand(len(tokens), -1, -1), tokens), dim=1)
+    tokens = tokens + reference_pos_embed(state["pos_embed"], height, width)
+    out, weights = reference_blocks(state, tokens, heads)
+    return out[:, 0], weights
+
+
+def reference_vit_region(state: Mapping[str, torch.Tensor], grid: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLS ``(B, D)`` and last attention of ViT4K from a feature grid ``(B, C, h, w)``."""
+    height, width = grid.shape[-2:]
+    tokens = grid.flatten(2).transpose(1, 2)
+    tokens = F.gelu(tokens @ state["phi.0.weight"].T + state["phi.0.bias"])
+    tokens = torch.cat((state["cls_token"].expand(len(tokens), -1, -1), tokens), dim=1)
+    tokens = tokens + reference_pos_embed(state["pos_embed"], height, width)
+    out, weights = reference_blocks(state, tokens, heads)
+    return out[:, 0], weights
+
+
+def double_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict in float64 (a more exact reference)."""
+    return {k: v.detach().double() for k, v in model.state_dict().items()}
+
+
+def official_checkpoint(model: torch.nn.Module, head_dim: int = 32, seed: int = 0) -> dict:
+    """A training dict laid out like HIPT's released DINO files (teacher + DDP-wrapped student + heads)."""
+    generator = torch.Generator().manual_seed(seed)
+    backbone = model.state_dict()
+    dim = backbone["cls_token"].shape[-1]
+    head = {
+        "head.mlp.0.weight": torch.randn(64, dim, generator=generator),
+        "head.mlp.0.bias": torch.zeros(64),
+        "head.mlp.2.weight": torch.randn(head_dim, 64, generator=generator),
+        "head.last_layer.weight_g": torch.ones(128, 1),
+        "head.last_layer.weight_v": torch.randn(128, head_dim, generator=generator),
+    }
+    teacher = {f"backbone.{k}": v.clone() for k, v in backbone.items()} | head
+    student = {f"module.backbone.{k}": v + 0.5 for k, v in backbone.items()} | {f"module.{k}": v for k, v in head.items()}
+    parameter = torch.nn.Parameter(torch.zeros(4))
+    optimizer = torch.optim.AdamW([parameter])
+    parameter.grad = torch.ones(4)
+    optimizer.step()
+    args = argparse.Namespace(
+        arch="vit_small", patch_size=16, out_dim=128, norm_last_layer=False, lr=0.0005,
+        local_crops_scale=(0.05, 0.4), global_crops_scale=(0.4, 1.0), data_path="/data/patches", use_fp16=True,
+        optimizer="adamw", epochs=100, dist_url="env://",
+    )
+    return {
+        "student": student,
+        "teacher": teacher,
+        "optimizer": optimizer.state_dict(),
+        "epoch": 100,
+        "args": args,
+        "dino_loss": {"center": torch.zeros(1, 128)},
+        "fp16_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 7},
+    }
+
+
+def extraction_config(**overrides) -> DictConfig:
+    """The documented extraction defaults (config/default.yaml) with ``overrides`` (dotted keys allowed)."""
+    cfg = compose_base(ExtractionConfig, REPO / "config" / "default.yaml")
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg

@@ -1,0 +1,163 @@
+import logging
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from source.models.checkpoints import CheckpointError, load_pretrained, read_checkpoint
+from source.models.convert import convert_to_safetensors, main as convert_main
+from source.models.factory import build_vit_patch, build_vit_region
+from source.models.hipt import HIPTEncoder
+from source.models.vit import build_vit, resize_pos_embed, vit4k_xs, vit_small
+from tests.helpers import official_checkpoint
+
+
+@pytest.fixture(scope="module")
+def trained_patch():
+    torch.manual_seed(11)
+    return vit_small().eval()
+
+
+@pytest.fixture(scope="module")
+def official_file(trained_patch, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "vit256_small_dino.pth"
+    torch.save(official_checkpoint(trained_patch), path)
+    return path
+
+
+def assert_same_weights(a, b):
+    for (name, x), (_, y) in zip(sorted(a.state_dict().items()), sorted(b.state_dict().items())):
+        assert torch.equal(x, y), name
+
+
+def test_official_training_dict_loads_teacher_by_name(trained_patch, official_file, caplog):
+    model = build_vit("vit_small")
+    with caplog.at_level(logging.INFO):
+        report = load_pretrained(model, official_file, name="vit_patch")
+    assert_same_weights(model, trained_patch)
+    assert report.entry == "teacher" and report.loaded == len(trained_patch.state_dict()) == 150
+    assert report.ignored_head == 5 and report.unexpected == []
+    assert {"student", "optimizer", "args", "epoch", "dino_loss"} <= set(report.ignored_entries)
+    lines = [r.getMessage() for r in caplog.records if "loaded 150 tensors" in r.getMessage()]
+    assert len(lines) == 1 and "ignored 5 DINO-head tensors" in lines[0]
+
+
+def test_student_entry_strips_module_and_backbone_prefixes(trained_patch, official_file):
+    model = build_vit("vit_small")
+    load_pretrained(model, official_file, entry="student")
+    torch.testing.assert_close(model.cls_token, trained_patch.cls_token + 0.5)
+
+
+def test_bare_state_dict_and_safetensors_round_trip_give_identical_features(trained_patch, official_file, tmp_path):
+    bare = tmp_path / "bare.pth"
+    torch.save(trained_patch.state_dict(), bare)
+    converted = tmp_path / "vit256_small_dino.safetensors"
+    assert convert_to_safetensors(official_file, converted) == 150
+    with safe_open(str(converted), "pt") as handle:
+        assert not any(key.startswith(("head.", "backbone.", "module.")) for key in handle.keys())
+        assert handle.metadata()["entry"] == "teacher"
+    assert converted.stat().st_size < 0.6 * official_file.stat().st_size
+    regions = torch.randint(0, 256, (1, 3, 512, 512), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    features = []
+    for path in (official_file, bare, converted):
+        encoder = HIPTEncoder(build_vit_patch("vit_small", path).eval())
+        with torch.inference_mode():
+            features.append(encoder.encode_patches(regions))
+    assert torch.equal(features[0], features[1]) and torch.equal(features[0], features[2])
+
+
+def test_converter_command_line(official_file, tmp_path, capsys):
+    assert convert_main([str(official_file), str(tmp_path / "out.safetensors")]) == 0
+    assert (tmp_path / "out.safetensors").exists()
+    assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 1
+
+
+def test_vit_region_checkpoint_with_other_pos_grid_is_interpolated(tmp_path):
+    torch.manual_seed(2)
+    pretrained_on_16 = vit4k_xs(pos_grid=16)
+    path = tmp_path / "vit4k_16.pth"
+    torch.save(official_checkpoint(pretrained_on_16), path)
+    model = build_vit_region("vit4k_xs", path)  # official 14 x 14 grid
+    torch.testing.assert_close(model.pos_embed, resize_pos_embed(pretrained_on_16.pos_embed.detach(), 14))
+    same_grid = build_vit_region("vit4k_xs", path, img_size_pretrained=256)
+    torch.testing.assert_close(same_grid.pos_embed, pretrained_on_16.pos_embed)
+
+
+def test_random_init_only_when_asked_and_warned(caplog):
+    with caplog.at_level(logging.WARNING):
+        build_vit_patch("vit_tiny", None)
+    assert any("RANDOM weights" in r.getMessage() and "pretrain_vit_patch" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 704000000\n", "git-LFS pointer"),
+        (b"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title>", "HTML page"),
+        (b"", "empty"),
+        (b"\x00\x01garbage that is not a checkpoint at all", "neither"),
+    ],
+)
+def test_bad_files_are_named_errors(tmp_path, content, message):
+    path = tmp_path / "vit256_small_dino.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_pretrained(build_vit("vit_tiny"), path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist.*README"):
+        build_vit_patch("vit_small", tmp_path / "nope.pth")
+
+
+@pytest.mark.parametrize("name", ["vit.pth", "vit.safetensors"])
+def test_truncated_files_are_named_errors(trained_patch, official_file, tmp_path, name):
+    source = tmp_path / f"full_{name}"
+    if name.endswith(".safetensors"):
+        convert_to_safetensors(official_file, source)
+    else:
+        source.write_bytes(official_file.read_bytes())
+    truncated = tmp_path / name
+    truncated.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated|corrupt") as error:
+        load_pretrained(build_vit("vit_small"), truncated)
+    assert str(truncated) in str(error.value)
+
+
+def test_missing_and_misshaped_tensors_are_named(trained_patch, tmp_path):
+    state = dict(trained_patch.state_dict())
+    del state["blocks.3.attn.proj.weight"]
+    path = tmp_path / "missing.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="blocks.3.attn.proj.weight"):
+        load_pretrained(build_vit("vit_small"), path)
+    full = tmp_path / "full.pth"
+    torch.save(trained_patch.state_dict(), full)
+    with pytest.raises(CheckpointError, match=r"wrong shapes: .*patch_embed.proj.weight \(checkpoint \(384, 3, 16, 16\)"):
+        load_pretrained(build_vit("vit_tiny"), full)
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as handle:
+        pickle.dump({"teacher": Exploit()}, handle)
+    with pytest.raises(CheckpointError, match="not allowed for safe loading"):
+        read_checkpoint(path)
+    torch.save({"teacher": {"x": torch.zeros(1)}, "payload": Exploit()}, tmp_path / "evil_zip.pth")
+    with pytest.raises(CheckpointError, match="not allowed for safe loading"):
+        read_checkpoint(tmp_path / "evil_zip.pth")
+    assert not marker.exists()
+
+
+def test_wrong_entry_lists_available_entries(official_file):
+    with pytest.raises(CheckpointError, match="no 'ema' state dict.*'student'"):
+        load_pretrained(build_vit("vit_small"), official_file, entry="ema")

@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+from source.io import UnsafePathError, atomic_path, atomic_torch_save, safe_join
+
+
+def test_safe_join_keeps_names_inside(tmp_path):
+    assert safe_join(tmp_path, "TCGA-A1.01", ".pt") == tmp_path / "TCGA-A1.01.pt"
+    for name in ["..", ".", "", "../x", "a/b", "/etc/passwd", "a\\b", "a\x00b"]:
+        with pytest.raises(UnsafePathError):
+            safe_join(tmp_path, name)
+
+
+def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
+    target = tmp_path / "out.pt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    atomic_torch_save(torch.ones(2), target)
+    assert torch.equal(torch.load(target, weights_only=True), torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.pt"]
