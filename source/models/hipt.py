@@ -126,12 +126,12 @@ class HIPTEncoder(nn.Module):
             ``(B, n*n, D_patch)`` float32 on the patch device, n = R / patch_size.
         """
         device = self.patch_device
-        patches = patchify(regions, self.patch_size)
+        patches = patchify(regions.to(device, non_blocking=True), self.patch_size)
         per_region = patches.shape[0] // regions.shape[0]
         outputs = []
         with self._autocast(device):
             for start in range(0, patches.shape[0], self.patch_batch_size):
-                chunk = patches[start : start + self.patch_batch_size].to(device, non_blocking=True)
+                chunk = patches[start : start + self.patch_batch_size]
                 outputs.append(self.vit_patch(self.normalize(chunk)).float())
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
