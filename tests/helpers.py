@@ -114,3 +114,16 @@ def extraction_config(**overrides) -> DictConfig:
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return cfg
+
+
+def training_config(kind: str, multi: bool = False, **overrides) -> DictConfig:
+    """``config/training/<kind>/{single,multi}.yaml`` on its schema, with dotted ``overrides``."""
+    from source.config.training import TRAINING_SCHEMAS
+
+    schema = TRAINING_SCHEMAS[kind]
+    documented = OmegaConf.load(REPO / "config" / "training" / kind / ("multi.yaml" if multi else "single.yaml"))
+    documented.pop("defaults")
+    cfg = OmegaConf.merge(OmegaConf.structured(schema), documented)
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg

@@ -59,3 +59,8 @@ def hydra_entry(main: Callable[[DictConfig], Any], config_path: Path, config_nam
 def save_config(cfg: DictConfig, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
     atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def register_schema(name: str, schema: type) -> None:
+    """Register a dataclass schema in Hydra's ConfigStore as ``name`` (YAMLs list it in ``defaults:``)."""
+    ConfigStore.instance().store(name=name, node=schema)

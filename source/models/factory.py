@@ -16,8 +16,10 @@ TOKEN_SIZE = 16
 """Pixels per ViT_patch token; ViT_region's ``img_size_pretrained`` is counted in the same unit."""
 
 
-def load_or_warn(model: VisionTransformer, weights: Optional[str | Path], entry: str, name: str, key: str) -> None:
-    """Load ``weights`` into ``model``; with ``weights=None`` keep the random init and warn once."""
+def load_or_warn(model: VisionTransformer, weights: Optional[str | Path], entry: str, name: str, key: str, warn: bool = True) -> None:
+    """Load ``weights`` into ``model``; with ``weights=None`` keep the random init and warn once (if ``warn``)."""
+    if weights is None and not warn:
+        return
     if weights is None:
         logger.warning(
             "%s has RANDOM weights (%s is null): its features carry no pretrained knowledge. Set %s to a "
@@ -45,6 +47,7 @@ def build_vit_region(
     entry: str = "teacher",
     img_size_pretrained: Optional[int] = None,
     input_dim: int = 384,
+    warn_random: bool = True,
 ) -> VisionTransformer:
     """ViT_region (ViT4K-XS by default), loaded from ``weights`` (config key ``pretrain_vit_region``).
 
@@ -54,7 +57,7 @@ def build_vit_region(
     """
     pos_grid = (img_size_pretrained // TOKEN_SIZE) if img_size_pretrained else PRETRAINED_POS_GRID
     model = build_vit(arch, pos_grid=pos_grid, input_dim=input_dim)
-    load_or_warn(model, weights, entry, "vit_region", "pretrain_vit_region")
+    load_or_warn(model, weights, entry, "vit_region", "pretrain_vit_region", warn_random)
     return model
 
 
@@ -80,3 +83,35 @@ def build_hipt_encoder(
             region_arch, pretrain_vit_region, checkpoint_key, img_size_pretrained, input_dim=vit_patch.embed_dim
         ).eval()
     return HIPTEncoder(vit_patch, vit_region, patch_size, patch_batch_size, mean, std, precision)
+
+
+def build_slide_model(
+    level: str,
+    num_outputs: int,
+    dropout: float = 0.25,
+    pos_embed: Optional[str] = None,
+    max_len: int = 512,
+    region_dim: int = 192,
+    patient_pooling: bool = False,
+    vit_region_weights: Optional[str | Path] = None,
+    checkpoint_key: str = "teacher",
+    img_size_pretrained: Optional[int] = None,
+    freeze_vit_region: bool = True,
+    freeze_pos_embed: bool = True,
+    patch_dim: int = 384,
+    load_vit_region: bool = True,
+):
+    """GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region from ``vit_region_weights``),
+    wrapped in PatientHIPT when ``patient_pooling`` (survival ``agg_method: self_att``).
+
+    ``load_vit_region=False`` skips reading ViT_region weights (a trained checkpoint will overwrite them).
+    """
+    from source.models.slide import GlobalHIPT, LocalGlobalHIPT, PatientHIPT
+
+    if level == "global":
+        model = GlobalHIPT(num_outputs, region_dim, dropout, pos_embed, max_len)
+    else:
+        weights = vit_region_weights if load_vit_region else None
+        vit_region = build_vit_region("vit4k_xs", weights, checkpoint_key, img_size_pretrained, patch_dim, warn_random=load_vit_region)
+        model = LocalGlobalHIPT(vit_region, num_outputs, dropout, pos_embed, max_len, freeze_vit_region, freeze_pos_embed)
+    return PatientHIPT(model, num_outputs, dropout) if patient_pooling else model

@@ -1,0 +1,202 @@
+"""Schemas and checks of the slide-level training configs (``train/*.py``) and of inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from source.config.core import ConfigError
+from source.config.extraction import Level, WandbConfig
+
+
+@dataclass
+class DataConfig:
+    train_csv: Optional[str] = None
+    tune_csv: Optional[str] = None
+    test_csv: Optional[str] = None
+    fold_dir: Optional[str] = None
+
+
+@dataclass
+class TrainingSection:
+    batch_size: int = 1
+    pct: Optional[float] = None
+    weighted_sampling: bool = False
+    gradient_accumulation: int = 32
+
+
+@dataclass
+class TuningSection:
+    tune_every: int = 1
+
+
+@dataclass
+class TestingSection:
+    retrieve_checkpoint: str = "best"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enable: bool = False
+    tracking: Optional[str] = None
+    min_max: Optional[str] = None
+    patience: int = 10
+    min_epoch: int = 30
+
+
+@dataclass
+class SchedulerConfig:
+    name: Optional[str] = None
+    step_size: int = 20
+    gamma: float = 0.5
+    eta_min: float = 0.0
+    factor: float = 0.5
+    patience: int = 5
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"
+    lr: float = 0.0002
+    wd: float = 1e-5
+    momentum: float = 0.9
+    lr_scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+@dataclass
+class SlidePosEmbedConfig:
+    use: bool = False
+    type: str = "sinusoidal"
+    max_len: int = 512
+
+
+@dataclass
+class ModelConfig:
+    dropout: float = 0.25
+    embed_dim_region: int = 192
+    embed_dim_patch: int = 384
+    slide_pos_embed: SlidePosEmbedConfig = field(default_factory=SlidePosEmbedConfig)
+    pretrain_vit_region: Optional[str] = None
+    checkpoint_key: str = "teacher"
+    img_size_pretrained: Optional[int] = None
+    freeze_vit_region: bool = True
+    freeze_vit_region_pos_embed: bool = True
+
+
+@dataclass
+class SurvivalModelConfig(ModelConfig):
+    agg_method: Optional[str] = None
+    max_regions: Optional[int] = None
+
+
+@dataclass
+class TrainingConfig:
+    """Keys shared by classification and survival training."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    features_dir: str = MISSING
+    output_dir: str = "output"
+    experiment_name: str = "training"
+    run_id: Optional[str] = None
+    resume: bool = False
+    seed: int = 0
+    level: Level = Level["global"]
+    nepochs: int = 50
+    label_name: str = "label"
+    device: str = "auto"
+    training: TrainingSection = field(default_factory=TrainingSection)
+    tuning: TuningSection = field(default_factory=TuningSection)
+    testing: TestingSection = field(default_factory=TestingSection)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class ClassificationConfig(TrainingConfig):
+    num_classes: int = 2
+    label_mapping: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
+class SurvivalConfig(TrainingConfig):
+    label_name: str = "survival_months"
+    nbins: int = 4
+    model: SurvivalModelConfig = field(default_factory=SurvivalModelConfig)
+
+
+@dataclass
+class InferenceConfig:
+    """Keys of ``inference/*.py``."""
+
+    checkpoints: list[str] = field(default_factory=list)
+    run_dir: Optional[str] = None
+    checkpoint_name: str = "best"
+    test_csvs: Any = None
+    features_dir: Optional[str] = None
+    output_dir: str = "output"
+    experiment_name: str = "inference"
+    run_id: Optional[str] = None
+    resume: bool = False
+    device: str = "auto"
+
+
+TRAINING_SCHEMAS = {"classification": ClassificationConfig, "survival": SurvivalConfig}
+
+RESUME_KEYS = ("level", "features_dir", "label_name", "nepochs", "seed", "data", "model", "optim", "training", "num_classes", "label_mapping", "nbins")
+"""Keys that must not change when a training run is resumed."""
+
+
+def validate_training(cfg: DictConfig, multi: bool) -> None:
+    """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
+    if OmegaConf.is_missing(cfg, "features_dir") or not cfg.features_dir:
+        raise ConfigError("features_dir is not set: give the features/slide/ folder written by extract_features.py")
+    if not Path(cfg.features_dir).is_dir():
+        raise ConfigError(f"features_dir '{cfg.features_dir}' is not a folder")
+    if multi:
+        if not cfg.data.fold_dir:
+            raise ConfigError("data.fold_dir is not set: give the folder holding fold_<i>/{train,tune,test}.csv")
+    else:
+        for key in ("train_csv", "tune_csv"):
+            if not cfg.data[key]:
+                raise ConfigError(f"data.{key} is not set: give the csv of the {key.split('_')[0]} split")
+    positive = {"nepochs": cfg.nepochs, "training.gradient_accumulation": cfg.training.gradient_accumulation,
+                "tuning.tune_every": cfg.tuning.tune_every, "early_stopping.patience": cfg.early_stopping.patience}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.training.batch_size != 1:
+        raise ConfigError(f"training.batch_size must be 1 (slides have different numbers of regions); use training.gradient_accumulation, got {cfg.training.batch_size}")
+    if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
+        raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
+    if cfg.testing.retrieve_checkpoint not in {"best", "latest"}:
+        raise ConfigError(f"testing.retrieve_checkpoint must be best or latest, got '{cfg.testing.retrieve_checkpoint}'")
+    if cfg.early_stopping.min_max not in {None, "min", "max"}:
+        raise ConfigError(f"early_stopping.min_max must be min, max or null, got '{cfg.early_stopping.min_max}'")
+    if cfg.optim.name not in {"adam", "adamw", "sgd"}:
+        raise ConfigError(f"optim.name must be adam, adamw or sgd, got '{cfg.optim.name}'")
+    if cfg.optim.lr_scheduler.name not in {None, "step", "cosine", "reduce_on_plateau"}:
+        raise ConfigError(f"optim.lr_scheduler.name must be null, step, cosine or reduce_on_plateau, got '{cfg.optim.lr_scheduler.name}'")
+    if cfg.model.slide_pos_embed.type not in {"sinusoidal", "learned"}:
+        raise ConfigError(f"model.slide_pos_embed.type must be sinusoidal or learned, got '{cfg.model.slide_pos_embed.type}'")
+    if not 0 <= cfg.model.dropout < 1:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
+    if cfg.resume and not cfg.run_id:
+        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
+    if "label_mapping" in cfg and cfg.label_mapping is not None:
+        mapping = OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
+        if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
+            raise ConfigError(f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}")
+    if "num_classes" in cfg and cfg.num_classes < 2:
+        raise ConfigError(f"num_classes must be >= 2, got {cfg.num_classes}")
+    if "nbins" in cfg and cfg.nbins < 2:
+        raise ConfigError(f"nbins must be >= 2, got {cfg.nbins}")
+    if "agg_method" in cfg.model:
+        if cfg.model.agg_method not in {None, "concat", "self_att"}:
+            raise ConfigError(f"model.agg_method must be null, concat or self_att, got '{cfg.model.agg_method}'")
+        if cfg.model.max_regions is not None and cfg.model.max_regions < 1:
+            raise ConfigError(f"model.max_regions must be >= 1 or null, got {cfg.model.max_regions}")

@@ -1,0 +1,166 @@
+"""Slide feature files written by extract_features.py, checked once and served as bags for training.
+
+``features_dir/<slide_id>.pt`` holds ``(M, 192)`` (level global) or ``(M, n*n, 384)`` (level local).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from source.io import safe_join
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureFileError(ValueError):
+    """A feature file does not fit the chosen level, or holds NaN / inf."""
+
+
+def check_features(tensor: torch.Tensor, level: str, dim: int, path: Path) -> None:
+    """Raise :class:`FeatureFileError` unless ``tensor`` is ``(M, dim)`` (global) or ``(M, n*n, dim)`` (local), finite."""
+    if not isinstance(tensor, torch.Tensor):
+        raise FeatureFileError(f"{path} holds a {type(tensor).__name__}, not a tensor")
+    shape = tuple(tensor.shape)
+    if level == "global":
+        ok = tensor.dim() == 2 and shape[1] == dim and shape[0] > 0
+        expected = f"(M, {dim})"
+    else:
+        ok = tensor.dim() == 3 and shape[2] == dim and shape[0] > 0 and math.isqrt(shape[1]) ** 2 == shape[1]
+        expected = f"(M, n*n, {dim})"
+    if not ok:
+        raise FeatureFileError(f"{path} has shape {shape} but level {level} needs {expected}; check level and features_dir")
+    if not torch.isfinite(tensor).all():
+        raise FeatureFileError(f"{path} holds NaN or inf values; extract this slide again")
+
+
+class FeatureBank:
+    """Feature files of one ``features_dir``: validated, optionally kept in memory.
+
+    Args:
+        features_dir: the ``features/slide/`` folder of an extraction run.
+        level: ``global`` or ``local``.
+        dim: feature width (192 global, 384 local).
+        cache: keep tensors in memory after the first read (sensible for global features).
+    """
+
+    def __init__(self, features_dir: str | Path, level: str, dim: int, cache: bool = True) -> None:
+        self.features_dir = Path(features_dir)
+        self.level = level
+        self.dim = dim
+        self.cache = cache
+        self._memory: dict[str, torch.Tensor] = {}
+
+    def path(self, slide_id: str) -> Path:
+        """``features_dir/<slide_id>.pt`` (slide ids cannot leave the folder)."""
+        return safe_join(self.features_dir, slide_id, ".pt")
+
+    def load(self, slide_id: str) -> torch.Tensor:
+        """The slide's float32 features."""
+        if slide_id in self._memory:
+            return self._memory[slide_id]
+        tensor = torch.load(self.path(slide_id), map_location="cpu", weights_only=True).float()
+        if self.cache:
+            self._memory[slide_id] = tensor
+        return tensor
+
+    def validate(self, slide_ids: Sequence[str]) -> list[str]:
+        """Check every present file (shape, finiteness); return the slide ids whose file is missing.
+
+        Raises:
+            FeatureFileError: a file with the wrong shape or non-finite values.
+        """
+        missing = []
+        for slide_id in slide_ids:
+            path = self.path(slide_id)
+            if not path.is_file():
+                missing.append(slide_id)
+                continue
+            check_features(self.load(slide_id), self.level, self.dim, path)
+        return missing
+
+
+@dataclass
+class Bag:
+    """One training item: the features, its targets and its row in the split table."""
+
+    features: torch.Tensor | list[torch.Tensor]
+    targets: dict[str, torch.Tensor]
+    index: int
+
+
+class BagDataset(Dataset):
+    """Items of a split: a slide (``mode='slide'``), all regions of a patient's slides (``'concat'``),
+    or the list of a patient's slides (``'slides'``).
+
+    Args:
+        slide_ids: the slide ids of each item.
+        targets: per-item target arrays, e.g. ``{'label': (N,)}`` or ``{'bin': (N,), 'censorship': (N,)}``.
+        bank: where features come from.
+        mode: ``slide``, ``concat`` or ``slides``.
+        max_regions: in ``concat`` mode, keep at most this many regions (a seeded random subset, in order).
+        seed: seed of that subset (combined with the epoch and item index).
+    """
+
+    def __init__(
+        self,
+        slide_ids: Sequence[Sequence[str]],
+        targets: Mapping[str, np.ndarray],
+        bank: FeatureBank,
+        mode: str = "slide",
+        max_regions: Optional[int] = None,
+        seed: int = 0,
+    ) -> None:
+        if mode not in {"slide", "concat", "slides"}:
+            raise ValueError(f"unknown bag mode '{mode}'")
+        self.slide_ids = [list(ids) for ids in slide_ids]
+        self.targets = {name: np.asarray(values) for name, values in targets.items()}
+        self.bank = bank
+        self.mode = mode
+        self.max_regions = max_regions
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.slide_ids)
+
+    def __getitem__(self, index: int) -> Bag:
+        slides = [self.bank.load(slide_id) for slide_id in self.slide_ids[index]]
+        if self.mode == "slide":
+            features: torch.Tensor | list[torch.Tensor] = slides[0]
+        elif self.mode == "slides":
+            features = slides
+        else:
+            features = torch.cat(slides)
+            if self.max_regions is not None and len(features) > self.max_regions:
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
+                keep = torch.randperm(len(features), generator=generator)[: self.max_regions].sort().values
+                features = features[keep]
+        targets = {name: torch.as_tensor(values[index]) for name, values in self.targets.items()}
+        return Bag(features, targets, index)
+
+
+@dataclass
+class Split:
+    """One split's items.
+
+    Attributes:
+        name: ``train``, ``tune``, ``test`` or a user's name for an inference csv.
+        dataset: the bags.
+        frame: one row per item (input columns + target columns), aligned with ``dataset``.
+        sample_weights: per-item weights for class-balanced sampling (training only).
+    """
+
+    name: str
+    dataset: BagDataset
+    frame: pd.DataFrame
+    sample_weights: Optional[np.ndarray] = None
+

@@ -1,0 +1,87 @@
+"""``inference/*.py``: predictions of trained checkpoints on named csvs; several checkpoints = an ensemble
+that averages class probabilities or risks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from source.config.core import ConfigError
+from source.config.rundir import prepare_run_dir
+from source.config.training import TRAINING_SCHEMAS
+from source.devices import resolve_device
+from source.distributed import DistributedContext
+from source.engines.evaluate import predict_split
+from source.engines.training_job import build_model_from_config, build_task_and_splits, feature_bank, write_results
+from source.log import file_log, setup_logging
+from source.models.checkpoints import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+
+def find_checkpoints(cfg: DictConfig) -> list[Path]:
+    """``checkpoints`` as given, or ``run_dir/<checkpoint_name>.pt`` / every ``run_dir/fold_<i>/<checkpoint_name>.pt``."""
+    if cfg.checkpoints:
+        paths = [Path(p) for p in cfg.checkpoints]
+    elif cfg.run_dir:
+        name = f"{cfg.checkpoint_name}.pt"
+        folds = sorted(Path(cfg.run_dir).glob(f"fold_*/{name}"), key=lambda p: int(p.parent.name.split("_")[1]))
+        paths = folds or [Path(cfg.run_dir) / name]
+    else:
+        raise ConfigError("set checkpoints (a list of .pt files) or run_dir (a training run folder)")
+    for path in paths:
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint '{path}' does not exist; check checkpoints / run_dir / checkpoint_name")
+    return paths
+
+
+def ensemble(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Average the prediction columns (``prob_*`` or ``risk``) of several models; ``pred`` is recomputed."""
+    result = tables[0].copy()
+    probability_columns = [c for c in result.columns if c.startswith("prob_")]
+    for column in probability_columns + (["risk"] if "risk" in result.columns else []):
+        result[column] = np.mean([table[column].to_numpy() for table in tables], axis=0)
+    if probability_columns:
+        result["pred"] = result[probability_columns].to_numpy().argmax(axis=1)
+    return result
+
+
+def run_inference_job(cfg: DictConfig, kind: str) -> int:
+    """Predict every csv of ``test_csvs`` with every checkpoint, average, write tables, metrics and plots."""
+    setup_logging()
+    if not OmegaConf.is_dict(cfg.test_csvs) or not cfg.test_csvs:
+        raise ConfigError('test_csvs must name the csvs to predict, e.g. test_csvs="{external: /data/external.csv}"')
+    checkpoints = find_checkpoints(cfg)
+    device = resolve_device(cfg.device)
+    run_dir = prepare_run_dir(cfg, DistributedContext())
+    with file_log(run_dir / "log.txt"):
+        per_model: dict[str, list[pd.DataFrame]] = {name: [] for name in cfg.test_csvs}
+        task = None
+        for path in checkpoints:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if state.get("task", {}).get("kind") != kind:
+                raise CheckpointError(f"checkpoint '{path}' is not a {kind} model (it is {state.get('task', {}).get('kind')!r})")
+            train_cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
+            if cfg.features_dir:
+                train_cfg.features_dir = cfg.features_dir
+            paths = {name: str(csv) for name, csv in cfg.test_csvs.items()}
+            task, splits, _ = build_task_and_splits(kind, train_cfg, paths, feature_bank(train_cfg), state["task"])
+            model = build_model_from_config(train_cfg, task, load_vit_region=False).to(device)
+            model.load_state_dict(state["model"])
+            logger.info("%s: epoch %d", path, state["epoch"] + 1)
+            for name, split in splits.items():
+                per_model[name].append(predict_split(model, task, split, device))
+        results = {}
+        for name, outputs in per_model.items():
+            predictions = ensemble([table for table, _ in outputs])
+            results[name] = (predictions, float(np.mean([loss for _, loss in outputs])) if len(outputs) == 1 else float("nan"))
+        metrics = write_results(task, results, run_dir)
+        for name, values in metrics.items():
+            logger.info("%s (%d model%s): %s", name, len(checkpoints), "s" if len(checkpoints) > 1 else "",
+                        ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    return 0

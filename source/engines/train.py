@@ -1,0 +1,190 @@
+"""The one training loop every slide-level task uses: epochs, accumulation, tuning, early stopping,
+checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm import tqdm
+
+from source.engines.callbacks import EarlyStopping
+from source.engines.evaluate import Split, predict_split, to_device
+from source.io import atomic_torch_save, atomic_write_csv
+from source.tasks.base import Task
+from source.tracking import Tracker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerSettings:
+    """Loop settings (config: ``nepochs``, ``training.*``, ``tuning.*``, ``early_stopping.*``, ``seed``)."""
+
+    nepochs: int
+    accumulation: int = 1
+    tune_every: int = 1
+    tracking: str = "loss"
+    maximize: bool = False
+    patience: int = 10
+    min_epoch: int = 0
+    early_stopping: bool = False
+    weighted_sampling: bool = False
+    seed: int = 0
+    show_progress: bool = True
+
+
+class Trainer:
+    """Train ``model`` on ``task`` and keep ``latest.pt`` / ``best.pt`` and ``metrics.csv`` in ``run_dir``.
+
+    Args:
+        model: a slide-level model (one bag -> logits).
+        task: loss, predictions and metrics.
+        optimizer: over the model's trainable parameters.
+        scheduler: epoch-level scheduler or None (ReduceLROnPlateau gets the tracked tune metric).
+        settings: loop settings.
+        run_dir: where checkpoints and tables go.
+        device: the model's device.
+        extra_state: saved in every checkpoint (config, task state) so inference can rebuild the model.
+        tracker: optional wandb sink.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        optimizer: Optimizer,
+        scheduler: Any,
+        settings: TrainerSettings,
+        run_dir: Path,
+        device: torch.device,
+        extra_state: Optional[dict] = None,
+        tracker: Optional[Tracker] = None,
+    ) -> None:
+        self.model, self.task, self.optimizer, self.scheduler = model, task, optimizer, scheduler
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.extra_state = extra_state or {}
+        self.tracker = tracker
+        self.stopper = EarlyStopping(settings.maximize, settings.patience, settings.min_epoch, settings.early_stopping)
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self.finished = False
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def checkpoint_path(self, name: str) -> Path:
+        """``run_dir/<name>.pt`` (``best`` or ``latest``)."""
+        return self.run_dir / f"{name}.pt"
+
+    def save(self, name: str, epoch: int) -> None:
+        """Model, optimiser, scheduler, epoch, early stopping, history, RNG state and the extra state."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": epoch,
+            "early_stopping": self.stopper.state_dict(),
+            "history": self.history,
+            "rng": torch.get_rng_state(),
+            "finished": self.finished,
+            **self.extra_state,
+        }
+        atomic_torch_save(state, self.checkpoint_path(name))
+
+    def resume(self) -> bool:
+        """Continue from ``latest.pt`` if it exists; returns whether it did."""
+        path = self.checkpoint_path("latest")
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.stopper.load_state_dict(state["early_stopping"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["rng"])
+        self.start_epoch = state["epoch"] + 1
+        self.finished = state["finished"]
+        logger.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
+        return True
+
+    # -- loop --------------------------------------------------------------------------------------
+    def _order(self, split: Split, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
+        count = len(split.dataset)
+        if self.settings.weighted_sampling and split.sample_weights is not None:
+            weights = torch.as_tensor(split.sample_weights, dtype=torch.double)
+            return torch.multinomial(weights, count, replacement=True, generator=generator).tolist()
+        return torch.randperm(count, generator=generator).tolist()
+
+    def train_epoch(self, split: Split, epoch: int) -> dict[str, float]:
+        """One pass over the training split with gradient accumulation; returns loss and train metrics."""
+        self.model.train()
+        split.dataset.epoch = epoch
+        self.optimizer.zero_grad(set_to_none=True)
+        order = self._order(split, epoch)
+        group = self.settings.accumulation
+        losses, rows = [], []
+        bar = tqdm(order, desc=f"epoch {epoch + 1} train", leave=False, unit="slide", disable=not self.settings.show_progress)
+        for step, index in enumerate(bar):
+            bag = split.dataset[index]
+            logits = self.model(to_device(bag.features, self.device)).float()
+            loss = self.task.loss(logits, {k: v.to(self.device) for k, v in bag.targets.items()}, training=True)
+            group_size = min(group, len(order) - (step // group) * group)
+            (loss / group_size).backward()
+            if (step + 1) % group == 0 or step + 1 == len(order):
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            rows.append(self.task.predict(logits.detach().cpu()))
+        predictions = pd.concat([split.frame.iloc[order].reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+        return {"loss": sum(losses) / max(len(losses), 1), **self.task.metrics(predictions)}
+
+    def fit(self, train: Split, tune: Split, on_epoch_end: Optional[Callable[[int], None]] = None) -> None:
+        """Train for ``nepochs`` (or until early stopping), tuning every ``tune_every`` epochs."""
+        settings = self.settings
+        if self.finished:
+            logger.info("training already finished (epoch %d); nothing to resume", self.start_epoch)
+            return
+        epochs = tqdm(range(self.start_epoch, settings.nepochs), desc="epochs", unit="epoch", disable=not settings.show_progress,
+                      initial=self.start_epoch, total=settings.nepochs)
+        for epoch in epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self._record(epoch, "train", self.train_epoch(train, epoch), lr)
+            tuned = (epoch + 1) % settings.tune_every == 0 or epoch + 1 == settings.nepochs
+            if tuned:
+                predictions, loss = predict_split(self.model, self.task, tune, self.device)
+                metrics = {"loss": loss, **self.task.metrics(predictions)}
+                self._record(epoch, "tune", metrics, lr)
+                value = metrics.get(settings.tracking, float("nan"))
+                if self.stopper.update(value, epoch):
+                    self.save("best", epoch)
+                    logger.info("epoch %d: new best tune %s = %.4f", epoch + 1, settings.tracking, value)
+                if isinstance(self.scheduler, ReduceLROnPlateau):
+                    self.scheduler.step(value)
+            if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+                self.scheduler.step()
+            stop = tuned and self.stopper.should_stop(epoch)
+            self.finished = stop or epoch + 1 == settings.nepochs
+            self.save("latest", epoch)
+            atomic_write_csv(pd.DataFrame(self.history), self.run_dir / "metrics.csv")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if stop:
+                logger.info("early stopping at epoch %d: tune %s has not improved for %d evaluations", epoch + 1, settings.tracking, settings.patience)
+                break
+
+    def _record(self, epoch: int, split: str, metrics: dict[str, float], lr: float) -> None:
+        self.history.append({"epoch": epoch + 1, "split": split, "lr": lr, **metrics})
+        if self.tracker is not None:
+            self.tracker.log({f"{split}/{k}": v for k, v in metrics.items()} | {"epoch": epoch + 1, "lr": lr})
+        logger.info("epoch %d %s: %s", epoch + 1, split, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

@@ -1,0 +1,168 @@
+"""``train/*.py`` end to end: config -> splits -> model -> Trainer -> final predictions, metrics, plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from source.config.rundir import prepare_run_dir
+from source.config.training import RESUME_KEYS, validate_training
+from source.data.features import FeatureBank, Split
+from source.data.labels import discover_folds
+from source.data.splits import classification_splits, survival_splits
+from source.devices import resolve_device
+from source.distributed import DistributedContext
+from source.engines.evaluate import predict_split
+from source.engines.optim import build_optimizer, build_scheduler
+from source.engines.train import Trainer, TrainerSettings
+from source.io import atomic_write_csv, atomic_write_text
+from source.log import file_log, setup_logging
+from source.models.factory import build_slide_model
+from source.plots import plot_curves
+from source.tasks.base import Task
+from source.tasks.classification import ClassificationTask
+from source.tasks.survival import SurvivalTask
+from source.tracking import Tracker
+
+logger = logging.getLogger(__name__)
+
+
+def feature_bank(cfg: DictConfig) -> FeatureBank:
+    """The feature files of ``features_dir`` for the config's level (global ones are cached in memory)."""
+    level = cfg.level.value
+    dim = cfg.model.embed_dim_region if level == "global" else cfg.model.embed_dim_patch
+    return FeatureBank(cfg.features_dir, level, dim, cache=level == "global")
+
+
+def build_task_and_splits(
+    kind: str, cfg: DictConfig, paths: dict[str, str], bank: FeatureBank, task_state: Optional[dict] = None
+) -> tuple[Task, dict[str, Split], dict]:
+    """The task, its splits, and the task state to save in checkpoints (reused by inference via ``task_state``)."""
+    if kind == "classification":
+        mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
+        splits = classification_splits(paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed)
+        return ClassificationTask(cfg.num_classes), splits, {"kind": kind}
+    edges = np.asarray(task_state["edges"]) if task_state else None
+    tables = survival_splits(paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges)
+    task = SurvivalTask(cfg.nbins, cfg.label_name, tables.edges)
+    if task_state:
+        task.training_outcomes = np.array(list(zip(task_state["train_events"], task_state["train_times"])), dtype=[("event", bool), ("time", float)])
+        return task, tables.splits, task_state
+    train = tables.splits["train"].frame
+    task.set_training_outcomes(train)
+    state = {"kind": kind, "edges": tables.edges.tolist(), "train_events": task.training_outcomes["event"].tolist(),
+             "train_times": task.training_outcomes["time"].tolist()}
+    return task, tables.splits, state
+
+
+def build_model_from_config(cfg: DictConfig, task: Task, load_vit_region: bool = True) -> torch.nn.Module:
+    """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
+    pos = cfg.model.slide_pos_embed
+    return build_slide_model(
+        cfg.level.value, task.num_outputs, cfg.model.dropout, pos.type if pos.use else None, pos.max_len,
+        cfg.model.embed_dim_region, patient_pooling=cfg.model.get("agg_method") == "self_att",
+        vit_region_weights=cfg.model.pretrain_vit_region, checkpoint_key=cfg.model.checkpoint_key,
+        img_size_pretrained=cfg.model.img_size_pretrained, freeze_vit_region=cfg.model.freeze_vit_region,
+        freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed, patch_dim=cfg.model.embed_dim_patch,
+        load_vit_region=load_vit_region,
+    )
+
+
+def write_results(task: Task, results: dict[str, tuple[pd.DataFrame, float]], out_dir: Path) -> dict[str, dict[str, float]]:
+    """``<split>_predictions.csv``, the task's plots, and ``metrics.json``; returns the metrics."""
+    metrics = {}
+    for split, (predictions, loss) in results.items():
+        atomic_write_csv(predictions, out_dir / f"{split}_predictions.csv")
+        metrics[split] = {"loss": loss, **task.metrics(predictions)}
+        task.plots(predictions, out_dir, split)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=True))
+    return metrics
+
+
+def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path, device: torch.device, tracker: Tracker) -> dict:
+    """Train on one train/tune(/test) set of csvs in ``run_dir``; returns the final tune/test metrics."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    bank = feature_bank(cfg)
+    task, splits, task_state = build_task_and_splits(kind, cfg, paths, bank)
+    model = build_model_from_config(cfg, task).to(device)
+    optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
+    tracking = cfg.early_stopping.tracking or task.default_tracking
+    maximize = cfg.early_stopping.min_max == "max" if cfg.early_stopping.min_max else task.higher_is_better.get(tracking, False)
+    sched = cfg.optim.lr_scheduler
+    scheduler = build_scheduler(optimizer, sched.name, cfg.nepochs, sched.step_size, sched.gamma, sched.eta_min, sched.factor,
+                                sched.patience, "max" if maximize else "min")
+    settings = TrainerSettings(
+        nepochs=cfg.nepochs, accumulation=cfg.training.gradient_accumulation, tune_every=cfg.tuning.tune_every,
+        tracking=tracking, maximize=maximize, patience=cfg.early_stopping.patience, min_epoch=cfg.early_stopping.min_epoch,
+        early_stopping=cfg.early_stopping.enable, weighted_sampling=cfg.training.weighted_sampling, seed=cfg.seed,
+    )
+    extra = {"config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "task": task_state}
+    trainer = Trainer(model, task, optimizer, scheduler, settings, run_dir, device, extra, tracker)
+    if cfg.resume:
+        trainer.resume()
+    trainer.fit(splits["train"], splits["tune"])
+    checkpoint = trainer.checkpoint_path(cfg.testing.retrieve_checkpoint)
+    if not checkpoint.exists():
+        logger.warning("%s does not exist (the tracked metric never improved); testing with latest.pt", checkpoint)
+        checkpoint = trainer.checkpoint_path("latest")
+    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+    logger.info("final evaluation with %s", checkpoint)
+    results = {name: predict_split(model, task, splits[name], device) for name in ("tune", "test") if name in splits}
+    metrics = write_results(task, results, run_dir)
+    plot_curves(pd.DataFrame(trainer.history), run_dir)
+    for split, values in metrics.items():
+        logger.info("%s: %s", split, ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    return metrics
+
+
+def summarize_folds(fold_metrics: dict[int, dict], out_path: Path) -> pd.DataFrame:
+    """``summary.csv``: one row per (split, metric) with mean, std and every fold's value."""
+    rows = []
+    splits = sorted({split for metrics in fold_metrics.values() for split in metrics})
+    for split in splits:
+        names = sorted({name for metrics in fold_metrics.values() for name in metrics.get(split, {})})
+        for name in names:
+            values = {f"fold_{fold}": metrics.get(split, {}).get(name, np.nan) for fold, metrics in fold_metrics.items()}
+            array = np.array(list(values.values()), dtype=float)
+            rows.append({"split": split, "metric": name, "mean": np.nanmean(array), "std": np.nanstd(array), **values})
+    summary = pd.DataFrame(rows)
+    atomic_write_csv(summary, out_path)
+    return summary
+
+
+def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
+    """Train (one set of csvs, or every fold of ``data.fold_dir``); returns the exit code."""
+    setup_logging()
+    validate_training(cfg, multi)
+    device = resolve_device(cfg.device)
+    run_dir = prepare_run_dir(cfg, DistributedContext(), RESUME_KEYS)
+    with file_log(run_dir / "log.txt"):
+        tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg)
+        try:
+            if not multi:
+                paths = {name: cfg.data[f"{name}_csv"] for name in ("train", "tune", "test") if cfg.data[f"{name}_csv"]}
+                train_fold(kind, cfg, paths, run_dir, device, tracker)
+                return 0
+            fold_metrics = {}
+            for fold, folder in discover_folds(cfg.data.fold_dir):
+                fold_dir = run_dir / f"fold_{fold}"
+                if cfg.resume and (fold_dir / "metrics.json").exists():
+                    logger.info("fold %d already finished; reading its metrics", fold)
+                    fold_metrics[fold] = json.loads((fold_dir / "metrics.json").read_text())
+                    continue
+                logger.info("fold %d (%s)", fold, folder)
+                paths = {name: str(folder / f"{name}.csv") for name in ("train", "tune", "test") if (folder / f"{name}.csv").is_file()}
+                fold_metrics[fold] = train_fold(kind, cfg, paths, fold_dir, device, tracker)
+            summary = summarize_folds(fold_metrics, run_dir / "summary.csv")
+            logger.info("summary over %d folds:\n%s", len(fold_metrics), summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            return 0
+        finally:
+            tracker.finish()

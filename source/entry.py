@@ -1,0 +1,50 @@
+"""Shared start-up of the training and inference entry scripts (they stay a few lines each)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from source.config.core import ConfigError, hydra_entry, register_schema
+from source.config.training import TRAINING_SCHEMAS, InferenceConfig
+from source.data.features import FeatureFileError
+from source.data.labels import LabelTableError
+from source.models.checkpoints import CheckpointError
+
+USER_ERRORS = (ConfigError, CheckpointError, LabelTableError, FeatureFileError)
+
+
+def _exit_with(job, *args) -> None:
+    try:
+        code = job(*args)
+    except USER_ERRORS as error:
+        logging.getLogger("hipt").error("%s", error)
+        code = 2
+    sys.exit(code)
+
+
+def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
+    """Run ``train/<kind>[_multi].py``: Hydra config ``config/training/<kind>/{single,multi}.yaml``."""
+    from source.engines.training_job import run_training_job
+
+    register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
+
+    def main(cfg: DictConfig) -> None:
+        _exit_with(run_training_job, cfg, kind, multi)
+
+    hydra_entry(main, config_dir / "training" / kind, "multi" if multi else "single")
+
+
+def inference_entry(config_dir: Path, kind: str) -> None:
+    """Run ``inference/<kind>.py``: Hydra config ``config/inference/<kind>.yaml``."""
+    from source.engines.inference_job import run_inference_job
+
+    register_schema("inference_schema", InferenceConfig)
+
+    def main(cfg: DictConfig) -> None:
+        _exit_with(run_inference_job, cfg, kind)
+
+    hydra_entry(main, config_dir / "inference", kind)

@@ -1,0 +1,116 @@
+"""Slide-level HIPT models: GlobalHIPT on region features, LocalGlobalHIPT on patch features, and a
+patient-level model that pools several slides (``agg_method: self_att``).
+
+Every model takes one bag and returns logits ``(C,)`` (C = num_classes, or nbins hazards for survival);
+``forward_with_attention`` also returns the attention over the bag's items.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from source.models.aggregators import GatedAttentionPooling, SlideAggregator
+from source.models.hipt import features_to_grid
+from source.models.vit import VisionTransformer
+
+
+class GlobalHIPT(nn.Module):
+    """Region features ``(M, 192)`` -> slide aggregator -> linear head.
+
+    Args:
+        num_outputs: logits per slide.
+        dim: region feature width.
+        dropout: dropout of the aggregator.
+        pos_embed: None, ``sinusoidal`` or ``learned`` encoding of the region order.
+        max_len: positions the encoding covers.
+    """
+
+    def __init__(self, num_outputs: int, dim: int = 192, dropout: float = 0.25, pos_embed: Optional[str] = None, max_len: int = 512) -> None:
+        super().__init__()
+        self.aggregator = SlideAggregator(dim, dropout=dropout, pos_embed=pos_embed, max_len=max_len)
+        self.classifier = nn.Linear(dim, num_outputs)
+
+    def region_features(self, bag: torch.Tensor) -> torch.Tensor:
+        """The ``(M, 192)`` region features the aggregator reads (identity here)."""
+        return bag
+
+    def embed(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slide embedding ``(D,)`` and attention over regions ``(M,)``."""
+        return self.aggregator(self.region_features(bag))
+
+    def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(C,)`` and attention over regions ``(M,)``."""
+        embedding, attention = self.embed(bag)
+        return self.classifier(embedding), attention
+
+    def forward(self, bag: torch.Tensor) -> torch.Tensor:
+        """Args: bag ``(M, 192)``. Returns logits ``(C,)``."""
+        return self.forward_with_attention(bag)[0]
+
+
+class LocalGlobalHIPT(GlobalHIPT):
+    """Patch features ``(M, n*n, 384)`` -> ViT_region -> ``(M, 192)`` -> slide aggregator -> head.
+
+    Args:
+        vit_region: the ViT4K-XS (loaded by the caller, e.g. from ``vit4k_xs_dino.pth``).
+        freeze_vit_region: keep ViT_region's weights fixed (and in eval mode).
+        freeze_pos_embed: keep ViT_region's pos-embed fixed even when the rest is fine-tuned.
+    """
+
+    def __init__(
+        self,
+        vit_region: VisionTransformer,
+        num_outputs: int,
+        dropout: float = 0.25,
+        pos_embed: Optional[str] = None,
+        max_len: int = 512,
+        freeze_vit_region: bool = True,
+        freeze_pos_embed: bool = True,
+    ) -> None:
+        super().__init__(num_outputs, vit_region.embed_dim, dropout, pos_embed, max_len)
+        self.vit_region = vit_region
+        self.freeze_vit_region = freeze_vit_region
+        for parameter in vit_region.parameters():
+            parameter.requires_grad = not freeze_vit_region
+        if freeze_pos_embed:
+            vit_region.pos_embed.requires_grad = False
+
+    def train(self, mode: bool = True) -> "LocalGlobalHIPT":
+        super().train(mode)
+        if self.freeze_vit_region:
+            self.vit_region.eval()
+        return self
+
+    def region_features(self, bag: torch.Tensor) -> torch.Tensor:
+        """Args: bag ``(M, n*n, 384)``. Returns ``(M, 192)``."""
+        return self.vit_region(features_to_grid(bag))
+
+
+class PatientHIPT(nn.Module):
+    """Several slides of one patient: each slide embedded by ``slide_model``, then gated attention over slides.
+
+    Args:
+        slide_model: a GlobalHIPT or LocalGlobalHIPT whose aggregator embeds each slide (its head is unused).
+        num_outputs: logits per patient.
+        dropout: dropout of the slide-level pooling.
+    """
+
+    def __init__(self, slide_model: GlobalHIPT, num_outputs: int, dropout: float = 0.25) -> None:
+        super().__init__()
+        self.slide_model = slide_model
+        dim = slide_model.classifier.in_features
+        self.pool = GatedAttentionPooling(dim, dim, dropout)
+        self.classifier = nn.Linear(dim, num_outputs)
+
+    def forward_with_attention(self, bag: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: bag, one ``(M_s, ...)`` tensor per slide. Returns logits ``(C,)`` and attention over slides ``(S,)``."""
+        slides = torch.stack([self.slide_model.embed(slide)[0] for slide in bag])
+        pooled, attention = self.pool(slides)
+        return self.classifier(pooled), attention
+
+    def forward(self, bag: list[torch.Tensor]) -> torch.Tensor:
+        """Logits ``(C,)``."""
+        return self.forward_with_attention(bag)[0]

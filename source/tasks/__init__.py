@@ -1,0 +1,1 @@
+"""Per-task pieces of the generic training loop: loss, logits -> predictions, metrics, plots."""

@@ -1,0 +1,112 @@
+"""Slide classification: cross-entropy, class probabilities, accuracy / balanced accuracy / AUC / kappa."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    roc_auc_score,
+    roc_curve,
+)
+
+from source.tasks.base import Task
+from source.plots import save_figure
+
+logger = logging.getLogger(__name__)
+TARGET = "label_index"
+"""Column of the prediction table holding the true class index."""
+
+
+class ClassificationTask(Task):
+    """Binary or multiclass classification with ``num_classes`` logits."""
+
+    default_tracking = "auc"
+    higher_is_better = {"loss": False, "accuracy": True, "balanced_accuracy": True, "auc": True, "kappa": True}
+
+    def __init__(self, num_classes: int) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.num_classes = self.num_outputs = num_classes
+
+    def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
+        """Cross-entropy of one slide: logits ``(C,)``, ``targets['label']`` a class index."""
+        return F.cross_entropy(logits.unsqueeze(0), targets["label"].long().reshape(1))
+
+    def predict(self, logits: torch.Tensor) -> dict[str, float]:
+        """``prob_<c>`` for every class and the argmax ``pred``."""
+        probabilities = torch.softmax(logits.detach().float(), dim=-1).cpu().numpy()
+        columns = {f"prob_{c}": float(p) for c, p in enumerate(probabilities)}
+        columns["pred"] = int(np.argmax(probabilities))
+        return columns
+
+    def probabilities(self, predictions: pd.DataFrame) -> np.ndarray:
+        """``(N, C)`` class probabilities of a prediction table."""
+        return predictions[[f"prob_{c}" for c in range(self.num_classes)]].to_numpy(dtype=float)
+
+    def metrics(self, predictions: pd.DataFrame) -> dict[str, float]:
+        """accuracy, balanced_accuracy, auc (binary, or one-vs-rest macro), kappa (quadratic, multiclass)."""
+        truth = predictions[TARGET].to_numpy(dtype=int)
+        predicted = predictions["pred"].to_numpy(dtype=int)
+        probabilities = self.probabilities(predictions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            metrics = {
+                "accuracy": float(accuracy_score(truth, predicted)),
+                "balanced_accuracy": float(balanced_accuracy_score(truth, predicted)),
+                "auc": self._auc(truth, probabilities),
+            }
+            if self.num_classes > 2:
+                metrics["kappa"] = float(cohen_kappa_score(truth, predicted, weights="quadratic"))
+        return metrics
+
+    def _auc(self, truth: np.ndarray, probabilities: np.ndarray) -> float:
+        present = np.unique(truth)
+        if len(present) < 2:
+            return float("nan")
+        if self.num_classes == 2:
+            return float(roc_auc_score(truth, probabilities[:, 1]))
+        if len(present) < self.num_classes:
+            logger.warning("AUC: classes %s are absent from this split; AUC averaged over the present ones", sorted(set(range(self.num_classes)) - set(present)))
+            keep = np.isin(truth, present)
+            sub = probabilities[np.ix_(keep, present)]
+            sub = sub / sub.sum(axis=1, keepdims=True)
+            return float(roc_auc_score(truth[keep], sub, multi_class="ovr", average="macro", labels=present))
+        return float(roc_auc_score(truth, probabilities, multi_class="ovr", average="macro"))
+
+    def plots(self, predictions: pd.DataFrame, out_dir: Path, split: str) -> list[Path]:
+        """ROC curves (one per class, one-vs-rest) and the confusion matrix."""
+        import matplotlib.pyplot as plt
+
+        truth = predictions[TARGET].to_numpy(dtype=int)
+        probabilities = self.probabilities(predictions)
+        written = []
+        figure, axis = plt.subplots(figsize=(5, 5))
+        classes = [1] if self.num_classes == 2 else range(self.num_classes)
+        for c in classes:
+            if 0 < (truth == c).sum() < len(truth):
+                fpr, tpr, _ = roc_curve(truth == c, probabilities[:, c])
+                axis.plot(fpr, tpr, label=f"class {c}" if self.num_classes > 2 else "ROC")
+        axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{split} ROC")
+        axis.legend(loc="lower right")
+        written.append(save_figure(figure, out_dir / f"{split}_roc.png"))
+        matrix = confusion_matrix(truth, predictions["pred"].to_numpy(dtype=int), labels=list(range(self.num_classes)))
+        figure, axis = plt.subplots(figsize=(1.2 * self.num_classes + 2, 1.2 * self.num_classes + 1.5))
+        image = axis.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            axis.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+        axis.set(xlabel="predicted", ylabel="true", title=f"{split} confusion matrix", xticks=range(self.num_classes), yticks=range(self.num_classes))
+        figure.colorbar(image, ax=axis)
+        written.append(save_figure(figure, out_dir / f"{split}_confusion_matrix.png"))
+        return written

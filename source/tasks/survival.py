@@ -1,0 +1,164 @@
+"""Discrete-time survival: NLL of the hazard model, risk = -sum(S), patient-level c-index, td-AUC, KM plots."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Mapping, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from sksurv.compare import compare_survival
+from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
+from sksurv.nonparametric import kaplan_meier_estimator
+from sksurv.util import Surv
+
+from source.plots import save_figure
+from source.tasks.base import Task
+
+logger = logging.getLogger(__name__)
+
+
+def nll_survival_loss(
+    logits: torch.Tensor, bins: torch.Tensor, censorship: torch.Tensor, alpha: float = 0.15, eps: float = 1e-7
+) -> torch.Tensor:
+    """Negative log-likelihood of the discrete-time hazard model, averaged over the batch.
+
+    With ``h = sigmoid(logits)``, ``S = cumprod(1 - h)`` and ``S(-1) = 1``:
+    ``L_unc = -(1 - c) [log S(y - 1) + log h(y)]``, ``L_cens = -c log S(y)``,
+    ``loss = (1 - alpha)(L_cens + L_unc) + alpha L_unc``; values clamped at ``eps`` before the logs.
+
+    Args:
+        logits: ``(B, K)``.
+        bins: ``(B,)`` time bin y of each item.
+        censorship: ``(B,)`` 1 = censored, 0 = event.
+        alpha: weight of the extra uncensored term (0.15 in training, 0 for tune / test).
+    """
+    hazards = torch.sigmoid(logits)
+    survival = torch.cumprod(1 - hazards, dim=1)
+    padded = torch.cat([torch.ones_like(survival[:, :1]), survival], dim=1)
+    y = bins.long().reshape(-1, 1)
+    c = censorship.float().reshape(-1, 1)
+    before = torch.gather(padded, 1, y).clamp(min=eps)
+    hazard = torch.gather(hazards, 1, y).clamp(min=eps)
+    after = torch.gather(padded, 1, y + 1).clamp(min=eps)
+    uncensored = -(1 - c) * (torch.log(before) + torch.log(hazard))
+    censored = -c * torch.log(after)
+    return ((1 - alpha) * (censored + uncensored) + alpha * uncensored).mean()
+
+
+def risk_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Risk ``-sum_k S(k)`` of ``(..., K)`` logits: higher means shorter expected survival."""
+    return -torch.cumprod(1 - torch.sigmoid(logits), dim=-1).sum(dim=-1)
+
+
+class SurvivalTask(Task):
+    """``nbins`` hazard logits per item; metrics at patient level (slide risks averaged per ``case_id``).
+
+    Args:
+        nbins: number of time bins.
+        time_column: the time column of the label tables (``label_name``).
+        edges: the bin edges (from the training split) used to pick td-AUC evaluation times.
+        alpha: training weight of the uncensored term.
+    """
+
+    default_tracking = "c_index"
+    higher_is_better = {"loss": False, "c_index": True, "auc": True}
+
+    def __init__(self, nbins: int, time_column: str, edges: Optional[np.ndarray] = None, alpha: float = 0.15) -> None:
+        self.nbins = self.num_outputs = nbins
+        self.time_column = time_column
+        self.edges = edges
+        self.alpha = alpha
+        self.training_outcomes: Optional[np.ndarray] = None
+
+    def set_training_outcomes(self, train: pd.DataFrame) -> None:
+        """Keep the training patients' (event, time), the censoring reference of td-AUC."""
+        patients = train.drop_duplicates("case_id")
+        self.training_outcomes = Surv.from_arrays(patients.censorship.to_numpy() == 0, patients[self.time_column].to_numpy(dtype=float))
+
+    def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
+        """NLL of one item (``targets['bin']``, ``targets['censorship']``); alpha only in training."""
+        return nll_survival_loss(logits.unsqueeze(0), targets["bin"].reshape(1), targets["censorship"].reshape(1), self.alpha if training else 0.0)
+
+    def predict(self, logits: torch.Tensor) -> dict[str, float]:
+        """``risk`` = -sum of the survival function."""
+        return {"risk": float(risk_from_logits(logits.detach().float()))}
+
+    def patients(self, predictions: pd.DataFrame) -> pd.DataFrame:
+        """One row per patient: mean risk of its items, its censorship and time."""
+        return predictions.groupby("case_id", sort=False).agg(
+            risk=("risk", "mean"), censorship=("censorship", "first"), time=(self.time_column, "first")
+        )
+
+    def metrics(self, predictions: pd.DataFrame) -> dict[str, float]:
+        """``c_index`` (scikit-survival, patient level) and ``auc`` (mean cumulative/dynamic AUC) where times allow."""
+        patients = self.patients(predictions)
+        events = patients.censorship.to_numpy() == 0
+        metrics = {"c_index": float("nan"), "auc": float("nan")}
+        if events.sum() > 0 and len(patients) > 1:
+            metrics["c_index"] = float(concordance_index_censored(events, patients.time.to_numpy(dtype=float), patients.risk.to_numpy())[0])
+        times = self.auc_times(patients)
+        if len(times):
+            metrics["auc"] = float(self.dynamic_auc(patients, times)[1])
+        return metrics
+
+    def dynamic_auc(self, patients: pd.DataFrame, times: np.ndarray) -> tuple[np.ndarray, float]:
+        """scikit-survival's cumulative/dynamic AUC at ``times`` (per time, mean).
+
+        The censoring distribution comes from the training patients; when this split follows patients
+        beyond the last training time (which scikit-survival cannot weight), from training + this split.
+        """
+        outcomes = Surv.from_arrays(patients.censorship.to_numpy() == 0, patients.time.to_numpy(dtype=float))
+        reference = self.training_outcomes
+        if outcomes["time"].max() >= reference["time"].max():
+            reference = np.concatenate([reference, outcomes])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cumulative_dynamic_auc(reference, outcomes, patients.risk.to_numpy(), times)
+
+    def auc_times(self, patients: pd.DataFrame) -> np.ndarray:
+        """Inner bin edges that lie inside both the test follow-up and the training times (empty if none)."""
+        if self.edges is None or self.training_outcomes is None:
+            return np.array([])
+        test_times = patients.time.to_numpy(dtype=float)
+        events = patients.censorship.to_numpy() == 0
+        train_times = self.training_outcomes["time"]
+        low, high = max(test_times.min(), train_times.min()), min(test_times.max(), train_times.max())
+        candidates = np.asarray(self.edges[1:-1], dtype=float)
+        in_range = candidates[(candidates >= low) & (candidates < high)]
+        return np.array([t for t in in_range if (events & (test_times <= t)).any()])
+
+    def plots(self, predictions: pd.DataFrame, out_dir: Path, split: str) -> list[Path]:
+        """Kaplan-Meier curves split at the median risk (with the log-rank p-value) and td-AUC over time."""
+        import matplotlib.pyplot as plt
+
+        patients = self.patients(predictions)
+        events = patients.censorship.to_numpy() == 0
+        times = patients.time.to_numpy(dtype=float)
+        high = patients.risk.to_numpy() > np.median(patients.risk.to_numpy())
+        written = []
+        figure, axis = plt.subplots(figsize=(6, 4.5))
+        for mask, name in ((~high, "low risk"), (high, "high risk")):
+            if mask.sum():
+                x, y = kaplan_meier_estimator(events[mask], times[mask])
+                axis.step(x, y, where="post", label=f"{name} (n={mask.sum()})")
+        title = f"{split} Kaplan-Meier, split at median risk"
+        if high.any() and (~high).any() and events.any():
+            _, p_value = compare_survival(Surv.from_arrays(events, times), high.astype(int))
+            title += f"\nlog-rank p = {p_value:.3g}"
+        axis.set(xlabel=self.time_column, ylabel="survival probability", title=title, ylim=(0, 1.05))
+        axis.legend()
+        written.append(save_figure(figure, out_dir / f"{split}_kaplan_meier.png"))
+        auc_times = self.auc_times(patients)
+        if len(auc_times):
+            aucs, mean_auc = self.dynamic_auc(patients, auc_times)
+            figure, axis = plt.subplots(figsize=(6, 4))
+            axis.plot(auc_times, aucs, marker="o")
+            axis.axhline(mean_auc, linestyle="--", color="gray", label=f"mean {mean_auc:.3f}")
+            axis.set(xlabel=self.time_column, ylabel="time-dependent AUC", title=f"{split} cumulative/dynamic AUC", ylim=(0, 1))
+            axis.legend()
+            written.append(save_figure(figure, out_dir / f"{split}_td_auc.png"))
+        return written
