@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
 from source.engines.extract import Extractor, plan_slides  # noqa: E402
 from source.engines.feature_store import FeatureStore  # noqa: E402
-from source.models.hipt import HIPTEncoder, features_to_grid  # noqa: E402
+from source.models.hipt import HIPTEncoder  # noqa: E402
 from source.models.layers import Attention  # noqa: E402
 from source.models.vit import vit4k_xs, vit_small  # noqa: E402
 
@@ -107,7 +107,11 @@ def main() -> None:
 
         run()  # warm-up (and compilation)
         seconds, out = timed(run, args.repeats)
-        rows[name] = {"seconds": seconds, "regions_per_s": args.regions / seconds, "patches_per_s": args.regions * patches_per_region / seconds}
+        rows[name] = {
+            "seconds": seconds,
+            "regions_per_s": args.regions / seconds,
+            "patches_per_s": args.regions * patches_per_region / seconds,
+        }
         features[name] = out.float().cpu()
         print(f"{name:>14}: {rows[name]['regions_per_s']:.4f} regions/s", flush=True)
 
@@ -133,7 +137,11 @@ def main() -> None:
             times.append(time.perf_counter() - start)
             shutil.rmtree(Path(scratch) / f"run{repeat}")
     end_to_end = args.regions / statistics.median(times)
-    rows["end to end bf16"] = {"seconds": statistics.median(times), "regions_per_s": end_to_end, "patches_per_s": end_to_end * patches_per_region}
+    rows["end to end bf16"] = {
+        "seconds": statistics.median(times),
+        "regions_per_s": end_to_end,
+        "patches_per_s": end_to_end * patches_per_region,
+    }
     if args.compile:
         encoder.vit_patch.compile()
         encoder.vit_region.compile()
@@ -141,11 +149,16 @@ def main() -> None:
             encoder.precision = precision
             measure(f"compiled {precision}", lambda: encoder(batch).global_)
 
-
     reference = features["baseline fp32"]
     cosine = lambda name: torch.nn.functional.cosine_similarity(features[name], reference).min().item()  # noqa: E731
     result = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+        },
         "region_size": args.region_size,
         "regions": args.regions,
         "repeats": args.repeats,

@@ -27,14 +27,18 @@ def main() -> int:
         banner = "!" * 88
         logging.warning(
             "\n%s\nOfficial weights not found in checkpoints/: the demo runs with RANDOM weights and its\n"
-            "features are meaningless. See the README, section 'Pretrained weights'.\n%s", banner, banner,
+            "features are meaningless. See the README, section 'Pretrained weights'.\n%s",
+            banner,
+            banner,
         )
     command = [sys.executable, "extract_features.py", "--config-name", "demo", f"run_id={run_id}", *overrides]
     code = subprocess.run(command, cwd=ROOT).returncode
     features = ROOT / "demo" / "output" / "demo" / run_id / "features"
     if code == 0:
-        print(f"\nDemo features: {features}/slide/ (one [M, 192] tensor per slide), {features}/region/; "
-              f"tables: {features.parent}/slides.csv, regions.csv")
+        print(
+            f"\nDemo features: {features}/slide/ (one [M, 192] tensor per slide), {features}/region/; "
+            f"tables: {features.parent}/slides.csv, regions.csv"
+        )
     return code
 
 

@@ -93,9 +93,18 @@ def official_checkpoint(model: torch.nn.Module, head_dim: int = 32, seed: int = 
     parameter.grad = torch.ones(4)
     optimizer.step()
     args = argparse.Namespace(
-        arch="vit_small", patch_size=16, out_dim=128, norm_last_layer=False, lr=0.0005,
-        local_crops_scale=(0.05, 0.4), global_crops_scale=(0.4, 1.0), data_path="/data/patches", use_fp16=True,
-        optimizer="adamw", epochs=100, dist_url="env://",
+        arch="vit_small",
+        patch_size=16,
+        out_dim=128,
+        norm_last_layer=False,
+        lr=0.0005,
+        local_crops_scale=(0.05, 0.4),
+        global_crops_scale=(0.4, 1.0),
+        data_path="/data/patches",
+        use_fp16=True,
+        optimizer="adamw",
+        epochs=100,
+        dist_url="env://",
     )
     return {
         "student": student,

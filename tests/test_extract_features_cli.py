@@ -51,7 +51,10 @@ def test_bad_config_is_one_clear_error_before_any_work(tmp_path, many_slides, ar
     region_dir = [] if "region_dir is not set" in message else [f"region_dir={many_slides}"]
     result = subprocess.run(
         command(*region_dir, f"output_dir={tmp_path / 'out'}", *args),
-        capture_output=True, text=True, env=environment(), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=tmp_path,
     )
     assert result.returncode == code, result.stderr[-2000:]
     assert message in result.stderr
@@ -67,7 +70,8 @@ def compare_runs(first, second):
         torch.testing.assert_close(
             torch.load(first / "features" / "slide" / name, weights_only=True),
             torch.load(second / "features" / "slide" / name, weights_only=True),
-            atol=1e-5, rtol=1e-5,
+            atol=1e-5,
+            rtol=1e-5,
         )
     for table in ("slides.csv", "regions.csv"):
         a = pd.read_csv(first / table).replace(str(first), "", regex=True)
@@ -77,13 +81,17 @@ def compare_runs(first, second):
 
 def test_killed_run_resumes_to_the_same_files(tmp_path, many_slides):
     base = [f"region_dir={many_slides}", *TINY, "num_workers=0"]
-    reference = subprocess.run(command(*base, f"output_dir={tmp_path / 'a'}", "run_id=full"), env=environment(), capture_output=True, text=True)
+    reference = subprocess.run(
+        command(*base, f"output_dir={tmp_path / 'a'}", "run_id=full"), env=environment(), capture_output=True, text=True
+    )
     assert reference.returncode == 0, reference.stderr[-2000:]
 
     killed_dir = tmp_path / "b" / "feature_extraction" / "killed"
     process = subprocess.Popen(
-        command(*base, f"output_dir={tmp_path / 'b'}", "run_id=killed"), env=environment(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        command(*base, f"output_dir={tmp_path / 'b'}", "run_id=killed"),
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
     while time.time() < deadline and not list((killed_dir / "features" / "slide").glob("*.pt")):
@@ -95,8 +103,10 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, many_slides):
     assert not (killed_dir / "slides.csv").exists()
 
     resumed = subprocess.run(
-        command(*base, f"output_dir={tmp_path / 'b'}", "run_id=killed", "resume=true"), env=environment(),
-        capture_output=True, text=True,
+        command(*base, f"output_dir={tmp_path / 'b'}", "run_id=killed", "resume=true"),
+        env=environment(),
+        capture_output=True,
+        text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{len(finished)} slide(s) already done" in resumed.stderr
@@ -106,11 +116,25 @@ def test_killed_run_resumes_to_the_same_files(tmp_path, many_slides):
 def test_two_process_gloo_run_writes_each_slide_once(tmp_path, many_slides):
     result = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            str(REPO / "extract_features.py"), "--config-name", "default", f"region_dir={many_slides}",
-            f"output_dir={tmp_path}", "run_id=ddp", "device=cpu", "num_workers=0", *TINY,
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(REPO / "extract_features.py"),
+            "--config-name",
+            "default",
+            f"region_dir={many_slides}",
+            f"output_dir={tmp_path}",
+            "run_id=ddp",
+            "device=cpu",
+            "num_workers=0",
+            *TINY,
         ],
-        capture_output=True, text=True, env=environment(), timeout=600,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "feature_extraction" / "ddp"

@@ -15,8 +15,16 @@ def write_features(features_dir: Path, slide_ids, bags) -> None:
         torch.save(torch.as_tensor(bag, dtype=torch.float32), features_dir / f"{slide_id}.pt")
 
 
-def classification_data(root: Path, n_slides: int = 90, regions: int = 8, dim: int = 192, signal: float = 1.5, seed: int = 0,
-                        num_classes: int = 2, local_grid: int = 0) -> dict[str, Path]:
+def classification_data(
+    root: Path,
+    n_slides: int = 90,
+    regions: int = 8,
+    dim: int = 192,
+    signal: float = 1.5,
+    seed: int = 0,
+    num_classes: int = 2,
+    local_grid: int = 0,
+) -> dict[str, Path]:
     """Slides whose class shifts a share of their regions along a class direction (signal=0: pure noise).
 
     Returns csv paths for train / tune / test (60 / 20 / 20 % of the slides) and features_dir.
@@ -45,8 +53,9 @@ def classification_data(root: Path, n_slides: int = 90, regions: int = 8, dim: i
     return paths
 
 
-def survival_data(root: Path, n_patients: int = 90, regions: int = 8, dim: int = 192, signal: float = 1.0, seed: int = 0,
-                  slides_per_patient: int = 1) -> dict[str, Path]:
+def survival_data(
+    root: Path, n_patients: int = 90, regions: int = 8, dim: int = 192, signal: float = 1.0, seed: int = 0, slides_per_patient: int = 1
+) -> dict[str, Path]:
     """Patients whose hazard grows with the projection of their features on one direction (signal=0: noise)."""
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)
@@ -74,3 +83,24 @@ def survival_data(root: Path, n_patients: int = 90, regions: int = 8, dim: int =
         frame[frame.case_id.isin(part)].to_csv(paths[name], index=False)
     paths["features_dir"] = root / "features"
     return paths
+
+
+def job_config(kind: str, out: Path, paths: dict[str, Path], **overrides):
+    """A training config on generated data: csvs of ``paths``, outputs under ``out/out``, CPU, small and quick."""
+    from tests.helpers import training_config
+
+    values = {
+        "data.train_csv": str(paths["train"]),
+        "data.tune_csv": str(paths["tune"]),
+        "data.test_csv": str(paths["test"]) if "test" in paths else None,
+        "features_dir": str(paths["features_dir"]),
+        "output_dir": str(out / "out"),
+        "run_id": "run",
+        "device": "cpu",
+        "nepochs": 6 if kind == "classification" else 8,
+        "training.gradient_accumulation": 8,
+        "optim.lr": 0.001,
+        "model.dropout": 0.1,
+        "optim.lr_scheduler.name": None,
+    }
+    return training_config(kind, **(values | overrides))

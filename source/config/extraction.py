@@ -11,7 +11,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.core import ConfigError
 
-
 Level = Enum("Level", {"global": "global", "local": "local"}, type=str)
 """What a slide's feature file holds: ``global`` [M, 192] (ViT_patch + ViT_region) or ``local``
 [M, n*n, 384] (ViT_patch only). (Functional form because ``global`` is a Python keyword.)"""

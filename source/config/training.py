@@ -147,7 +147,20 @@ class InferenceConfig:
 
 TRAINING_SCHEMAS = {"classification": ClassificationConfig, "survival": SurvivalConfig}
 
-RESUME_KEYS = ("level", "features_dir", "label_name", "nepochs", "seed", "data", "model", "optim", "training", "num_classes", "label_mapping", "nbins")
+RESUME_KEYS = (
+    "level",
+    "features_dir",
+    "label_name",
+    "nepochs",
+    "seed",
+    "data",
+    "model",
+    "optim",
+    "training",
+    "num_classes",
+    "label_mapping",
+    "nbins",
+)
 """Keys that must not change when a training run is resumed."""
 
 
@@ -164,13 +177,20 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
         for key in ("train_csv", "tune_csv"):
             if not cfg.data[key]:
                 raise ConfigError(f"data.{key} is not set: give the csv of the {key.split('_')[0]} split")
-    positive = {"nepochs": cfg.nepochs, "training.gradient_accumulation": cfg.training.gradient_accumulation,
-                "tuning.tune_every": cfg.tuning.tune_every, "early_stopping.patience": cfg.early_stopping.patience}
+    positive = {
+        "nepochs": cfg.nepochs,
+        "training.gradient_accumulation": cfg.training.gradient_accumulation,
+        "tuning.tune_every": cfg.tuning.tune_every,
+        "early_stopping.patience": cfg.early_stopping.patience,
+    }
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     if cfg.training.batch_size != 1:
-        raise ConfigError(f"training.batch_size must be 1 (slides have different numbers of regions); use training.gradient_accumulation, got {cfg.training.batch_size}")
+        raise ConfigError(
+            f"training.batch_size must be 1 (slides have different numbers of regions); "
+            f"use training.gradient_accumulation, got {cfg.training.batch_size}"
+        )
     if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
         raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
     if cfg.testing.retrieve_checkpoint not in {"best", "latest"}:

@@ -163,4 +163,3 @@ class Split:
     dataset: BagDataset
     frame: pd.DataFrame
     sample_weights: Optional[np.ndarray] = None
-

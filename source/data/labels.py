@@ -144,7 +144,8 @@ def survival_bin_edges(train: pd.DataFrame, time_column: str, nbins: int, all_sp
     events = patients.loc[patients.censorship == 0, time_column].to_numpy(dtype=float)
     if len(np.unique(events)) < nbins:
         raise LabelTableError(
-            f"the training split has {len(np.unique(events))} distinct event times (uncensored patients), fewer than nbins={nbins}; lower nbins"
+            f"the training split has {len(np.unique(events))} distinct event times (uncensored patients), "
+            f"fewer than nbins={nbins}; lower nbins"
         )
     edges = np.quantile(events, np.linspace(0, 1, nbins + 1))
     if len(np.unique(edges)) != len(edges):

@@ -39,7 +39,9 @@ def drop_missing_features(tables: Mapping[str, pd.DataFrame], paths: Mapping[str
         if kept[name].empty:
             raise LabelTableError(f"{paths[name]}: none of its slides has a feature file in {bank.features_dir}; check features_dir")
     if all_missing:
-        logger.warning("%d slide(s) have no feature file in %s and are dropped: %s", len(all_missing), bank.features_dir, ", ".join(all_missing))
+        logger.warning(
+            "%d slide(s) have no feature file in %s and are dropped: %s", len(all_missing), bank.features_dir, ", ".join(all_missing)
+        )
     return kept
 
 
@@ -133,8 +135,12 @@ def survival_splits(
         else:
             grouped = frame.groupby("case_id", sort=False)
             slide_ids = [group.slide_id.tolist() for _, group in grouped]
-            items = grouped.agg(slide_id=("slide_id", ";".join), censorship=("censorship", "first"),
-                                **{time_column: (time_column, "first")}, bin=("bin", "first")).reset_index()
+            items = grouped.agg(
+                slide_id=("slide_id", ";".join),
+                censorship=("censorship", "first"),
+                **{time_column: (time_column, "first")},
+                bin=("bin", "first"),
+            ).reset_index()
         mode = {None: "slide", "concat": "concat", "self_att": "slides"}[agg_method]
         targets = {"bin": items["bin"].to_numpy(), "censorship": items["censorship"].to_numpy()}
         splits[name] = Split(name, BagDataset(slide_ids, targets, bank, mode, max_regions, seed), items)

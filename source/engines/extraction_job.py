@@ -60,7 +60,11 @@ def run_extraction_job(cfg: DictConfig) -> int:
     context = context_from_env()
     setup_logging(context.rank)
     validate_extraction(cfg)
-    device = resolve_split_devices(cfg.device, context.local_rank)[0] if cfg.split_across_gpus else resolve_device(cfg.device, context.local_rank)
+    device = (
+        resolve_split_devices(cfg.device, context.local_rank)[0]
+        if cfg.split_across_gpus
+        else resolve_device(cfg.device, context.local_rank)
+    )
     context = init_distributed(device)
     try:
         run_dir = prepare_run_dir(cfg, context, RESUME_KEYS)
@@ -75,8 +79,15 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
     mine = shard_plans(plans, context)
     logger.info(
         "%d slide(s), %d region(s) in %s; rank %d/%d takes %d slide(s); device %s, %s, level %s",
-        len(plans), sum(len(p.regions) for p in plans), cfg.region_dir, context.rank, context.world_size,
-        len(mine), device, cfg.precision.value, cfg.level.value,
+        len(plans),
+        sum(len(p.regions) for p in plans),
+        cfg.region_dir,
+        context.rank,
+        context.world_size,
+        len(mine),
+        device,
+        cfg.precision.value,
+        cfg.level.value,
     )
     encoder = build_encoder_from_config(cfg, context.local_rank)
     tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
@@ -100,6 +111,11 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
             logger.error("FAILED %s: %s", outcome.slide_id, outcome.error)
         logger.info(
             "done: %d/%d slide(s) succeeded, %d failed. Features: %s; tables: %s, %s",
-            len(outcomes) - len(failed), len(outcomes), len(failed), run_dir / "features", slides_csv, regions_csv,
+            len(outcomes) - len(failed),
+            len(outcomes),
+            len(failed),
+            run_dir / "features",
+            slides_csv,
+            regions_csv,
         )
     return 1 if failed else 0

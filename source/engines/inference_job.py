@@ -82,6 +82,11 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
             results[name] = (predictions, float(np.mean([loss for _, loss in outputs])) if len(outputs) == 1 else float("nan"))
         metrics = write_results(task, results, run_dir)
         for name, values in metrics.items():
-            logger.info("%s (%d model%s): %s", name, len(checkpoints), "s" if len(checkpoints) > 1 else "",
-                        ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+            logger.info(
+                "%s (%d model%s): %s",
+                name,
+                len(checkpoints),
+                "s" if len(checkpoints) > 1 else "",
+                ", ".join(f"{k} {v:.4f}" for k, v in values.items()),
+            )
     return 0

@@ -12,7 +12,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("step", "cosine", "reduce_on_plateau")
 
 
-def build_optimizer(parameters: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float = 0.9) -> Optimizer:
+def build_optimizer(
+    parameters: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float = 0.9
+) -> Optimizer:
     """``adam``, ``adamw`` or ``sgd`` over the trainable ``parameters``."""
     trainable = [p for p in parameters if p.requires_grad]
     if name == "adam":

@@ -155,8 +155,14 @@ class Trainer:
         if self.finished:
             logger.info("training already finished (epoch %d); nothing to resume", self.start_epoch)
             return
-        epochs = tqdm(range(self.start_epoch, settings.nepochs), desc="epochs", unit="epoch", disable=not settings.show_progress,
-                      initial=self.start_epoch, total=settings.nepochs)
+        epochs = tqdm(
+            range(self.start_epoch, settings.nepochs),
+            desc="epochs",
+            unit="epoch",
+            disable=not settings.show_progress,
+            initial=self.start_epoch,
+            total=settings.nepochs,
+        )
         for epoch in epochs:
             lr = self.optimizer.param_groups[0]["lr"]
             self._record(epoch, "train", self.train_epoch(train, epoch), lr)
@@ -180,7 +186,12 @@ class Trainer:
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
             if stop:
-                logger.info("early stopping at epoch %d: tune %s has not improved for %d evaluations", epoch + 1, settings.tracking, settings.patience)
+                logger.info(
+                    "early stopping at epoch %d: tune %s has not improved for %d evaluations",
+                    epoch + 1,
+                    settings.tracking,
+                    settings.patience,
+                )
                 break
 
     def _record(self, epoch: int, split: str, metrics: dict[str, float], lr: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -50,15 +50,23 @@ def build_task_and_splits(
         splits = classification_splits(paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed)
         return ClassificationTask(cfg.num_classes), splits, {"kind": kind}
     edges = np.asarray(task_state["edges"]) if task_state else None
-    tables = survival_splits(paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges)
+    tables = survival_splits(
+        paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges
+    )
     task = SurvivalTask(cfg.nbins, cfg.label_name, tables.edges)
     if task_state:
-        task.training_outcomes = np.array(list(zip(task_state["train_events"], task_state["train_times"])), dtype=[("event", bool), ("time", float)])
+        task.training_outcomes = np.array(
+            list(zip(task_state["train_events"], task_state["train_times"])), dtype=[("event", bool), ("time", float)]
+        )
         return task, tables.splits, task_state
     train = tables.splits["train"].frame
     task.set_training_outcomes(train)
-    state = {"kind": kind, "edges": tables.edges.tolist(), "train_events": task.training_outcomes["event"].tolist(),
-             "train_times": task.training_outcomes["time"].tolist()}
+    state = {
+        "kind": kind,
+        "edges": tables.edges.tolist(),
+        "train_events": task.training_outcomes["event"].tolist(),
+        "train_times": task.training_outcomes["time"].tolist(),
+    }
     return task, tables.splits, state
 
 
@@ -66,11 +74,19 @@ def build_model_from_config(cfg: DictConfig, task: Task, load_vit_region: bool =
     """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
     pos = cfg.model.slide_pos_embed
     return build_slide_model(
-        cfg.level.value, task.num_outputs, cfg.model.dropout, pos.type if pos.use else None, pos.max_len,
-        cfg.model.embed_dim_region, patient_pooling=cfg.model.get("agg_method") == "self_att",
-        vit_region_weights=cfg.model.pretrain_vit_region, checkpoint_key=cfg.model.checkpoint_key,
-        img_size_pretrained=cfg.model.img_size_pretrained, freeze_vit_region=cfg.model.freeze_vit_region,
-        freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed, patch_dim=cfg.model.embed_dim_patch,
+        cfg.level.value,
+        task.num_outputs,
+        cfg.model.dropout,
+        pos.type if pos.use else None,
+        pos.max_len,
+        cfg.model.embed_dim_region,
+        patient_pooling=cfg.model.get("agg_method") == "self_att",
+        vit_region_weights=cfg.model.pretrain_vit_region,
+        checkpoint_key=cfg.model.checkpoint_key,
+        img_size_pretrained=cfg.model.img_size_pretrained,
+        freeze_vit_region=cfg.model.freeze_vit_region,
+        freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed,
+        patch_dim=cfg.model.embed_dim_patch,
         load_vit_region=load_vit_region,
     )
 
@@ -97,12 +113,28 @@ def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path,
     tracking = cfg.early_stopping.tracking or task.default_tracking
     maximize = cfg.early_stopping.min_max == "max" if cfg.early_stopping.min_max else task.higher_is_better.get(tracking, False)
     sched = cfg.optim.lr_scheduler
-    scheduler = build_scheduler(optimizer, sched.name, cfg.nepochs, sched.step_size, sched.gamma, sched.eta_min, sched.factor,
-                                sched.patience, "max" if maximize else "min")
+    scheduler = build_scheduler(
+        optimizer,
+        sched.name,
+        cfg.nepochs,
+        sched.step_size,
+        sched.gamma,
+        sched.eta_min,
+        sched.factor,
+        sched.patience,
+        "max" if maximize else "min",
+    )
     settings = TrainerSettings(
-        nepochs=cfg.nepochs, accumulation=cfg.training.gradient_accumulation, tune_every=cfg.tuning.tune_every,
-        tracking=tracking, maximize=maximize, patience=cfg.early_stopping.patience, min_epoch=cfg.early_stopping.min_epoch,
-        early_stopping=cfg.early_stopping.enable, weighted_sampling=cfg.training.weighted_sampling, seed=cfg.seed,
+        nepochs=cfg.nepochs,
+        accumulation=cfg.training.gradient_accumulation,
+        tune_every=cfg.tuning.tune_every,
+        tracking=tracking,
+        maximize=maximize,
+        patience=cfg.early_stopping.patience,
+        min_epoch=cfg.early_stopping.min_epoch,
+        early_stopping=cfg.early_stopping.enable,
+        weighted_sampling=cfg.training.weighted_sampling,
+        seed=cfg.seed,
     )
     extra = {"config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "task": task_state}
     trainer = Trainer(model, task, optimizer, scheduler, settings, run_dir, device, extra, tracker)

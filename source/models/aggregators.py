@@ -65,7 +65,9 @@ class LearnedPositionalEncoding(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Args: ``(M, D)`` with M <= max_len. Returns ``(M, D)``."""
         if features.shape[0] > self.table.num_embeddings:
-            raise ValueError(f"bag of {features.shape[0]} regions exceeds max_len={self.table.num_embeddings}; raise model.pos_embed.max_len")
+            raise ValueError(
+                f"bag of {features.shape[0]} regions exceeds max_len={self.table.num_embeddings}; raise model.pos_embed.max_len"
+            )
         return features + self.table.weight[: features.shape[0]]
 
 

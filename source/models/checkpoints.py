@@ -130,8 +130,7 @@ def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
         raise CheckpointError(f"checkpoint '{path}' is corrupt ({message}); download it again") from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint '{path}' could not be read: it is truncated or corrupt ({str(error).splitlines()[0]}). "
-            "Download it again."
+            f"checkpoint '{path}' could not be read: it is truncated or corrupt ({str(error).splitlines()[0]}). Download it again."
         ) from error
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(loaded).__name__}, not a state dict")
@@ -196,9 +195,7 @@ def backbone_state_dict(
     return backbone, len(cleaned) - len(backbone), used, ignored_entries
 
 
-def load_pretrained(
-    model: nn.Module, path: str | Path, entry: str = "teacher", name: str = "encoder"
-) -> LoadReport:
+def load_pretrained(model: nn.Module, path: str | Path, entry: str = "teacher", name: str = "encoder") -> LoadReport:
     """Load a checkpoint into ``model`` by parameter name.
 
     A pos-embed of another grid size is interpolated to the model's grid. Every model tensor must be
@@ -238,8 +235,7 @@ def load_pretrained(
         if misshaped:
             problems.append(f"wrong shapes: {', '.join(misshaped[:8])}{' ...' if len(misshaped) > 8 else ''}")
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit {name} ({'; '.join(problems)}). Is it the checkpoint of this "
-            "encoder and architecture?"
+            f"checkpoint '{path}' does not fit {name} ({'; '.join(problems)}). Is it the checkpoint of this encoder and architecture?"
         )
     unexpected = sorted(k for k in backbone if k not in expected)
     model.load_state_dict({k: backbone[k] for k in expected}, strict=True)
@@ -256,4 +252,3 @@ def load_pretrained(
     if unexpected:
         logger.warning("%s: checkpoint '%s' has %d tensors the model does not use: %s", name, path, len(unexpected), unexpected[:8])
     return LoadReport(path, used, len(expected), ignored_head, ignored_entries, unexpected, resized)
-

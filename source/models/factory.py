@@ -22,8 +22,7 @@ def load_or_warn(model: VisionTransformer, weights: Optional[str | Path], entry:
         return
     if weights is None:
         logger.warning(
-            "%s has RANDOM weights (%s is null): its features carry no pretrained knowledge. Set %s to a "
-            "checkpoint for real use.",
+            "%s has RANDOM weights (%s is null): its features carry no pretrained knowledge. Set %s to a checkpoint for real use.",
             name,
             key,
             key,
@@ -32,9 +31,7 @@ def load_or_warn(model: VisionTransformer, weights: Optional[str | Path], entry:
     load_pretrained(model, weights, entry=entry, name=name)
 
 
-def build_vit_patch(
-    arch: str = "vit_small", weights: Optional[str | Path] = None, entry: str = "teacher"
-) -> VisionTransformer:
+def build_vit_patch(arch: str = "vit_small", weights: Optional[str | Path] = None, entry: str = "teacher") -> VisionTransformer:
     """ViT_patch (ViT-S/16 by default), loaded from ``weights`` (config key ``pretrain_vit_patch``)."""
     model = build_vit(arch)
     load_or_warn(model, weights, entry, "vit_patch", "pretrain_vit_patch")

@@ -28,7 +28,9 @@ class GlobalHIPT(nn.Module):
         max_len: positions the encoding covers.
     """
 
-    def __init__(self, num_outputs: int, dim: int = 192, dropout: float = 0.25, pos_embed: Optional[str] = None, max_len: int = 512) -> None:
+    def __init__(
+        self, num_outputs: int, dim: int = 192, dropout: float = 0.25, pos_embed: Optional[str] = None, max_len: int = 512
+    ) -> None:
         super().__init__()
         self.aggregator = SlideAggregator(dim, dropout=dropout, pos_embed=pos_embed, max_len=max_len)
         self.classifier = nn.Linear(dim, num_outputs)

@@ -20,8 +20,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from source.tasks.base import Task
 from source.plots import save_figure
+from source.tasks.base import Task
 
 logger = logging.getLogger(__name__)
 TARGET = "label_index"
@@ -77,7 +77,10 @@ class ClassificationTask(Task):
         if self.num_classes == 2:
             return float(roc_auc_score(truth, probabilities[:, 1]))
         if len(present) < self.num_classes:
-            logger.warning("AUC: classes %s are absent from this split; AUC averaged over the present ones", sorted(set(range(self.num_classes)) - set(present)))
+            logger.warning(
+                "AUC: classes %s are absent from this split; AUC averaged over the present ones",
+                sorted(set(range(self.num_classes)) - set(present)),
+            )
             keep = np.isin(truth, present)
             sub = probabilities[np.ix_(keep, present)]
             sub = sub / sub.sum(axis=1, keepdims=True)
@@ -106,7 +109,13 @@ class ClassificationTask(Task):
         image = axis.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
             axis.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
-        axis.set(xlabel="predicted", ylabel="true", title=f"{split} confusion matrix", xticks=range(self.num_classes), yticks=range(self.num_classes))
+        axis.set(
+            xlabel="predicted",
+            ylabel="true",
+            title=f"{split} confusion matrix",
+            xticks=range(self.num_classes),
+            yticks=range(self.num_classes),
+        )
         figure.colorbar(image, ax=axis)
         written.append(save_figure(figure, out_dir / f"{split}_confusion_matrix.png"))
         return written

@@ -81,7 +81,9 @@ class SurvivalTask(Task):
 
     def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
         """NLL of one item (``targets['bin']``, ``targets['censorship']``); alpha only in training."""
-        return nll_survival_loss(logits.unsqueeze(0), targets["bin"].reshape(1), targets["censorship"].reshape(1), self.alpha if training else 0.0)
+        return nll_survival_loss(
+            logits.unsqueeze(0), targets["bin"].reshape(1), targets["censorship"].reshape(1), self.alpha if training else 0.0
+        )
 
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
         """``risk`` = -sum of the survival function."""

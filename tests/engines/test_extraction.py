@@ -38,8 +38,14 @@ def run(tmp_path, region_dir, **overrides):
 def test_real_size_extraction_matches_the_encoder(tmp_path, region_dir, official_weights, level):
     patch_weights, region_weights = official_weights
     code, run_dir = run(
-        tmp_path, region_dir, level=level, pretrain_vit_patch=str(patch_weights), pretrain_vit_region=str(region_weights),
-        save_region_features=True, batch_size=2, num_workers=2,
+        tmp_path,
+        region_dir,
+        level=level,
+        pretrain_vit_patch=str(patch_weights),
+        pretrain_vit_region=str(region_weights),
+        save_region_features=True,
+        batch_size=2,
+        num_workers=2,
     )
     assert code == 0
     slides = pd.read_csv(run_dir / "slides.csv")

@@ -7,7 +7,8 @@ import torch
 from safetensors import safe_open
 
 from source.models.checkpoints import CheckpointError, load_pretrained, read_checkpoint
-from source.models.convert import convert_to_safetensors, main as convert_main
+from source.models.convert import convert_to_safetensors
+from source.models.convert import main as convert_main
 from source.models.factory import build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.models.vit import build_vit, resize_pos_embed, vit4k_xs, vit_small

@@ -66,7 +66,10 @@ def test_normalisation_is_configurable():
     regions = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
     imagenet = HIPTEncoder(vit_patch, patch_size=64, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     with torch.inference_mode():
-        expected = vit_patch(((regions.float() / 255) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        expected = vit_patch(
+            ((regions.float() / 255) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+            / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        )
         torch.testing.assert_close(imagenet.encode_patches(regions)[:, 0], expected)
 
 

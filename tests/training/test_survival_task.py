@@ -44,7 +44,9 @@ def test_risk_is_minus_the_sum_of_survival():
 
 def test_c_index_is_patient_level_and_equals_scikit_survival():
     rng = np.random.default_rng(0)
-    patients = pd.DataFrame({"case_id": [f"p{i}" for i in range(40)], "censorship": rng.integers(0, 2, 40), "months": rng.uniform(1, 60, 40)})
+    patients = pd.DataFrame(
+        {"case_id": [f"p{i}" for i in range(40)], "censorship": rng.integers(0, 2, 40), "months": rng.uniform(1, 60, 40)}
+    )
     slides = patients.loc[patients.index.repeat(2)].reset_index(drop=True)
     slides["risk"] = rng.normal(size=len(slides))
     task = SurvivalTask(4, "months")
@@ -67,7 +69,10 @@ def test_time_dependent_auc_uses_training_reference():
     task.set_training_outcomes(train)
     metrics = task.metrics(test)
     expected = cumulative_dynamic_auc(
-        Surv.from_arrays(train.censorship == 0, train.months), Surv.from_arrays(test.censorship == 0, test.months), test.risk, [20.0, 40.0, 60.0]
+        Surv.from_arrays(train.censorship == 0, train.months),
+        Surv.from_arrays(test.censorship == 0, test.months),
+        test.risk,
+        [20.0, 40.0, 60.0],
     )[1]
     assert metrics["auc"] == pytest.approx(expected)
     assert metrics["auc"] > 0.8

@@ -90,14 +90,17 @@ def test_cosine_scheduler(tmp_path):
 
 def test_reduce_on_plateau_is_fed_the_tracked_tune_metric(tmp_path):
     settings = TrainerSettings(nepochs=4, tracking="score", maximize=True, show_progress=False)
-    trainer = trainer_for(tmp_path, GlobalHIPT(2), settings, lr=0.1, scheduler="reduce_on_plateau", factor=0.5, patience=0,
-                          task=ConstantMetricTask(2))
+    trainer = trainer_for(
+        tmp_path, GlobalHIPT(2), settings, lr=0.1, scheduler="reduce_on_plateau", factor=0.5, patience=0, task=ConstantMetricTask(2)
+    )
     assert learning_rates(trainer, make_split(), make_split(4, 1)) == pytest.approx([0.1, 0.1, 0.05, 0.025])
 
 
 def test_early_stopping_waits_for_patience_and_min_epoch(tmp_path):
     split, tune = make_split(), make_split(4, 1)
-    settings = TrainerSettings(nepochs=20, tracking="score", maximize=True, patience=2, min_epoch=0, early_stopping=True, show_progress=False)
+    settings = TrainerSettings(
+        nepochs=20, tracking="score", maximize=True, patience=2, min_epoch=0, early_stopping=True, show_progress=False
+    )
     trainer = trainer_for(tmp_path / "a", GlobalHIPT(2), settings, task=ConstantMetricTask(2))
     trainer.fit(split, tune)
     assert max(row["epoch"] for row in trainer.history) == 3 and trainer.finished

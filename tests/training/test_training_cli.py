@@ -36,7 +36,9 @@ def yaml_keys(node, prefix=""):
     return keys
 
 
-@pytest.mark.parametrize("kind, name", [("classification", "single"), ("classification", "multi"), ("survival", "single"), ("survival", "multi")])
+@pytest.mark.parametrize(
+    "kind, name", [("classification", "single"), ("classification", "multi"), ("survival", "single"), ("survival", "multi")]
+)
 def test_training_yaml_has_every_schema_key_each_commented(kind, name):
     path = REPO / "config" / "training" / kind / f"{name}.yaml"
     documented = OmegaConf.load(path)
@@ -64,15 +66,32 @@ def run(script, *args, cwd):
 def test_classification_and_inference_command_lines(tmp_path):
     paths = classification_data(tmp_path / "data", n_slides=20, regions=3, signal=3.0)
     result = run(
-        "train/classification.py", "--config-name", "single", f"data.train_csv={paths['train']}", f"data.tune_csv={paths['tune']}",
-        f"data.test_csv={paths['test']}", f"features_dir={paths['features_dir']}", "output_dir=out", "run_id=cli", "nepochs=2",
-        "label_mapping={0: 0, 1: 1}", cwd=tmp_path,
+        "train/classification.py",
+        "--config-name",
+        "single",
+        f"data.train_csv={paths['train']}",
+        f"data.tune_csv={paths['tune']}",
+        f"data.test_csv={paths['test']}",
+        f"features_dir={paths['features_dir']}",
+        "output_dir=out",
+        "run_id=cli",
+        "nepochs=2",
+        "label_mapping={0: 0, 1: 1}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "out" / "classification" / "cli"
     assert (out / "test_predictions.csv").exists() and not (tmp_path / "outputs").exists()
-    result = run("inference/classification.py", "--config-name", "classification", f"run_dir={out}",
-                 f"test_csvs={{cohort: {paths['test']}}}", "output_dir=out", "run_id=inf", cwd=tmp_path)
+    result = run(
+        "inference/classification.py",
+        "--config-name",
+        "classification",
+        f"run_dir={out}",
+        f"test_csvs={{cohort: {paths['test']}}}",
+        "output_dir=out",
+        "run_id=inf",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     inferred = json.loads((tmp_path / "out" / "classification_inference" / "inf" / "metrics.json").read_text())
     trained = json.loads((out / "metrics.json").read_text())
@@ -90,8 +109,18 @@ def test_survival_multi_command_line(tmp_path):
         (folds / f"fold_{fold}").mkdir(parents=True)
         for name in ("train", "tune"):
             (folds / f"fold_{fold}" / f"{name}.csv").write_text(paths[name].read_text())
-    result = run("train/survival_multi.py", "--config-name", "multi", f"data.fold_dir={folds}", f"features_dir={paths['features_dir']}",
-                 "output_dir=out", "run_id=cv", "nepochs=2", "nbins=3", cwd=tmp_path)
+    result = run(
+        "train/survival_multi.py",
+        "--config-name",
+        "multi",
+        f"data.fold_dir={folds}",
+        f"features_dir={paths['features_dir']}",
+        "output_dir=out",
+        "run_id=cv",
+        "nepochs=2",
+        "nbins=3",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = (tmp_path / "out" / "survival_multi" / "cv" / "summary.csv").read_text()
     assert "c_index" in summary and "fold_1" in summary

@@ -13,7 +13,7 @@ from source.data.features import FeatureFileError
 from source.data.labels import LabelTableError, discover_folds
 from source.engines.training_job import run_training_job
 from tests.helpers import training_config
-from tests.training_data import classification_data, survival_data
+from tests.training_data import classification_data, job_config, survival_data
 
 
 @pytest.fixture
@@ -22,9 +22,8 @@ def data(tmp_path):
 
 
 def run(tmp_path, paths, kind="classification", **overrides):
-    values = {"data.train_csv": str(paths["train"]), "data.tune_csv": str(paths["tune"]), "features_dir": str(paths["features_dir"]),
-              "output_dir": str(tmp_path / "out"), "run_id": "r", "device": "cpu", "nepochs": 1}
-    return run_training_job(training_config(kind, **(values | overrides)), kind, multi=False)
+    cfg = job_config(kind, tmp_path, {k: v for k, v in paths.items() if k != "test"}, run_id="r", nepochs=1, **overrides)
+    return run_training_job(cfg, kind, multi=False)
 
 
 def edit_csv(path, change):

@@ -14,25 +14,15 @@ from source.engines.inference_job import run_inference_job
 from source.engines.training_job import run_training_job
 from source.models.vit import vit4k_xs
 from tests.helpers import official_checkpoint, training_config
-from tests.training_data import classification_data, survival_data
+from tests.training_data import classification_data, job_config, survival_data
 
 
 def classification_cfg(tmp_path, paths, **overrides):
-    values = {
-        "data.train_csv": str(paths["train"]), "data.tune_csv": str(paths["tune"]), "data.test_csv": str(paths["test"]),
-        "features_dir": str(paths["features_dir"]), "output_dir": str(tmp_path / "out"), "run_id": "run", "device": "cpu",
-        "nepochs": 6, "training.gradient_accumulation": 8, "optim.lr": 0.001, "model.dropout": 0.1, "optim.lr_scheduler.name": None,
-    }
-    return training_config("classification", **(values | overrides))
+    return job_config("classification", tmp_path, paths, **overrides)
 
 
 def survival_cfg(tmp_path, paths, **overrides):
-    values = {
-        "data.train_csv": str(paths["train"]), "data.tune_csv": str(paths["tune"]), "data.test_csv": str(paths["test"]),
-        "features_dir": str(paths["features_dir"]), "output_dir": str(tmp_path / "out"), "run_id": "run", "device": "cpu",
-        "nepochs": 8, "training.gradient_accumulation": 8, "optim.lr": 0.001, "model.dropout": 0.1, "optim.lr_scheduler.name": None,
-    }
-    return training_config("survival", **(values | overrides))
+    return job_config("survival", tmp_path, paths, **overrides)
 
 
 def run_dir(cfg):
@@ -56,8 +46,17 @@ def test_classification_learns_a_real_signal_and_writes_every_output(tmp_path, s
     tune = pd.read_csv(out / "tune_predictions.csv")
     assert list(tune.columns[:2]) == ["slide_id", "label"] and {"prob_0", "prob_1", "pred"} <= set(tune.columns)
     assert len(tune) == 18 and np.allclose(tune.prob_0 + tune.prob_1, 1)
-    for name in ["best.pt", "latest.pt", "config.yaml", "test_predictions.csv", "loss.png", "auc.png", "tune_roc.png",
-                 "test_confusion_matrix.png", "log.txt"]:
+    for name in [
+        "best.pt",
+        "latest.pt",
+        "config.yaml",
+        "test_predictions.csv",
+        "loss.png",
+        "auc.png",
+        "tune_roc.png",
+        "test_confusion_matrix.png",
+        "log.txt",
+    ]:
         assert (out / name).exists(), name
     state = torch.load(out / "best.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "epoch", "config", "task"} <= set(state)
@@ -87,9 +86,13 @@ def test_survival_learns_a_real_signal_and_not_noise(tmp_path, signal, low, high
 
 
 def test_same_seed_same_results_and_resume_equals_uninterrupted(tmp_path, signal_data, monkeypatch):
-    full = classification_cfg(tmp_path / "a", signal_data, nepochs=4, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1})
+    full = classification_cfg(
+        tmp_path / "a", signal_data, nepochs=4, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1}
+    )
     run_training_job(full, "classification", multi=False)
-    again = classification_cfg(tmp_path / "b", signal_data, nepochs=4, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1})
+    again = classification_cfg(
+        tmp_path / "b", signal_data, nepochs=4, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1}
+    )
     run_training_job(again, "classification", multi=False)
     for name in ["metrics.csv", "tune_predictions.csv", "test_predictions.csv"]:
         pd.testing.assert_frame_equal(pd.read_csv(run_dir(full) / name), pd.read_csv(run_dir(again) / name))
@@ -101,14 +104,17 @@ def test_same_seed_same_results_and_resume_equals_uninterrupted(tmp_path, signal
         if name == "latest" and epoch == 1:
             raise KeyboardInterrupt("killed")
 
-    killed = classification_cfg(tmp_path / "c", signal_data, nepochs=4, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1})
+    killed = classification_cfg(
+        tmp_path / "c", signal_data, nepochs=4, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1}
+    )
     monkeypatch.setattr(train_module.Trainer, "save", killed_after_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         run_training_job(killed, "classification", multi=False)
     monkeypatch.setattr(train_module.Trainer, "save", original_save)
     assert not (run_dir(killed) / "metrics.json").exists()
-    resumed = classification_cfg(tmp_path / "c", signal_data, nepochs=4, resume=True,
-                                 **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1})
+    resumed = classification_cfg(
+        tmp_path / "c", signal_data, nepochs=4, resume=True, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1}
+    )
     assert run_training_job(resumed, "classification", multi=False) == 0
     for name in ["metrics.csv", "tune_predictions.csv", "test_predictions.csv"]:
         pd.testing.assert_frame_equal(pd.read_csv(run_dir(full) / name), pd.read_csv(run_dir(resumed) / name))
@@ -129,9 +135,19 @@ def make_folds(root, paths, n_folds=2):
 
 def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_data):
     fold_dir = make_folds(tmp_path / "folds", signal_data)
-    cfg = training_config("classification", multi=True, **{
-        "data.fold_dir": str(fold_dir), "features_dir": str(signal_data["features_dir"]), "output_dir": str(tmp_path / "out"),
-        "run_id": "cv", "device": "cpu", "nepochs": 2, "training.gradient_accumulation": 8})
+    cfg = training_config(
+        "classification",
+        multi=True,
+        **{
+            "data.fold_dir": str(fold_dir),
+            "features_dir": str(signal_data["features_dir"]),
+            "output_dir": str(tmp_path / "out"),
+            "run_id": "cv",
+            "device": "cpu",
+            "nepochs": 2,
+            "training.gradient_accumulation": 8,
+        },
+    )
     assert run_training_job(cfg, "classification", multi=True) == 0
     out = run_dir(cfg)
     folds = [json.loads((out / f"fold_{i}" / "metrics.json").read_text()) for i in range(2)]
@@ -143,9 +159,20 @@ def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_da
             assert summary.loc[(split, metric), "std"] == pytest.approx(np.std(values))
             assert summary.loc[(split, metric), "fold_1"] == pytest.approx(values[1])
 
-    ensemble = OmegaConf.create({"checkpoints": [], "run_dir": str(out), "checkpoint_name": "best", "test_csvs": {"external": str(signal_data["test"])},
-                                 "features_dir": None, "output_dir": str(tmp_path / "inf"), "experiment_name": "inference", "run_id": "ens",
-                                 "resume": False, "device": "cpu"})
+    ensemble = OmegaConf.create(
+        {
+            "checkpoints": [],
+            "run_dir": str(out),
+            "checkpoint_name": "best",
+            "test_csvs": {"external": str(signal_data["test"])},
+            "features_dir": None,
+            "output_dir": str(tmp_path / "inf"),
+            "experiment_name": "inference",
+            "run_id": "ens",
+            "resume": False,
+            "device": "cpu",
+        }
+    )
     assert run_inference_job(ensemble, "classification") == 0
     averaged = pd.read_csv(tmp_path / "inf" / "inference" / "ens" / "external_predictions.csv")
     singles = []
@@ -163,13 +190,26 @@ def test_inference_reproduces_the_tune_metrics_of_its_checkpoint(tmp_path):
     cfg = survival_cfg(tmp_path, paths, nepochs=3)
     run_training_job(cfg, "survival", multi=False)
     trained = json.loads((run_dir(cfg) / "metrics.json").read_text())["tune"]
-    inference = OmegaConf.create({"checkpoints": [], "run_dir": str(run_dir(cfg)), "checkpoint_name": "best",
-                                  "test_csvs": {"tune": str(paths["tune"])}, "features_dir": None, "output_dir": str(tmp_path / "inf"),
-                                  "experiment_name": "inference", "run_id": "x", "resume": False, "device": "cpu"})
+    inference = OmegaConf.create(
+        {
+            "checkpoints": [],
+            "run_dir": str(run_dir(cfg)),
+            "checkpoint_name": "best",
+            "test_csvs": {"tune": str(paths["tune"])},
+            "features_dir": None,
+            "output_dir": str(tmp_path / "inf"),
+            "experiment_name": "inference",
+            "run_id": "x",
+            "resume": False,
+            "device": "cpu",
+        }
+    )
     assert run_inference_job(inference, "survival") == 0
     reproduced = json.loads((tmp_path / "inf" / "inference" / "x" / "metrics.json").read_text())["tune"]
     assert reproduced == pytest.approx(trained, nan_ok=True)
-    pd.testing.assert_frame_equal(pd.read_csv(run_dir(cfg) / "tune_predictions.csv"), pd.read_csv(tmp_path / "inf" / "inference" / "x" / "tune_predictions.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir(cfg) / "tune_predictions.csv"), pd.read_csv(tmp_path / "inf" / "inference" / "x" / "tune_predictions.csv")
+    )
 
 
 @pytest.mark.parametrize("agg_method", ["concat", "self_att"])
@@ -186,13 +226,20 @@ def test_local_level_trains_with_a_frozen_official_vit_region(tmp_path):
     torch.manual_seed(0)
     vit = vit4k_xs()
     torch.save(official_checkpoint(vit), tmp_path / "vit4k_xs_dino.pth")
-    cfg = classification_cfg(tmp_path, paths, level="local", nepochs=2, **{"model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth")})
+    cfg = classification_cfg(
+        tmp_path, paths, level="local", nepochs=2, **{"model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth")}
+    )
     assert run_training_job(cfg, "classification", multi=False) == 0
     state = torch.load(run_dir(cfg) / "latest.pt", weights_only=True)["model"]
     for name, value in vit.state_dict().items():
         torch.testing.assert_close(state[f"vit_region.{name}"], value)
-    unfrozen = classification_cfg(tmp_path / "b", paths, level="local", nepochs=1, **{
-        "model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth"), "model.freeze_vit_region": False, "optim.lr": 0.01})
+    unfrozen = classification_cfg(
+        tmp_path / "b",
+        paths,
+        level="local",
+        nepochs=1,
+        **{"model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth"), "model.freeze_vit_region": False, "optim.lr": 0.01},
+    )
     run_training_job(unfrozen, "classification", multi=False)
     state = torch.load(run_dir(unfrozen) / "latest.pt", weights_only=True)["model"]
     torch.testing.assert_close(state["vit_region.pos_embed"], vit.pos_embed.detach())
