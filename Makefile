@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/extraction.py
+	$(PY) benchmarks/training.py
 
 clean:
 	rm -rf demo/output benchmarks/results .pytest_cache

@@ -151,7 +151,6 @@ RESUME_KEYS = (
     "level",
     "features_dir",
     "label_name",
-    "nepochs",
     "seed",
     "data",
     "model",
@@ -161,7 +160,7 @@ RESUME_KEYS = (
     "label_mapping",
     "nbins",
 )
-"""Keys that must not change when a training run is resumed."""
+"""Keys that must not change when a training run is resumed (``nepochs`` may grow: training continues)."""
 
 
 def validate_training(cfg: DictConfig, multi: bool) -> None:

@@ -88,6 +88,31 @@ class FeatureBank:
         return missing
 
 
+class EncodedBank(FeatureBank):
+    """Features of another bank passed once through a fixed encoder, then kept in memory.
+
+    Used for level-local training with a frozen ViT_region: each slide's ``(M, n*n, 384)`` is encoded
+    to ``(M, 192)`` once instead of every epoch (the encoder is in eval mode, so the result is the same).
+
+    Args:
+        source: the bank of patch features.
+        encoder: maps ``(M, n*n, 384)`` to ``(M, D)`` (e.g. ``LocalGlobalHIPT.region_features``).
+        device: where the encoder runs.
+    """
+
+    def __init__(self, source: FeatureBank, encoder, device: torch.device) -> None:
+        super().__init__(source.features_dir, source.level, source.dim, cache=True)
+        self.source = source
+        self.encoder = encoder
+        self.device = device
+
+    def load(self, slide_id: str) -> torch.Tensor:
+        if slide_id not in self._memory:
+            with torch.no_grad():  # not inference_mode: the result feeds a graph that trains the aggregator
+                self._memory[slide_id] = self.encoder(self.source.load(slide_id).to(self.device)).float().cpu()
+        return self._memory[slide_id]
+
+
 @dataclass
 class Bag:
     """One training item: the features, its targets and its row in the split table."""

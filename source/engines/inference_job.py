@@ -17,7 +17,7 @@ from source.config.training import TRAINING_SCHEMAS
 from source.devices import resolve_device
 from source.distributed import DistributedContext
 from source.engines.evaluate import predict_split
-from source.engines.training_job import build_model_from_config, build_task_and_splits, feature_bank, write_results
+from source.engines.training_job import build_model_from_config, build_task_and_splits, encode_once, feature_bank, write_results
 from source.log import file_log, setup_logging
 from source.models.checkpoints import CheckpointError
 
@@ -73,6 +73,7 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
             task, splits, _ = build_task_and_splits(kind, train_cfg, paths, feature_bank(train_cfg), state["task"])
             model = build_model_from_config(train_cfg, task, load_vit_region=False).to(device)
             model.load_state_dict(state["model"])
+            encode_once(model, splits, device)
             logger.info("%s: epoch %d", path, state["epoch"] + 1)
             for name, split in splits.items():
                 per_model[name].append(predict_split(model, task, split, device))

@@ -77,7 +77,7 @@ class Trainer:
         self.stopper = EarlyStopping(settings.maximize, settings.patience, settings.min_epoch, settings.early_stopping)
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
-        self.finished = False
+        self.stopped_early = False
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint_path(self, name: str) -> Path:
@@ -94,7 +94,7 @@ class Trainer:
             "early_stopping": self.stopper.state_dict(),
             "history": self.history,
             "rng": torch.get_rng_state(),
-            "finished": self.finished,
+            "stopped_early": self.stopped_early,
             **self.extra_state,
         }
         atomic_torch_save(state, self.checkpoint_path(name))
@@ -113,7 +113,7 @@ class Trainer:
         self.history = list(state["history"])
         torch.set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
-        self.finished = state["finished"]
+        self.stopped_early = state["stopped_early"]
         logger.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
         return True
 
@@ -152,8 +152,8 @@ class Trainer:
     def fit(self, train: Split, tune: Split, on_epoch_end: Optional[Callable[[int], None]] = None) -> None:
         """Train for ``nepochs`` (or until early stopping), tuning every ``tune_every`` epochs."""
         settings = self.settings
-        if self.finished:
-            logger.info("training already finished (epoch %d); nothing to resume", self.start_epoch)
+        if self.stopped_early:
+            logger.info("training stopped early at epoch %d; nothing to resume", self.start_epoch)
             return
         epochs = tqdm(
             range(self.start_epoch, settings.nepochs),
@@ -180,7 +180,7 @@ class Trainer:
             if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
                 self.scheduler.step()
             stop = tuned and self.stopper.should_stop(epoch)
-            self.finished = stop or epoch + 1 == settings.nepochs
+            self.stopped_early = stop
             self.save("latest", epoch)
             atomic_write_csv(pd.DataFrame(self.history), self.run_dir / "metrics.csv")
             if on_epoch_end is not None:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.rundir import prepare_run_dir
 from source.config.training import RESUME_KEYS, validate_training
-from source.data.features import FeatureBank, Split
+from source.data.features import EncodedBank, FeatureBank, Split
 from source.data.labels import discover_folds
 from source.data.splits import classification_splits, survival_splits
 from source.devices import resolve_device
@@ -25,6 +25,7 @@ from source.engines.train import Trainer, TrainerSettings
 from source.io import atomic_write_csv, atomic_write_text
 from source.log import file_log, setup_logging
 from source.models.factory import build_slide_model
+from source.models.slide import LocalGlobalHIPT
 from source.plots import plot_curves
 from source.tasks.base import Task
 from source.tasks.classification import ClassificationTask
@@ -91,6 +92,16 @@ def build_model_from_config(cfg: DictConfig, task: Task, load_vit_region: bool =
     )
 
 
+def encode_once(model: torch.nn.Module, splits: dict[str, Split], device: torch.device) -> None:
+    """With a frozen ViT_region (level local), encode each slide's patch features once, not every epoch."""
+    slide_model = getattr(model, "slide_model", model)
+    if not (isinstance(slide_model, LocalGlobalHIPT) and slide_model.freeze_vit_region):
+        return
+    slide_model.vit_region.eval()
+    for split in splits.values():
+        split.dataset.bank = EncodedBank(split.dataset.bank, slide_model.region_features, device)
+
+
 def write_results(task: Task, results: dict[str, tuple[pd.DataFrame, float]], out_dir: Path) -> dict[str, dict[str, float]]:
     """``<split>_predictions.csv``, the task's plots, and ``metrics.json``; returns the metrics."""
     metrics = {}
@@ -109,6 +120,7 @@ def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path,
     bank = feature_bank(cfg)
     task, splits, task_state = build_task_and_splits(kind, cfg, paths, bank)
     model = build_model_from_config(cfg, task).to(device)
+    encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
     tracking = cfg.early_stopping.tracking or task.default_tracking
     maximize = cfg.early_stopping.min_max == "max" if cfg.early_stopping.min_max else task.higher_is_better.get(tracking, False)

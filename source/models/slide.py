@@ -87,8 +87,12 @@ class LocalGlobalHIPT(GlobalHIPT):
         return self
 
     def region_features(self, bag: torch.Tensor) -> torch.Tensor:
-        """Args: bag ``(M, n*n, 384)``. Returns ``(M, 192)``."""
-        return self.vit_region(features_to_grid(bag))
+        """Args: bag ``(M, n*n, 384)`` patch features, or ``(M, 192)`` already encoded by this (frozen)
+        ViT_region. Returns ``(M, 192)`` (without an autograd graph when frozen)."""
+        if bag.dim() == 2:
+            return bag
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vit_region):
+            return self.vit_region(features_to_grid(bag))
 
 
 class PatientHIPT(nn.Module):

@@ -103,7 +103,7 @@ def test_early_stopping_waits_for_patience_and_min_epoch(tmp_path):
     )
     trainer = trainer_for(tmp_path / "a", GlobalHIPT(2), settings, task=ConstantMetricTask(2))
     trainer.fit(split, tune)
-    assert max(row["epoch"] for row in trainer.history) == 3 and trainer.finished
+    assert max(row["epoch"] for row in trainer.history) == 3 and trainer.stopped_early
     assert torch.load(tmp_path / "a" / "best.pt", weights_only=True)["epoch"] == 0
     settings.min_epoch = 6
     trainer = trainer_for(tmp_path / "b", GlobalHIPT(2), settings, task=ConstantMetricTask(2))
