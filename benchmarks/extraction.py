@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
-from source.engines.extract import Extractor, plan_slides  # noqa: E402
+from source.data.slides import plan_slides  # noqa: E402
+from source.engines.extract import Extractor  # noqa: E402
 from source.engines.feature_store import FeatureStore  # noqa: E402
 from source.models.hipt import HIPTEncoder  # noqa: E402
 from source.models.layers import Attention  # noqa: E402
@@ -127,7 +128,7 @@ def main() -> None:
         images.mkdir(parents=True)
         for i in range(args.regions):
             Image.fromarray(real_region(args.region_size)).save(images / f"{i * args.region_size}_0.jpg", quality=90)
-        plans = plan_slides(Path(scratch) / "regions", None, "jpg")
+        plans = plan_slides(Path(scratch) / "regions", ["bench"], "jpg")
         times = []
         for repeat in range(args.repeats):
             store = FeatureStore(Path(scratch) / f"run{repeat}")

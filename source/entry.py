@@ -17,7 +17,8 @@ from source.models.checkpoints import CheckpointError
 USER_ERRORS = (ConfigError, CheckpointError, LabelTableError, FeatureFileError)
 
 
-def _exit_with(job, *args) -> None:
+def exit_with(job, *args) -> None:
+    """Run ``job(*args)`` and exit with its code; user errors are logged in one line and exit with 2."""
     try:
         code = job(*args)
     except USER_ERRORS as error:
@@ -33,7 +34,7 @@ def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
     register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
 
     def main(cfg: DictConfig) -> None:
-        _exit_with(run_training_job, cfg, kind, multi)
+        exit_with(run_training_job, cfg, kind, multi)
 
     hydra_entry(main, config_dir / "training" / kind, "multi" if multi else "single")
 
@@ -45,6 +46,6 @@ def inference_entry(config_dir: Path, kind: str) -> None:
     register_schema("inference_schema", InferenceConfig)
 
     def main(cfg: DictConfig) -> None:
-        _exit_with(run_inference_job, cfg, kind)
+        exit_with(run_inference_job, cfg, kind)
 
     hydra_entry(main, config_dir / "inference", kind)

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from source.data.region_loader import RegionBatch, RegionDataset, RegionItem, collate_regions
-from source.data.regions import BadInputError, Region, discover_slide_ids, list_regions
-from source.distributed import DistributedContext, balanced_shards, gather_objects
+from source.data.slides import SlidePlan
+from source.distributed import DistributedContext, gather_objects
 from source.engines.feature_store import FeatureStore
 from source.io import atomic_write_csv
 from source.models.hipt import HIPTEncoder
@@ -24,15 +24,6 @@ logger = logging.getLogger(__name__)
 
 SLIDE_COLUMNS = ["slide_id", "feature_path", "num_regions", "level", "region_size", "status", "error"]
 REGION_COLUMNS = ["slide_id", "region_index", "x", "y", "feature_path"]
-
-
-@dataclass
-class SlidePlan:
-    """A slide to process: its regions, or why it cannot be processed."""
-
-    slide_id: str
-    regions: list[Region] = field(default_factory=list)
-    error: Optional[str] = None
 
 
 @dataclass
@@ -45,23 +36,6 @@ class SlideOutcome:
     feature_path: str = ""
     error: str = ""
     regions: list[tuple[int, int, int, str]] = field(default_factory=list)
-
-
-def plan_slides(region_dir: str | Path, slide_list: Optional[str | Path], image_format: str) -> list[SlidePlan]:
-    """List every slide's regions; a slide whose folder or file names are unusable gets an error instead."""
-    plans = []
-    for slide_id in discover_slide_ids(region_dir, slide_list):
-        try:
-            plans.append(SlidePlan(slide_id, list_regions(region_dir, slide_id, image_format)))
-        except BadInputError as error:
-            plans.append(SlidePlan(slide_id, error=str(error)))
-    return plans
-
-
-def shard_plans(plans: Sequence[SlidePlan], context: DistributedContext) -> list[SlidePlan]:
-    """This rank's slides: every slide on exactly one rank, balanced by region count."""
-    shards = balanced_shards([len(plan.regions) for plan in plans], context.world_size)
-    return [plans[i] for i in shards[context.rank]]
 
 
 def _success(plan: SlidePlan, store: FeatureStore) -> SlideOutcome:

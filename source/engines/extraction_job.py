@@ -11,9 +11,11 @@ from omegaconf import DictConfig
 
 from source.config.extraction import RESUME_KEYS, validate_extraction
 from source.config.rundir import prepare_run_dir
+from source.data.regions import discover_slide_ids
+from source.data.slides import plan_slides, shard_plans
 from source.devices import resolve_device, resolve_split_devices
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
-from source.engines.extract import Extractor, merge_outcomes, plan_slides, shard_plans, write_reports
+from source.engines.extract import Extractor, merge_outcomes, write_reports
 from source.engines.feature_store import FeatureStore
 from source.log import file_log, setup_logging
 from source.models.factory import build_hipt_encoder
@@ -75,7 +77,7 @@ def run_extraction_job(cfg: DictConfig) -> int:
 
 
 def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device) -> int:
-    plans = plan_slides(cfg.region_dir, cfg.slide_list, cfg.format)
+    plans = plan_slides(cfg.region_dir, discover_slide_ids(cfg.region_dir, cfg.slide_list), cfg.format)
     mine = shard_plans(plans, context)
     logger.info(
         "%d slide(s), %d region(s) in %s; rank %d/%d takes %d slide(s); device %s, %s, level %s",

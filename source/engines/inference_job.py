@@ -71,7 +71,7 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
                 train_cfg.features_dir = cfg.features_dir
             paths = {name: str(csv) for name, csv in cfg.test_csvs.items()}
             task, splits, _ = build_task_and_splits(kind, train_cfg, paths, feature_bank(train_cfg), state["task"])
-            model = build_model_from_config(train_cfg, task, load_vit_region=False).to(device)
+            model = build_model_from_config(train_cfg, task.num_outputs, load_vit_region=False).to(device)
             model.load_state_dict(state["model"])
             encode_once(model, splits, device)
             logger.info("%s: epoch %d", path, state["epoch"] + 1)

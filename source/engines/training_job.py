@@ -71,12 +71,12 @@ def build_task_and_splits(
     return task, tables.splits, state
 
 
-def build_model_from_config(cfg: DictConfig, task: Task, load_vit_region: bool = True) -> torch.nn.Module:
+def build_model_from_config(cfg: DictConfig, num_outputs: int, load_vit_region: bool = True) -> torch.nn.Module:
     """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
     pos = cfg.model.slide_pos_embed
     return build_slide_model(
         cfg.level.value,
-        task.num_outputs,
+        num_outputs,
         cfg.model.dropout,
         pos.type if pos.use else None,
         pos.max_len,
@@ -119,7 +119,7 @@ def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path,
     torch.manual_seed(cfg.seed)
     bank = feature_bank(cfg)
     task, splits, task_state = build_task_and_splits(kind, cfg, paths, bank)
-    model = build_model_from_config(cfg, task).to(device)
+    model = build_model_from_config(cfg, task.num_outputs).to(device)
     encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
     tracking = cfg.early_stopping.tracking or task.default_tracking

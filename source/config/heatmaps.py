@@ -1,0 +1,82 @@
+"""Schema and checks of the heatmap config (``attention_visualization.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from source.config.core import ConfigError
+from source.config.extraction import Precision
+
+
+@dataclass
+class HeatmapConfig:
+    """Every key of ``config/heatmaps/default.yaml``; see that file for what each one means."""
+
+    patch_fp: Optional[str] = None
+    region_fp: Optional[str] = None
+    region_dir: Optional[str] = None
+    slide_id: Optional[str] = None
+    slide_csv: Optional[str] = None
+    format: str = "jpg"
+    region_size: int = 4096
+    patch_size: int = 256
+    patch_weights: Optional[str] = "checkpoints/vit256_small_dino.pth"
+    region_weights: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
+    slide_weights: Optional[str] = None
+    checkpoint_key: str = "teacher"
+    vit_patch_arch: str = "vit_small"
+    img_size_pretrained: Optional[int] = None
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    output_dir: str = "output"
+    experiment_name: str = "heatmaps"
+    run_id: Optional[str] = None
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    precision: Precision = Precision.fp32
+    patch_batch_size: int = 64
+    heads: Optional[list[int]] = None
+    downscale: int = 4
+    downsample: int = 32
+    cmap: str = "jet"
+    alpha: float = 0.5
+    threshold: Optional[float] = None
+    highlight: Optional[float] = None
+    opacity: float = 0.3
+    granular: bool = False
+    gamma: float = 0.5
+    save_region_maps: bool = True
+    geojson_patches: bool = False
+
+
+def validate_heatmaps(cfg: DictConfig) -> None:
+    """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
+    if not (cfg.patch_fp or cfg.region_fp or cfg.slide_id or cfg.slide_csv):
+        raise ConfigError("nothing to do: set patch_fp, region_fp, slide_id (with region_dir) or slide_csv (with region_dir)")
+    for key in ("patch_fp", "region_fp", "slide_csv"):
+        if cfg[key] and not Path(cfg[key]).is_file():
+            raise ConfigError(f"{key} '{cfg[key]}' is not a file")
+    if (cfg.slide_id or cfg.slide_csv) and not (cfg.region_dir and Path(cfg.region_dir).is_dir()):
+        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: slide_id / slide_csv need the folder of <slide_id>/imgs/")
+    if cfg.region_size % cfg.patch_size:
+        raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size})")
+    if cfg.downscale < 1 or cfg.patch_size % cfg.downscale or cfg.downscale > 16:
+        raise ConfigError(f"downscale ({cfg.downscale}) must divide patch_size ({cfg.patch_size}) and be at most 16 (one pixel per token)")
+    if cfg.downsample % cfg.downscale or cfg.region_size % cfg.downsample:
+        raise ConfigError(
+            f"downsample ({cfg.downsample}) must be a multiple of downscale ({cfg.downscale}) and divide region_size ({cfg.region_size})"
+        )
+    for key in ("alpha", "opacity", "gamma", "threshold", "highlight"):
+        if cfg[key] is not None and not 0 <= cfg[key] <= 1:
+            raise ConfigError(f"{key} must be between 0 and 1, got {cfg[key]}")
+    if cfg.heads is not None and (not cfg.heads or min(cfg.heads) < 0):
+        raise ConfigError(f"heads must be null (all) or a list of head indices >= 0, got {list(cfg.heads)}")
+    if cfg.patch_batch_size < 1:
+        raise ConfigError(f"patch_batch_size must be >= 1, got {cfg.patch_batch_size}")
+    if cfg.resume and not cfg.run_id:
+        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")

@@ -1,0 +1,113 @@
+"""``attention_visualization.py`` end to end: config -> encoders -> single inputs and slides -> summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from source.config.heatmaps import validate_heatmaps
+from source.config.rundir import prepare_run_dir
+from source.data.labels import read_table
+from source.data.regions import BadInputError
+from source.data.slides import plan_slides, shard_plans
+from source.devices import resolve_device
+from source.distributed import DistributedContext, context_from_env, gather_objects, init_distributed, shutdown
+from source.heatmaps.attention import AttentionReader
+from source.heatmaps.single import render_patch, render_region, stem
+from source.heatmaps.slide_level import load_slide_model
+from source.heatmaps.slide_render import RenderSettings, SlideRenderer
+from source.io import atomic_write_csv, safe_join
+from source.log import file_log, setup_logging
+from source.models.factory import build_hipt_encoder
+
+logger = logging.getLogger(__name__)
+RENDER_KEYS = [
+    "region_size", "patch_size", "downscale", "downsample", "cmap", "alpha", "threshold", "highlight", "opacity", "granular",
+    "gamma", "heads", "save_region_maps", "geojson_patches",
+]  # fmt: skip
+
+
+def render_settings(cfg: DictConfig) -> RenderSettings:
+    """The drawing settings of a heatmap config."""
+    values = {key: cfg[key] for key in RENDER_KEYS}
+    values["heads"] = OmegaConf.to_container(cfg.heads) if cfg.heads is not None else None
+    return RenderSettings(**values)
+
+
+def slide_ids(cfg: DictConfig) -> list[str]:
+    """``slide_id`` and the ``slide_id`` column of ``slide_csv``, in order, without duplicates."""
+    ids = [cfg.slide_id] if cfg.slide_id else []
+    if cfg.slide_csv:
+        ids += read_table(cfg.slide_csv, ["slide_id"]).slide_id.tolist()
+    return list(dict.fromkeys(ids))
+
+
+def run_heatmap_job(cfg: DictConfig) -> int:
+    """Draw every requested map; returns the exit code (1 if a slide failed)."""
+    context = context_from_env()
+    setup_logging(context.rank)
+    validate_heatmaps(cfg)
+    device = resolve_device(cfg.device, context.local_rank)
+    context = init_distributed(device)
+    try:
+        run_dir = prepare_run_dir(cfg, context)
+        with file_log(run_dir / "log.txt", context.rank):
+            return _draw_all(cfg, run_dir, context, device)
+    finally:
+        shutdown()
+
+
+def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device) -> int:
+    torch.manual_seed(cfg.seed)
+    encoder = build_hipt_encoder(
+        "global",
+        cfg.patch_weights,
+        cfg.region_weights,
+        checkpoint_key=cfg.checkpoint_key,
+        img_size_pretrained=cfg.img_size_pretrained,
+        patch_size=cfg.patch_size,
+        patch_batch_size=cfg.patch_batch_size,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        precision=cfg.precision.value,
+    ).place(device)
+    reader = AttentionReader(encoder)
+    settings = render_settings(cfg)
+    slide_model = load_slide_model(cfg.slide_weights, device) if cfg.slide_weights else None
+    renderer = SlideRenderer(reader, settings, slide_model)
+    if context.is_main and cfg.patch_fp:
+        render_patch(reader, Path(cfg.patch_fp), run_dir / stem(cfg.patch_fp), settings)
+        logger.info("patch maps: %s", run_dir / stem(cfg.patch_fp))
+    if context.is_main and cfg.region_fp:
+        render_region(reader, Path(cfg.region_fp), run_dir / stem(cfg.region_fp), settings)
+        logger.info("region maps: %s", run_dir / stem(cfg.region_fp))
+    plans = plan_slides(cfg.region_dir, slide_ids(cfg), cfg.format) if cfg.region_dir else []
+    outcomes = []
+    for plan in shard_plans(plans, context):
+        outcome = {"slide_id": plan.slide_id, "num_regions": len(plan.regions), "status": "success", "error": "", "output_dir": ""}
+        try:
+            if plan.error:
+                raise BadInputError(plan.error)
+            out_dir = safe_join(run_dir, plan.slide_id)
+            outcome["output_dir"] = str(out_dir)
+            if cfg.resume and (out_dir / "attention.csv").exists():
+                logger.info("slide %s already drawn", plan.slide_id)
+            else:
+                renderer.render(plan.slide_id, plan.regions, out_dir, show_progress=context.is_main)
+                logger.info("slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), out_dir)
+        except (BadInputError, ValueError) as error:
+            outcome.update(status="failed", error=str(error))
+            logger.error("slide %s failed: %s", plan.slide_id, error)
+        outcomes.append(outcome)
+    merged = [o for part in gather_objects(outcomes, context) for o in part]
+    failed = [o for o in merged if o["status"] != "success"]
+    if context.is_main and plans:
+        order = {plan.slide_id: i for i, plan in enumerate(plans)}
+        table = pd.DataFrame(sorted(merged, key=lambda o: order[o["slide_id"]]))
+        atomic_write_csv(table, run_dir / "slides.csv")
+        logger.info("done: %d/%d slide(s) drawn, %d failed; outputs in %s", len(merged) - len(failed), len(merged), len(failed), run_dir)
+    return 1 if failed else 0

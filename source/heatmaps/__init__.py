@@ -1,0 +1,1 @@
+"""Attention heatmaps of HIPT's three transformers: patch, region, factorized and slide level."""

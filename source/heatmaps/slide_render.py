@@ -1,0 +1,150 @@
+"""Render every map of one slide: per-region PNGs, stitched slide canvases, panels, GeoJSON and csv."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from source.config.core import ConfigError
+from source.data.regions import Region, read_region
+from source.heatmaps.attention import AttentionReader, region_maps
+from source.heatmaps.export import AttentionExport
+from source.heatmaps.render import blend, highlighted, side_by_side, thresholded
+from source.heatmaps.scores import blended, factorized, rank_normalise
+from source.heatmaps.slide_level import SlideModel, slide_attention
+from source.heatmaps.stitch import SlideCanvas, save_png
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RenderSettings:
+    """How maps are drawn (config keys of the same names)."""
+
+    region_size: int = 4096
+    patch_size: int = 256
+    downscale: int = 4
+    downsample: int = 32
+    cmap: str = "jet"
+    alpha: float = 0.5
+    threshold: Optional[float] = None
+    highlight: Optional[float] = None
+    opacity: float = 0.3
+    granular: bool = False
+    gamma: float = 0.5
+    heads: Optional[Sequence[int]] = None
+    save_region_maps: bool = True
+    geojson_patches: bool = False
+
+
+def resize(pixels: torch.Tensor | np.ndarray, size: int) -> np.ndarray:
+    """``(3, R, R)`` tensor or ``(R, R, 3)`` array -> ``(size, size, 3)`` uint8 (box filter)."""
+    array = pixels.permute(1, 2, 0).numpy() if isinstance(pixels, torch.Tensor) else pixels
+    return np.asarray(Image.fromarray(array).resize((size, size), Image.BOX))
+
+
+def pool(scores: np.ndarray, size: int) -> np.ndarray:
+    """Average ``(S, S)`` scores down to ``(size, size)`` (S a multiple of size)."""
+    factor = scores.shape[0] // size
+    return scores.reshape(size, factor, size, factor).mean(axis=(1, 3))
+
+
+def head_list(requested: Optional[Sequence[int]], available: int, name: str) -> list[int]:
+    """The heads to draw (all when None); an unknown index is an error naming it."""
+    if requested is None:
+        return list(range(available))
+    bad = [h for h in requested if not 0 <= h < available]
+    if bad:
+        raise ConfigError(f"heads: {bad} do not exist in {name}, which has heads 0..{available - 1}")
+    return list(requested)
+
+
+class SlideRenderer:
+    """Draw the maps of one slide's regions.
+
+    Args:
+        reader: ViT_patch / ViT_region attention.
+        settings: drawing settings.
+        slide_model: a trained slide aggregator for slide-level attention, or None.
+    """
+
+    def __init__(self, reader: AttentionReader, settings: RenderSettings, slide_model: Optional[SlideModel] = None) -> None:
+        self.reader, self.settings, self.slide_model = reader, settings, slide_model
+        encoder = reader.encoder
+        self.patch_heads = head_list(settings.heads, encoder.vit_patch.num_heads, "ViT_patch")
+        self.region_heads = head_list(settings.heads, encoder.vit_region.num_heads, "ViT_region")
+
+    def render(self, slide_id: str, regions: Sequence[Region], out_dir: Path, show_progress: bool = True) -> None:
+        """Write every output of the slide under ``out_dir`` (``attention.csv`` last)."""
+        s = self.settings
+        if not regions:
+            raise ValueError(f"slide {slide_id} has no regions")
+        size, tile = s.region_size // s.downscale, s.region_size // s.downsample
+        self.canvases: dict[str, SlideCanvas] = {}
+        self.coordinates = [(r.x, r.y) for r in regions]
+        export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches)
+        factor_tiles, image_tiles, local, global_ = [], [], [], []
+        for region in tqdm(regions, desc=slide_id, unit="region", leave=False, disable=not show_progress):
+            pixels = torch.from_numpy(read_region(region.path, s.region_size)).permute(2, 0, 1)
+            maps = region_maps(self.reader, pixels, size, s.granular, self.patch_heads, self.region_heads)
+            image, image_tile = resize(pixels, size), resize(pixels, tile)
+            name = f"{region.x}_{region.y}.png"
+            patch_dir, region_dir = out_dir / "patch" / str(s.patch_size), out_dir / "region" / str(s.region_size)
+            for index, head in enumerate(self.patch_heads):
+                self._draw(f"patch_head_{head}", maps.patch[index], image, image_tile, region, patch_dir / f"head_{head}" / name)
+            for index, head in enumerate(self.region_heads):
+                self._draw(f"region_head_{head}", maps.region[index], image, image_tile, region, region_dir / f"head_{head}" / name)
+            mean_factorized = np.zeros((size, size))
+            for j_index, j in enumerate(self.region_heads):
+                for i_index, i in enumerate(self.patch_heads):
+                    scores = factorized(maps.region[j_index], maps.patch[i_index])
+                    mean_factorized += scores
+                    path = out_dir / f"hierarchical_{s.region_size}_{s.patch_size}" / f"rhead_{j}_phead_{i}" / name
+                    self._draw(f"rhead_{j}_phead_{i}", scores, image, image_tile, region, path)
+            export.add_region(region.x, region.y, maps.tokens.region.numpy(), self.region_heads)
+            if self.slide_model is not None:
+                factor_tiles.append(pool(mean_factorized / (len(self.region_heads) * len(self.patch_heads)), tile))
+                image_tiles.append(image_tile)
+                local.append(maps.tokens.local)
+                global_.append(maps.tokens.global_)
+        slide_scores = weights = None
+        if self.slide_model is not None:
+            weights = slide_attention(self.slide_model, torch.stack(local), torch.stack(global_))
+            slide_scores = rank_normalise(weights)
+            for region, score, factor_tile, image_tile in zip(regions, slide_scores, factor_tiles, image_tiles):
+                self._paste("slide", region, blended(score, factor_tile, s.gamma), image_tile)
+        self._save(out_dir)
+        export.write(out_dir, slide_scores, weights)
+
+    def _canvas(self, name: str, channels: int = 3) -> SlideCanvas:
+        if name not in self.canvases:
+            self.canvases[name] = SlideCanvas(self.coordinates, self.settings.region_size, self.settings.downsample, channels)
+        return self.canvases[name]
+
+    def _draw(self, name: str, scores: np.ndarray, image: np.ndarray, image_tile: np.ndarray, region: Region, path: Path) -> None:
+        s = self.settings
+        if s.save_region_maps:
+            save_png(blend(image, scores, s.cmap, s.alpha), path)
+        self._paste(name, region, pool(scores, image_tile.shape[0]), image_tile)
+
+    def _paste(self, name: str, region: Region, scores: np.ndarray, image_tile: np.ndarray) -> None:
+        s = self.settings
+        self._canvas(name).paste(region.x, region.y, blend(image_tile, scores, s.cmap, s.alpha))
+        if s.threshold is not None:
+            self._canvas(f"{name}_thresh").paste(region.x, region.y, thresholded(image_tile, scores, s.cmap, s.alpha, s.threshold))
+        if s.highlight is not None:
+            self._canvas(f"{name}_highlight", 4).paste(region.x, region.y, highlighted(image_tile, scores, s.highlight, s.opacity))
+
+    def _save(self, out_dir: Path) -> None:
+        for name, canvas in self.canvases.items():
+            canvas.save(out_dir / "slide" / f"{name}.png", self.settings.cmap)
+        for level, heads in (("patch", self.patch_heads), ("region", self.region_heads)):
+            images = [self.canvases[f"{level}_head_{h}"].pixels for h in heads]
+            save_png(side_by_side(images, [f"{level} head {h}" for h in heads]), out_dir / f"{level}.png")

@@ -1,0 +1,182 @@
+"""attention_visualization end to end on regions of the real demo slide; bad input; torchrun with gloo."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from source.config.heatmaps import HeatmapConfig
+from source.engines.heatmap_job import run_heatmap_job
+from source.models.checkpoints import CheckpointError
+from source.models.slide import GlobalHIPT
+from tests.helpers import REPO, training_config
+
+TINY = {"vit_patch_arch": "vit_tiny", "patch_weights": None, "region_weights": None}
+
+
+def heatmap_config(**overrides):
+    cfg = OmegaConf.merge(OmegaConf.structured(HeatmapConfig), {k: v for k, v in overrides.items()})
+    return cfg
+
+
+def slide_checkpoint(path, num_classes=2, broken=False):
+    """A best.pt of train/classification.py for a GlobalHIPT."""
+    torch.manual_seed(3)
+    state = GlobalHIPT(num_classes).state_dict()
+    if broken:
+        state["classifier.weight"] = torch.zeros(5, 7)
+    cfg = training_config("classification", features_dir="unused", num_classes=num_classes)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    torch.save({"model": state, "config": config, "task": {"kind": "classification"}, "epoch": 3}, path)
+    return path
+
+
+def size(path):
+    with Image.open(path) as image:
+        return image.size
+
+
+def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region_dir):
+    cfg = heatmap_config(
+        region_dir=str(region_dir),
+        slide_id="CMU-1-Small-Region",
+        region_size=1024,
+        output_dir=str(tmp_path),
+        run_id="r",
+        patch_weights=None,
+        region_weights=None,
+        heads=[0, 1],
+        threshold=0.5,
+        highlight=0.6,
+        device="cpu",
+        slide_weights=str(slide_checkpoint(tmp_path / "best.pt")),
+        geojson_patches=True,
+    )
+    assert run_heatmap_job(cfg) == 0
+    out = tmp_path / "heatmaps" / "r" / "CMU-1-Small-Region"
+    assert size(out / "patch" / "256" / "head_1" / "1024_2048.png") == (256, 256)
+    assert size(out / "region" / "1024" / "head_0" / "0_0.png") == (256, 256)
+    assert size(out / "hierarchical_1024_256" / "rhead_1_phead_0" / "0_1024.png") == (256, 256)
+    assert len(list((out / "hierarchical_1024_256").glob("rhead_*_phead_*/*.png"))) == 4 * 6
+    for name in ["patch_head_0", "region_head_1", "rhead_0_phead_1", "slide", "slide_thresh", "slide_highlight", "patch_head_1_highlight"]:
+        width, height = size(out / "slide" / f"{name}.png")
+        assert width == 64 + 90 and height == 96, name  # 2 x 3 regions of 32 px at downsample 32, + the colorbar
+    with Image.open(out / "slide" / "slide_highlight.png") as image:
+        assert image.mode == "RGBA"
+    assert size(out / "patch.png")[0] > 2 * 64 and (out / "region.png").exists()
+    collection = json.loads((out / "attention.geojson").read_text())
+    regions = [f for f in collection["features"] if f["properties"]["name"].count("_") == 1]
+    assert len(regions) == 6 and all("slide_attention" in f["properties"]["measurements"] for f in regions)
+    table = pd.read_csv(out / "attention.csv")
+    assert (table.level == "region").sum() == 6 * 2 * 16 and (table.level == "slide").sum() == 6
+    assert table[table.level == "slide"].score.max() == 1.0
+    assert pd.read_csv(tmp_path / "heatmaps" / "r" / "slides.csv").status.tolist() == ["success"]
+
+
+def test_one_bad_slide_fails_alone(tmp_path, region_dir):
+    (region_dir / "empty" / "imgs").mkdir(parents=True)
+    (region_dir / "big" / "imgs").mkdir(parents=True)
+    Image.new("RGB", (2048, 2048), "white").save(region_dir / "big" / "imgs" / "0_0.jpg")
+    pd.DataFrame({"slide_id": ["subset", "empty", "big"]}).to_csv(tmp_path / "slides.csv", index=False)
+    cfg = heatmap_config(
+        region_dir=str(region_dir),
+        slide_csv=str(tmp_path / "slides.csv"),
+        region_size=1024,
+        output_dir=str(tmp_path),
+        run_id="r",
+        heads=[0],
+        save_region_maps=False,
+        device="cpu",
+        **TINY,
+    )
+    assert run_heatmap_job(cfg) == 1
+    slides = pd.read_csv(tmp_path / "heatmaps" / "r" / "slides.csv", keep_default_na=False).set_index("slide_id")
+    assert slides.loc["subset", "status"] == "success"
+    assert "no .jpg images" in slides.loc["empty", "error"]
+    assert "region_size is 1024: set region_size=2048" in slides.loc["big", "error"]
+    assert (tmp_path / "heatmaps" / "r" / "subset" / "attention.csv").exists()
+
+
+def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
+    cfg = heatmap_config(
+        region_dir=str(region_dir),
+        slide_id="subset",
+        region_size=1024,
+        output_dir=str(tmp_path),
+        device="cpu",
+        slide_weights=str(slide_checkpoint(tmp_path / "bad.pt", broken=True)),
+        **TINY,
+    )
+    with pytest.raises(CheckpointError, match="does not fit"):
+        run_heatmap_job(cfg)
+    (tmp_path / "features.pt").write_bytes(b"")
+    cfg.slide_weights = str(tmp_path / "features.pt")
+    with pytest.raises(CheckpointError, match="empty"):
+        run_heatmap_job(cfg)
+
+
+def run_cli(*args, cwd):
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=600)
+
+
+def test_command_line_single_inputs_and_errors(tmp_path, demo_regions_1024):
+    region = sorted((demo_regions_1024 / "CMU-1-Small-Region" / "imgs").iterdir())[0]
+    Image.open(region).crop((256, 256, 512, 512)).save(tmp_path / "patch.png")
+    tiny = ["vit_patch_arch=vit_tiny", "patch_weights=null", "region_weights=null", "region_size=1024", "output_dir=out", "run_id=r"]
+    script = str(REPO / "attention_visualization.py")
+    result = run_cli(script, "--config-name", "default", f"region_fp={region}", f"patch_fp={tmp_path / 'patch.png'}", *tiny, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "out" / "heatmaps" / "r"
+    assert size(out / "patch" / "patch" / "head_2.png") == (256, 256) and (out / "patch" / "patch.png").exists()
+    assert size(out / region.stem / "hierarchical" / "rhead_5_phead_2.png") == (256, 256)
+    bad_head = run_cli(script, "--config-name", "default", f"region_fp={region}", "heads=[0,9]", *tiny, cwd=tmp_path)
+    assert bad_head.returncode == 2 and "heads: [9] do not exist in ViT_patch" in bad_head.stderr
+    missing = run_cli(script, "--config-name", "default", f"region_fp={region}", "patch_weights=/no/vit.pth", cwd=tmp_path)
+    assert missing.returncode == 2 and "'/no/vit.pth' does not exist" in missing.stderr
+    nothing = run_cli(script, "--config-name", "default", cwd=tmp_path)
+    assert nothing.returncode == 2 and "nothing to do" in nothing.stderr
+
+
+def test_two_process_gloo_run_draws_each_slide_once(tmp_path, region_dir):
+    for name in ("copy_a", "copy_b"):
+        shutil.copytree(region_dir / "subset", region_dir / name)
+    pd.DataFrame({"slide_id": ["subset", "copy_a", "copy_b", "CMU-1-Small-Region"]}).to_csv(tmp_path / "slides.csv", index=False)
+    result = run_cli(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(REPO / "attention_visualization.py"),
+        "--config-name",
+        "default",
+        f"region_dir={region_dir}",
+        f"slide_csv={tmp_path / 'slides.csv'}",
+        "region_size=1024",
+        "output_dir=out",
+        "run_id=ddp",
+        "heads=[0]",
+        "save_region_maps=false",
+        "device=cpu",
+        "vit_patch_arch=vit_tiny",
+        "patch_weights=null",
+        "region_weights=null",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "out" / "heatmaps" / "ddp"
+    drawn = {}
+    for log in ("log.txt", "log.rank1.txt"):
+        for line in (run / log).read_text().splitlines():
+            if " regions -> " in line:
+                drawn.setdefault(line.split("slide ", 1)[1].split(":")[0], []).append(log)
+    assert sorted(drawn) == sorted(["subset", "copy_a", "copy_b", "CMU-1-Small-Region"])
+    assert all(len(ranks) == 1 for ranks in drawn.values()) and len({r[0] for r in drawn.values()}) == 2
+    assert pd.read_csv(run / "slides.csv").slide_id.tolist() == ["subset", "copy_a", "copy_b", "CMU-1-Small-Region"]
