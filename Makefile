@@ -23,6 +23,8 @@ demo: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/extraction.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/heatmaps.py
+	$(PY) benchmarks/pretraining.py
 
 clean:
 	rm -rf demo/output benchmarks/results .pytest_cache

@@ -78,8 +78,11 @@ def measure(name: str, level: str, split: Split, epochs: int, freeze: bool = Tru
         "eval_slides_per_s": slides / statistics.median(eval_times),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
-    print(f"{name}: {row['train_slides_per_s']:.1f} slides/s training ({row['first_epoch_slides_per_s']:.1f} in epoch 1), "
-          f"{row['eval_slides_per_s']:.1f} slides/s evaluation", flush=True)
+    print(
+        f"{name}: {row['train_slides_per_s']:.1f} slides/s training ({row['first_epoch_slides_per_s']:.1f} in epoch 1), "
+        f"{row['eval_slides_per_s']:.1f} slides/s evaluation",
+        flush=True,
+    )
     return row
 
 

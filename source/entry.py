@@ -12,9 +12,11 @@ from source.config.core import ConfigError, hydra_entry, register_schema
 from source.config.training import TRAINING_SCHEMAS, InferenceConfig
 from source.data.features import FeatureFileError
 from source.data.labels import LabelTableError
+from source.data.regions import BadInputError
 from source.models.checkpoints import CheckpointError
+from source.pretraining.data import PretrainingDataError
 
-USER_ERRORS = (ConfigError, CheckpointError, LabelTableError, FeatureFileError)
+USER_ERRORS = (ConfigError, CheckpointError, LabelTableError, FeatureFileError, PretrainingDataError, BadInputError)
 
 
 def exit_with(job, *args) -> None:
@@ -24,6 +26,11 @@ def exit_with(job, *args) -> None:
     except USER_ERRORS as error:
         logging.getLogger("hipt").error("%s", error)
         code = 2
+    except RuntimeError as error:
+        if type(error).__name__ != "TrainingDivergedError":
+            raise
+        logging.getLogger("hipt").error("%s", error)
+        code = 1
     sys.exit(code)
 
 
@@ -49,3 +56,29 @@ def inference_entry(config_dir: Path, kind: str) -> None:
         exit_with(run_inference_job, cfg, kind)
 
     hydra_entry(main, config_dir / "inference", kind)
+
+
+def pretraining_entry(config_dir: Path, stage: str) -> None:
+    """Run ``pretrain/dino_<stage>.py``: Hydra config ``config/pretraining/<stage>.yaml``."""
+    from source.config.pretraining import PretrainingConfig
+    from source.engines.pretraining_job import run_pretraining_job
+
+    register_schema("pretraining_schema", PretrainingConfig)
+
+    def main(cfg: DictConfig) -> None:
+        exit_with(run_pretraining_job, cfg, stage)
+
+    hydra_entry(main, config_dir / "pretraining", stage)
+
+
+def knn_entry(config_dir: Path) -> None:
+    """Run ``pretrain/eval_knn.py``: Hydra config ``config/pretraining/knn.yaml``."""
+    from source.config.pretraining import KnnEvalConfig
+    from source.engines.pretraining_job import run_knn_job
+
+    register_schema("knn_schema", KnnEvalConfig)
+
+    def main(cfg: DictConfig) -> None:
+        exit_with(run_knn_job, cfg)
+
+    hydra_entry(main, config_dir / "pretraining", "knn")

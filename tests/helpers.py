@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Mapping
@@ -136,3 +137,51 @@ def training_config(kind: str, multi: bool = False, **overrides) -> DictConfig:
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return cfg
+
+
+def pretraining_config(stage: str, **overrides) -> DictConfig:
+    """``config/pretraining/<stage>.yaml`` on its schema, with dotted ``overrides``."""
+    from source.config.pretraining import PretrainingConfig
+
+    documented = OmegaConf.load(REPO / "config" / "pretraining" / f"{stage}.yaml")
+    documented.pop("defaults")
+    cfg = OmegaConf.merge(OmegaConf.structured(PretrainingConfig), documented)
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
+def schema_keys(schema: type, prefix: str = "") -> set[str]:
+    """Dotted leaf keys of a dataclass schema."""
+    keys = set()
+    for field in dataclasses.fields(schema):
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        if dataclasses.is_dataclass(default):
+            keys |= schema_keys(type(default), f"{prefix}{field.name}.")
+        else:
+            keys.add(f"{prefix}{field.name}")
+    return keys
+
+
+def yaml_keys(node: dict, prefix: str = "") -> set[str]:
+    """Dotted leaf keys of a loaded YAML (mapping-valued keys such as label_mapping are leaves)."""
+    keys = set()
+    for key, value in node.items():
+        if isinstance(value, dict) and key not in {"label_mapping", "test_csvs"}:
+            keys |= yaml_keys(value, f"{prefix}{key}.")
+        else:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def assert_documented(path: Path, schema: type) -> None:
+    """The YAML at ``path`` has exactly the schema's keys, a comment on every value line, and merges on the schema."""
+    import re
+
+    documented = OmegaConf.load(path)
+    documented.pop("defaults")
+    assert yaml_keys(OmegaConf.to_container(documented)) == schema_keys(schema)
+    for line in path.read_text().splitlines():
+        if re.match(r"^\s*[a-z_]+:\s*\S", line):
+            assert "#" in line, f"{path.name}: '{line.strip()}' has no comment"
+    OmegaConf.merge(OmegaConf.structured(schema), documented)

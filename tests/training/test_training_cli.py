@@ -1,61 +1,39 @@
-"""train/*.py and inference/*.py as users run them (Hydra command line), and their documented configs."""
+"""train/*.py and inference/*.py as users run them (Hydra command line), and every documented config."""
 
-import dataclasses
 import json
 import os
-import re
 import subprocess
 import sys
 
 import pytest
-from omegaconf import OmegaConf
 
+from source.config.heatmaps import HeatmapConfig
+from source.config.pretraining import KnnEvalConfig, PretrainingConfig
 from source.config.training import TRAINING_SCHEMAS, InferenceConfig
-from tests.helpers import REPO
+from tests.helpers import REPO, assert_documented
 from tests.training_data import classification_data, survival_data
-
-
-def schema_keys(schema, prefix=""):
-    keys = set()
-    for field in dataclasses.fields(schema):
-        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-        if dataclasses.is_dataclass(default):
-            keys |= schema_keys(type(default), f"{prefix}{field.name}.")
-        else:
-            keys.add(f"{prefix}{field.name}")
-    return keys
-
-
-def yaml_keys(node, prefix=""):
-    keys = set()
-    for key, value in node.items():
-        if isinstance(value, dict) and key not in {"label_mapping", "test_csvs"}:
-            keys |= yaml_keys(value, f"{prefix}{key}.")
-        else:
-            keys.add(f"{prefix}{key}")
-    return keys
 
 
 @pytest.mark.parametrize(
     "kind, name", [("classification", "single"), ("classification", "multi"), ("survival", "single"), ("survival", "multi")]
 )
 def test_training_yaml_has_every_schema_key_each_commented(kind, name):
-    path = REPO / "config" / "training" / kind / f"{name}.yaml"
-    documented = OmegaConf.load(path)
-    documented.pop("defaults")
-    assert yaml_keys(OmegaConf.to_container(documented)) == schema_keys(TRAINING_SCHEMAS[kind])
-    for line in path.read_text().splitlines():
-        if re.match(r"^\s*[a-z_]+:\s*\S", line) or re.match(r"^\s*[a-z_]+:\s*$", line):
-            leaf = not line.rstrip().endswith(":")
-            assert "#" in line or not leaf, f"{path.name}: '{line.strip()}' has no comment"
-    OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), documented)
+    assert_documented(REPO / "config" / "training" / kind / f"{name}.yaml", TRAINING_SCHEMAS[kind])
 
 
-def test_inference_yaml_matches_its_schema():
-    for kind in ("classification", "survival"):
-        documented = OmegaConf.load(REPO / "config" / "inference" / f"{kind}.yaml")
-        documented.pop("defaults")
-        assert set(documented) == {f.name for f in dataclasses.fields(InferenceConfig)}
+@pytest.mark.parametrize(
+    "path, schema",
+    [
+        ("inference/classification.yaml", InferenceConfig),
+        ("inference/survival.yaml", InferenceConfig),
+        ("heatmaps/default.yaml", HeatmapConfig),
+        ("pretraining/patch.yaml", PretrainingConfig),
+        ("pretraining/region.yaml", PretrainingConfig),
+        ("pretraining/knn.yaml", KnnEvalConfig),
+    ],
+)
+def test_other_yamls_have_every_schema_key_each_commented(path, schema):
+    assert_documented(REPO / "config" / path, schema)
 
 
 def run(script, *args, cwd):

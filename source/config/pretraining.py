@@ -1,0 +1,160 @@
+"""Schemas and checks of the DINO pretraining configs (``pretrain/dino_{patch,region}.py``, ``pretrain/eval_knn.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import MISSING, DictConfig
+
+from source.config.core import ConfigError
+from source.config.extraction import Precision, WandbConfig
+from source.models.vit import ARCHITECTURES
+
+
+@dataclass
+class DinoModelConfig:
+    arch: str = "vit_small"
+    out_dim: int = 65536
+    norm_last_layer: bool = True
+    use_bn_in_head: bool = False
+    momentum_teacher: float = 0.996
+    teacher_temp: float = 0.07
+    warmup_teacher_temp: float = 0.04
+    warmup_teacher_temp_epochs: int = 30
+    drop_path_rate: float = 0.1
+    pretrained_weights: Optional[str] = None
+    checkpoint_key: str = "teacher"
+
+
+@dataclass
+class DinoTrainingConfig:
+    nepochs: int = 100
+    warmup_epochs: int = 10
+    freeze_last_layer: int = 1
+    batch_size_per_gpu: int = 64
+    clip_grad: float = 3.0
+    pct: Optional[float] = None
+    max_bad_fraction: float = 0.01
+
+
+@dataclass
+class DinoOptimConfig:
+    lr: float = 0.0005
+    min_lr: float = 1e-6
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+
+
+@dataclass
+class AugConfig:
+    global_crops_scale: list[float] = field(default_factory=lambda: [0.4, 1.0])
+    local_crops_scale: list[float] = field(default_factory=lambda: [0.05, 0.4])
+    local_crops_number: int = 8
+    global_crops_size: int = 224
+    local_crops_size: int = 96
+    global_crop_fraction: float = 0.875
+    local_crop_fraction: float = 0.375
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+
+@dataclass
+class SpeedConfig:
+    precision: Precision = Precision.fp32
+    num_workers: int = 4
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enable: bool = False
+    tune_every: int = 1
+    tracking: str = "auc"
+    min_max: str = "max"
+    patience: int = 20
+    min_epoch: int = 30
+    save_every: int = 10
+
+
+@dataclass
+class DownstreamConfig:
+    train_csv: Optional[str] = None
+    test_csv: Optional[str] = None
+    label_name: str = "label"
+    batch_size: int = 64
+
+
+@dataclass
+class KnnConfig:
+    k: int = 20
+    temperature: float = 0.07
+    save_features: bool = False
+
+
+@dataclass
+class PretrainingConfig:
+    """Every key of ``config/pretraining/{patch,region}.yaml``."""
+
+    data_dir: str = MISSING
+    output_dir: str = "output"
+    experiment_name: str = "dino"
+    run_id: Optional[str] = None
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    model: DinoModelConfig = field(default_factory=DinoModelConfig)
+    training: DinoTrainingConfig = field(default_factory=DinoTrainingConfig)
+    optim: DinoOptimConfig = field(default_factory=DinoOptimConfig)
+    aug: AugConfig = field(default_factory=AugConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class KnnEvalConfig:
+    """Every key of ``config/pretraining/knn.yaml``."""
+
+    checkpoint: Optional[str] = None
+    checkpoint_key: str = "teacher"
+    arch: str = "vit_small"
+    stage: str = "patch"
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    output_dir: str = "output"
+    experiment_name: str = "knn"
+    run_id: Optional[str] = None
+    resume: bool = False
+    device: str = "auto"
+
+
+def validate_pretraining(cfg: DictConfig, stage: str) -> None:
+    """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_missing(cfg, "data_dir") or not Path(cfg.data_dir).is_dir():
+        raise ConfigError(f"data_dir must be a folder of {'patch images' if stage == 'patch' else 'region tensors (.pt)'}")
+    expected = ("vit4k_xs",) if stage == "region" else ("vit_tiny", "vit_small", "vit_base")
+    if cfg.model.arch not in ARCHITECTURES or cfg.model.arch not in expected:
+        raise ConfigError(f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}")
+    for key, value in {"training.nepochs": cfg.training.nepochs, "training.batch_size_per_gpu": cfg.training.batch_size_per_gpu,
+                       "early_stopping.tune_every": cfg.early_stopping.tune_every, "model.out_dim": cfg.model.out_dim}.items():  # fmt: skip
+        if value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    if cfg.training.warmup_epochs > cfg.training.nepochs:
+        raise ConfigError(f"training.warmup_epochs ({cfg.training.warmup_epochs}) exceeds training.nepochs ({cfg.training.nepochs})")
+    if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
+        raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
+    if cfg.early_stopping.min_max not in {"min", "max"}:
+        raise ConfigError(f"early_stopping.min_max must be min or max, got '{cfg.early_stopping.min_max}'")
+    if bool(cfg.downstream.train_csv) != bool(cfg.downstream.test_csv):
+        raise ConfigError("downstream.train_csv and downstream.test_csv go together: set both (kNN monitoring) or neither")
+    if cfg.early_stopping.enable and not cfg.downstream.train_csv:
+        raise ConfigError("early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv")
+    if cfg.resume and not cfg.run_id:
+        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")

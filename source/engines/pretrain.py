@@ -1,0 +1,246 @@
+"""The DINO training loop shared by both stages: schedules, mixed precision, clipping, EMA teacher,
+kNN monitoring, early stopping, snapshots and exact resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim import Optimizer
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from source.distributed import DistributedContext, broadcast_object, gather_objects
+from source.engines.callbacks import EarlyStopping
+from source.io import atomic_torch_save, atomic_write_text
+from source.models.hipt import PRECISIONS
+from source.pretraining.dino import DINO
+from source.pretraining.monitor import KnnMonitor
+from source.pretraining.schedules import cosine_schedule, scaled_learning_rate
+from source.tracking import Tracker
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss stopped being finite."""
+
+
+@dataclass
+class Schedules:
+    """Per-iteration learning rate, weight decay and teacher momentum."""
+
+    lr: np.ndarray
+    weight_decay: np.ndarray
+    momentum: np.ndarray
+
+
+def build_schedules(cfg: Any, iterations_per_epoch: int, global_batch: int) -> Schedules:
+    """DINO's schedules from a pretraining config (``optim.*``, ``training.*``, ``model.momentum_teacher``)."""
+    epochs = cfg.training.nepochs
+    lr = scaled_learning_rate(cfg.optim.lr, global_batch)
+    return Schedules(
+        lr=cosine_schedule(lr, cfg.optim.min_lr, epochs, iterations_per_epoch, cfg.training.warmup_epochs),
+        weight_decay=cosine_schedule(cfg.optim.weight_decay, cfg.optim.weight_decay_end, epochs, iterations_per_epoch),
+        momentum=cosine_schedule(cfg.model.momentum_teacher, 1.0, epochs, iterations_per_epoch),
+    )
+
+
+def parameter_groups(model: nn.Module) -> list[dict]:
+    """Weight decay on weights; none on biases and norm parameters (1-D tensors)."""
+    decayed, plain = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (plain if name.endswith(".bias") or parameter.ndim == 1 else decayed).append(parameter)
+    return [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
+
+
+def clip_gradients(model: nn.Module, clip: float) -> None:
+    """DINO's per-parameter clipping: scale each gradient whose norm exceeds ``clip`` down to it."""
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            norm = parameter.grad.detach().norm(2)
+            factor = clip / (norm + 1e-6)
+            if factor < 1:
+                parameter.grad.mul_(factor)
+
+
+@dataclass
+class DinoSettings:
+    """Loop settings from the config."""
+
+    nepochs: int
+    freeze_last_layer: int = 1
+    clip_grad: float = 3.0
+    precision: str = "fp32"
+    tune_every: int = 1
+    tracking: str = "auc"
+    save_every: int = 10
+    show_progress: bool = True
+
+
+class DinoTrainer:
+    """Run DINO epochs and keep ``latest.pt``, ``best.pt``, periodic snapshots and ``log.jsonl`` in ``run_dir``."""
+
+    def __init__(
+        self,
+        dino: DINO,
+        optimizer: Optimizer,
+        schedules: Schedules,
+        loader: DataLoader,
+        settings: DinoSettings,
+        run_dir: Path,
+        context: DistributedContext,
+        device: torch.device,
+        stopper: EarlyStopping,
+        monitor: Optional[KnnMonitor] = None,
+        tracker: Optional[Tracker] = None,
+        config: Optional[dict] = None,
+    ) -> None:
+        self.dino, self.optimizer, self.schedules, self.loader = dino, optimizer, schedules, loader
+        self.settings, self.run_dir, self.context, self.device = settings, Path(run_dir), context, device
+        self.stopper, self.monitor, self.tracker, self.config = stopper, monitor, tracker, config or {}
+        self.scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
+        self.history: list[dict] = []
+        self.start_epoch = 0
+
+    # -- snapshots ------------------------------------------------------------------------------------
+    def save(self, name: str, epoch: int) -> None:
+        """Student, teacher (``backbone.*`` / ``head.*``), optimiser, scaler, epoch, loss centre, config, RNG of every rank."""
+        rng = gather_objects(torch.get_rng_state(), self.context)
+        if not self.context.is_main:
+            return
+        state = {
+            "student": self.dino.student.state_dict(),
+            "teacher": self.dino.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": epoch,
+            "dino_loss": {"center": self.dino.loss.center.detach().cpu()},
+            "early_stopping": self.stopper.state_dict(),
+            "history": self.history,
+            "rng": rng,
+            "config": self.config,
+        }
+        atomic_torch_save(state, self.run_dir / f"{name}.pt")
+
+    def resume(self) -> bool:
+        """Continue from ``latest.pt`` if it exists (schedules continue where they were)."""
+        path = self.run_dir / "latest.pt"
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.dino.student.load_state_dict(state["student"])
+        self.dino.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.dino.loss.center.copy_(state["dino_loss"]["center"])
+        self.stopper.load_state_dict(state["early_stopping"])
+        self.history = list(state["history"])
+        rng = state["rng"]
+        torch.set_rng_state(rng[self.context.rank] if self.context.rank < len(rng) else rng[0])
+        self.start_epoch = state["epoch"] + 1
+        logger.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
+        return True
+
+    # -- loop -----------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> float:
+        """One epoch; returns the mean loss over iterations (averaged over ranks)."""
+        self.dino.student.train()
+        sampler = self.loader.sampler
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        self.loader.dataset.epoch = epoch
+        iterations = len(self.loader)
+        losses = []
+        autocast = torch.autocast(self.device.type, dtype=PRECISIONS[self.settings.precision], enabled=self.settings.precision != "fp32")
+        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch", disable=not self.settings.show_progress)
+        for step, crops in enumerate(bar):
+            it = epoch * iterations + step
+            for index, group in enumerate(self.optimizer.param_groups):
+                group["lr"] = float(self.schedules.lr[it])
+                if index == 0:
+                    group["weight_decay"] = float(self.schedules.weight_decay[it])
+            crops = [crop.to(self.device, non_blocking=True) for crop in crops]
+            with autocast:
+                loss = self.dino(crops, epoch)
+            if not math.isfinite(loss.item()):
+                raise TrainingDivergedError(
+                    f"the loss is {loss.item()} at epoch {epoch + 1}, iteration {step + 1}: training stopped. Lower optim.lr, raise "
+                    "training.clip_grad's strictness or use speed.precision=fp32."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if self.settings.clip_grad:
+                clip_gradients(self.dino.student, self.settings.clip_grad)
+            if epoch < self.settings.freeze_last_layer:
+                for parameter in self.dino.student.head.last_layer.parameters():
+                    parameter.grad = None
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.dino.update_teacher(float(self.schedules.momentum[it]))
+            losses.append(self._mean_over_ranks(loss.detach().float()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        return float(np.mean(losses))
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> float:
+        if self.context.enabled:
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.context.world_size
+        return float(value)
+
+    def fit(self) -> None:
+        """Train until ``nepochs`` or early stopping."""
+        settings = self.settings
+        epochs = tqdm(range(self.start_epoch, settings.nepochs), desc="epochs", unit="epoch", initial=self.start_epoch,
+                      total=settings.nepochs, disable=not settings.show_progress)  # fmt: skip
+        for epoch in epochs:
+            loss = self.train_epoch(epoch)
+            last = (epoch + 1) * len(self.loader) - 1
+            record = {
+                "epoch": epoch + 1,
+                "loss": loss,
+                "lr": float(self.schedules.lr[last]),
+                "wd": float(self.schedules.weight_decay[last]),
+                "momentum": float(self.schedules.momentum[last]),
+                "teacher_temp": self.dino.loss.teacher_temp(epoch),
+            }
+            stop = False
+            if self.monitor is not None and ((epoch + 1) % settings.tune_every == 0 or epoch + 1 == settings.nepochs):
+                for name, network in (("student", self.dino.student), ("teacher", self.dino.teacher)):
+                    metrics = self.monitor.evaluate(network.backbone, name, self.device, self.context)
+                    record |= {f"{name}_{k}": v for k, v in metrics.items()}
+                improved = self.stopper.update(record.get(f"teacher_{settings.tracking}", float("nan")), epoch)
+                if improved:
+                    self.save("best", epoch)
+                stop = broadcast_object(self.stopper.should_stop(epoch), self.context)
+            self.history.append(record)
+            self.save("latest", epoch)
+            if settings.save_every and (epoch + 1) % settings.save_every == 0:
+                self.save(f"checkpoint_{epoch + 1:04d}", epoch)
+            if self.context.is_main:  # rewritten from the history, so it always matches latest.pt
+                atomic_write_text(self.run_dir / "log.jsonl", "".join(json.dumps(row) + "\n" for row in self.history))
+                if self.tracker is not None:
+                    self.tracker.log(record)
+            logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
+            if stop:
+                logger.info("early stopping at epoch %d: teacher %s has not improved for %d evaluations", epoch + 1, settings.tracking,
+                            self.stopper.patience)  # fmt: skip
+                break

@@ -1,0 +1,156 @@
+"""``pretrain/dino_{patch,region}.py`` and ``pretrain/eval_knn.py`` end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from torchvision import transforms
+
+from source.config.core import ConfigError
+from source.config.pretraining import validate_pretraining
+from source.config.rundir import prepare_run_dir
+from source.devices import resolve_device
+from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
+from source.engines.callbacks import EarlyStopping
+from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules, parameter_groups
+from source.io import atomic_write_text
+from source.log import file_log, setup_logging
+from source.models.checkpoints import load_pretrained
+from source.models.vit import build_vit
+from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
+from source.pretraining.data import SeededMultiCropDataset, find_images, find_region_tensors, load_grid, load_rgb, read_downstream
+from source.pretraining.dino import DINO
+from source.pretraining.loss import DINOLoss
+from source.pretraining.monitor import KnnMonitor
+from source.tracking import Tracker
+
+logger = logging.getLogger(__name__)
+RESUME_KEYS = ("data_dir", "seed", "model", "training", "optim", "aug")
+
+
+def training_dataset(cfg: DictConfig, stage: str) -> SeededMultiCropDataset:
+    """Multi-crop views of the patch images (stage ``patch``) or region tensors (stage ``region``)."""
+    aug = cfg.aug
+    if stage == "patch":
+        files = find_images(cfg.data_dir, cfg.training.pct, cfg.seed, cfg.training.max_bad_fraction)
+        augment = PatchMultiCrop(aug.global_crops_scale, aug.local_crops_scale, aug.local_crops_number, aug.global_crops_size,
+                                 aug.local_crops_size, aug.mean, aug.std)  # fmt: skip
+        return SeededMultiCropDataset(files, load_rgb, augment, cfg.seed)
+    files, grid = find_region_tensors(cfg.data_dir)
+    augment = RegionMultiCrop(grid, aug.global_crop_fraction, aug.local_crop_fraction, aug.local_crops_number)
+    return SeededMultiCropDataset(files, load_grid, augment, cfg.seed)
+
+
+def downstream_loader(stage: str, mean, std):
+    """File -> backbone input for kNN embedding: a normalised image ``(3, H, W)`` or a feature grid ``(C, n, n)``."""
+    if stage == "region":
+        return load_grid
+    normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize(list(mean), list(std))])
+    return lambda path: normalise(load_rgb(path))
+
+
+def knn_monitor(cfg: DictConfig, stage: str, run_dir: Path, mean, std) -> KnnMonitor | None:
+    """The kNN monitor of ``downstream.*``, or None without a downstream set."""
+    if not cfg.downstream.train_csv:
+        return None
+    train_files, train_labels, classes = read_downstream(cfg.downstream.train_csv, cfg.downstream.label_name)
+    test_files, test_labels, test_classes = read_downstream(cfg.downstream.test_csv, cfg.downstream.label_name)
+    unknown = sorted(set(test_classes) - set(classes))
+    if unknown:
+        raise ConfigError(f"downstream.test_csv has labels {unknown} absent from downstream.train_csv")
+    test_labels = torch.as_tensor([classes.index(test_classes[i]) for i in test_labels]).numpy()
+    save_dir = run_dir / "knn_features" if cfg.knn.save_features else None
+    return KnnMonitor((train_files, train_labels), (test_files, test_labels), len(classes), downstream_loader(stage, mean, std),
+                      cfg.knn.k, cfg.knn.temperature, cfg.downstream.batch_size, save_dir)  # fmt: skip
+
+
+def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
+    """Student (with drop-path, optionally from ``model.pretrained_weights``), teacher, heads and loss."""
+    model = cfg.model
+    student, teacher = build_vit(model.arch, drop_path_rate=model.drop_path_rate), build_vit(model.arch)
+    if model.pretrained_weights:
+        load_pretrained(student, model.pretrained_weights, entry=model.checkpoint_key, name=f"{stage} student")
+    loss = DINOLoss(
+        model.out_dim, crops, model.warmup_teacher_temp, model.teacher_temp, model.warmup_teacher_temp_epochs, cfg.training.nepochs
+    )
+    head = {"out_dim": model.out_dim, "use_bn": model.use_bn_in_head, "norm_last_layer": model.norm_last_layer}
+    return DINO(student, teacher, head, loss)
+
+
+def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
+    """Pretrain one stage with DINO; returns the exit code."""
+    context = context_from_env()
+    setup_logging(context.rank)
+    validate_pretraining(cfg, stage)
+    device = resolve_device(cfg.device, context.local_rank)
+    context = init_distributed(device)
+    try:
+        run_dir = prepare_run_dir(cfg, context, RESUME_KEYS)
+        with file_log(run_dir / "log.txt", context.rank):
+            _pretrain(cfg, stage, run_dir, context, device)
+        return 0
+    finally:
+        shutdown()
+
+
+def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedContext, device: torch.device) -> None:
+    torch.manual_seed(cfg.seed)
+    dataset = training_dataset(cfg, stage)
+    batch, global_batch = cfg.training.batch_size_per_gpu, cfg.training.batch_size_per_gpu * context.world_size
+    if global_batch > len(dataset):
+        raise ConfigError(
+            f"training.batch_size_per_gpu={batch} x {context.world_size} process(es) = {global_batch} exceeds the {len(dataset)} "
+            f"samples of data_dir '{cfg.data_dir}'; lower training.batch_size_per_gpu"
+        )
+    sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=cfg.speed.num_workers, drop_last=True,
+                        pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
+    dino = build_dino(cfg, stage, 2 + cfg.aug.local_crops_number).to(device)
+    if context.enabled:
+        dino.student_forward = DistributedDataParallel(dino.student, device_ids=[device] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(parameter_groups(dino.student))
+    schedules = build_schedules(cfg, len(loader), global_batch)
+    stopping = cfg.early_stopping
+    stopper = EarlyStopping(stopping.min_max == "max", stopping.patience, stopping.min_epoch, stopping.enable)
+    settings = DinoSettings(cfg.training.nepochs, cfg.training.freeze_last_layer, cfg.training.clip_grad, cfg.speed.precision.value,
+                            stopping.tune_every, stopping.tracking, stopping.save_every, show_progress=context.is_main)  # fmt: skip
+    monitor = knn_monitor(cfg, stage, run_dir, cfg.aug.mean, cfg.aug.std)
+    tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    trainer = DinoTrainer(dino, optimizer, schedules, loader, settings, run_dir, context, device, stopper, monitor, tracker, config)
+    logger.info("%s stage: %d samples, global batch %d, %d iterations per epoch, %d epochs", stage, len(dataset), global_batch,
+                len(loader), cfg.training.nepochs)  # fmt: skip
+    if cfg.resume:
+        trainer.resume()
+    try:
+        trainer.fit()
+    finally:
+        tracker.finish()
+    logger.info("teacher snapshot: %s (load it with pretrain_vit_%s=<path>)", run_dir / "latest.pt", stage)
+
+
+def run_knn_job(cfg: DictConfig) -> int:
+    """Embed a labelled set with a checkpoint and score the kNN classifier; writes ``metrics.json``."""
+    setup_logging()
+    if not cfg.checkpoint:
+        raise ConfigError("checkpoint is not set: give a DINO snapshot, an official checkpoint or a backbone file")
+    if not (cfg.downstream.train_csv and cfg.downstream.test_csv):
+        raise ConfigError("downstream.train_csv and downstream.test_csv are needed")
+    device = resolve_device(cfg.device)
+    run_dir = prepare_run_dir(cfg, DistributedContext())
+    with file_log(run_dir / "log.txt"):
+        backbone = build_vit(cfg.arch)
+        load_pretrained(backbone, cfg.checkpoint, entry=cfg.checkpoint_key, name=cfg.arch)
+        backbone.to(device)
+        stage_cfg = OmegaConf.create({"downstream": cfg.downstream, "knn": cfg.knn})
+        monitor = knn_monitor(stage_cfg, cfg.stage, run_dir, cfg.mean, cfg.std)
+        metrics = monitor.evaluate(backbone, "backbone", device, DistributedContext())
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        logger.info("kNN (k=%d): %s", cfg.knn.k, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0

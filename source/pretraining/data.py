@@ -1,0 +1,155 @@
+"""Pretraining inputs: patch images, region feature tensors and labelled downstream sets, checked up front.
+
+Every sample's augmentation draws from a generator seeded by (seed, epoch, index), so a sample looks the
+same whichever rank or worker loads it: one process and N processes see identical global batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+logger = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+class PretrainingDataError(ValueError):
+    """A pretraining input is unusable; the message names the file or key."""
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of one sample at one epoch."""
+    return (seed * 1_000_003 + epoch * 100_003 + index) % (2**63)
+
+
+def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, max_bad_fraction: float = 0.01) -> list[Path]:
+    """Image files under ``root`` (recursive, sorted), a seeded ``pct`` share of them, unreadable ones skipped.
+
+    Raises:
+        PretrainingDataError: no folder, no images, or more than ``max_bad_fraction`` unreadable.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PretrainingDataError(f"data_dir '{root}' is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise PretrainingDataError(f"data_dir '{root}' holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if pct is not None and pct < 1:
+        keep = np.sort(np.random.default_rng(seed).choice(len(files), size=max(1, round(pct * len(files))), replace=False))
+        files = [files[i] for i in keep]
+    good, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+            good.append(path)
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            bad.append(path)
+    if bad:
+        logger.warning("%d of %d images are unreadable and skipped, e.g. %s", len(bad), len(files), [str(p) for p in bad[:3]])
+        if len(bad) > max_bad_fraction * len(files):
+            raise PretrainingDataError(
+                f"{len(bad)} of {len(files)} images in '{root}' are unreadable (more than max_bad_fraction={max_bad_fraction}), "
+                f"e.g. {bad[0]}; fix or remove them"
+            )
+    return good
+
+
+def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[Path], int]:
+    """``.pt`` files of ``(n*n, dim)`` region features under ``root``; returns them and n.
+
+    Raises:
+        PretrainingDataError: no folder, no file, a file of another shape, or grids of different sizes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PretrainingDataError(f"data_dir '{root}' is not a folder")
+    files = sorted(root.rglob("*.pt"))
+    if not files:
+        raise PretrainingDataError(
+            f"data_dir '{root}' holds no .pt region tensor (run extract_features.py level=local save_region_features=true)"
+        )
+    grid = None
+    for path in files:
+        try:
+            tensor = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, OSError, ValueError) as error:
+            raise PretrainingDataError(f"region tensor '{path}' is unreadable ({error})") from error
+        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else None
+        side = math.isqrt(shape[0]) if shape and len(shape) == 2 else 0
+        if not shape or len(shape) != 2 or shape[1] != dim or side * side != shape[0]:
+            raise PretrainingDataError(f"region tensor '{path}' has shape {shape}, expected (n*n, {dim}) (level-local region features)")
+        if grid is not None and side != grid:
+            raise PretrainingDataError(f"region tensor '{path}' is a {side}x{side} grid but others are {grid}x{grid}")
+        grid = side
+    return files, grid
+
+
+class SeededMultiCropDataset(Dataset):
+    """Multi-crop views of files, each augmented with a generator seeded by (seed, epoch, index).
+
+    Args:
+        files: the inputs.
+        load: file -> the object the augmentation takes (an RGB image or a feature grid).
+        augment: object -> list of crops.
+        seed: base seed.
+    """
+
+    def __init__(self, files: Sequence[Path], load: Callable, augment: Callable, seed: int = 0) -> None:
+        self.files, self.load, self.augment, self.seed = list(files), load, augment, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        item = self.load(self.files[index])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch, index))
+            return self.augment(item)
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """An image file as RGB."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def load_grid(path: Path) -> torch.Tensor:
+    """A ``(n*n, C)`` region tensor as the grid ``(C, n, n)``."""
+    tokens = torch.load(path, map_location="cpu", weights_only=True).float()
+    side = math.isqrt(tokens.shape[0])
+    return tokens.T.reshape(tokens.shape[1], side, side)
+
+
+def read_downstream(csv: str | Path, label_name: str) -> tuple[list[Path], np.ndarray, list[str]]:
+    """A labelled set: ``tile_path`` and ``label_name`` columns; relative paths are taken from the csv's folder.
+
+    Returns:
+        the files, class indices, and the class names (sorted, index = position).
+
+    Raises:
+        PretrainingDataError: missing file or column, or paths that do not exist (rows named).
+    """
+    csv = Path(csv)
+    if not csv.is_file():
+        raise PretrainingDataError(f"downstream csv '{csv}' does not exist")
+    table = pd.read_csv(csv)
+    missing = [c for c in ("tile_path", label_name) if c not in table.columns]
+    if missing:
+        raise PretrainingDataError(f"{csv}: missing column(s) {missing}; the columns are {list(table.columns)}")
+    paths = [Path(p) if Path(p).is_absolute() else csv.parent / p for p in table.tile_path.astype(str)]
+    absent = [i + 2 for i, p in enumerate(paths) if not p.is_file()]
+    if absent:
+        raise PretrainingDataError(f"{csv}: tile_path of row(s) {absent[:5]} does not exist (e.g. {paths[absent[0] - 2]})")
+    classes = sorted(table[label_name].astype(str).unique())
+    labels = table[label_name].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
+    return paths, labels, classes

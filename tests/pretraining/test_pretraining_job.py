@@ -1,0 +1,180 @@
+"""DINO pretraining end to end on real H&E inputs with tiny settings."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from source.config.core import ConfigError
+from source.engines import pretrain as pretrain_module
+from source.engines.pretraining_job import run_knn_job, run_pretraining_job
+from source.models.factory import build_vit_patch, build_vit_region
+from source.models.hipt import HIPTEncoder
+from source.pretraining.data import PretrainingDataError
+from tests.helpers import REPO, pretraining_config
+
+FAST_PATCH = {
+    "model.arch": "vit_tiny", "model.out_dim": 128, "model.teacher_temp": 0.04, "model.warmup_teacher_temp_epochs": 1,
+    "training.nepochs": 3,
+    "training.warmup_epochs": 1, "training.batch_size_per_gpu": 8, "aug.global_crops_size": 64, "aug.local_crops_size": 32,
+    "aug.local_crops_number": 2, "speed.num_workers": 0, "optim.lr": 0.05, "early_stopping.save_every": 2, "device": "cpu",
+}  # fmt: skip
+FAST_REGION = {
+    "model.out_dim": 128, "model.teacher_temp": 0.04, "model.warmup_teacher_temp_epochs": 1, "training.nepochs": 5,
+    "training.warmup_epochs": 1,
+    "training.batch_size_per_gpu": 3, "aug.local_crops_number": 2, "speed.num_workers": 0, "optim.lr": 0.05, "device": "cpu",
+}  # fmt: skip
+
+
+def log(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def patch_run(tmp_path, patch_dir, run_id="run", **overrides):
+    cfg = pretraining_config("patch", data_dir=str(patch_dir), output_dir=str(tmp_path), run_id=run_id, **(FAST_PATCH | overrides))
+    return run_pretraining_job(cfg, "patch"), tmp_path / "dino_patch" / run_id
+
+
+def test_patch_stage_trains_monitors_and_snapshots_load_for_extraction(tmp_path, patch_dir, downstream_csvs):
+    code, run_dir = patch_run(
+        tmp_path, patch_dir, **{"downstream.train_csv": str(downstream_csvs[0]), "downstream.test_csv": str(downstream_csvs[1]),
+                                "knn.k": 3, "knn.save_features": True},
+    )  # fmt: skip
+    assert code == 0
+    records = log(run_dir)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    losses = [r["loss"] for r in records]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+    assert {"student_auc", "teacher_accuracy", "teacher_balanced_accuracy", "lr", "wd", "momentum", "teacher_temp"} <= set(records[0])
+    assert [r["teacher_temp"] for r in records] == pytest.approx([0.04] * 3)
+    assert [r["momentum"] for r in records] == sorted(r["momentum"] for r in records) and records[0]["wd"] < records[2]["wd"]
+    assert (run_dir / "best.pt").exists() and (run_dir / "checkpoint_0002.pt").exists()
+    assert (run_dir / "knn_features" / "teacher_test_features.pt").exists()
+    state = torch.load(run_dir / "latest.pt", weights_only=True)
+    assert {"student", "teacher", "optimizer", "scaler", "epoch", "dino_loss", "config"} <= set(state)
+    assert all(k.startswith(("backbone.", "head.")) for k in state["teacher"])
+    # the snapshot loads with the extraction loader and gives the teacher's features
+    encoder = HIPTEncoder(build_vit_patch("vit_tiny", run_dir / "latest.pt").eval())
+    region = torch.randint(0, 256, (1, 3, 256, 256), dtype=torch.uint8)
+    from source.models.vit import build_vit
+
+    teacher = build_vit("vit_tiny").eval()
+    teacher.load_state_dict({k[len("backbone.") :]: v for k, v in state["teacher"].items() if k.startswith("backbone.")})
+    with torch.inference_mode():
+        torch.testing.assert_close(encoder.encode_patches(region)[0, 0], teacher(encoder.normalize(region))[0])
+
+
+def test_region_stage_on_level_local_features(tmp_path, region_tensor_dir):
+    vit = build_vit_region("vit4k_xs")
+    from tests.helpers import official_checkpoint
+
+    torch.save(official_checkpoint(vit), tmp_path / "vit4k_xs_dino.pth")
+    cfg = pretraining_config("region", data_dir=str(region_tensor_dir), output_dir=str(tmp_path), run_id="r",
+                             **(FAST_REGION | {"model.pretrained_weights": str(tmp_path / "vit4k_xs_dino.pth")}))  # fmt: skip
+    assert run_pretraining_job(cfg, "region") == 0
+    records = log(tmp_path / "dino_region" / "r")
+    assert len(records) == 5 and all(torch.isfinite(torch.tensor([r["loss"] for r in records])))
+    assert records[-1]["loss"] < records[0]["loss"]
+    loaded = build_vit_region("vit4k_xs", tmp_path / "dino_region" / "r" / "latest.pt")
+    grid = torch.load(next(region_tensor_dir.iterdir()), weights_only=True).T.reshape(1, 384, 4, 4)
+    assert loaded(grid).shape == (1, 192)
+
+
+def test_resume_continues_identically(tmp_path, patch_dir, monkeypatch):
+    assert patch_run(tmp_path / "a", patch_dir)[0] == 0
+    original = pretrain_module.DinoTrainer.save
+
+    def killed(self, name, epoch):
+        original(self, name, epoch)
+        if name == "latest" and epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        patch_run(tmp_path / "b", patch_dir)
+    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", original)
+    assert patch_run(tmp_path / "b", patch_dir, resume=True)[0] == 0
+    full, resumed = tmp_path / "a" / "dino_patch" / "run", tmp_path / "b" / "dino_patch" / "run"
+    assert [r["loss"] for r in log(resumed)] == pytest.approx([r["loss"] for r in log(full)], rel=1e-6)
+    a, b = (torch.load(p / "latest.pt", weights_only=True)["teacher"] for p in (full, resumed))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, patch_dir):
+    common = [f"data_dir={patch_dir}", "model.drop_path_rate=0", "training.nepochs=2"] + [
+        f"{k}={v}" for k, v in FAST_PATCH.items() if k not in {"training.batch_size_per_gpu", "training.nepochs"}
+    ]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    script = str(REPO / "pretrain" / "dino_patch.py")
+    single = subprocess.run([sys.executable, script, "--config-name", "patch", *common, "training.batch_size_per_gpu=8", "output_dir=one",
+                             "run_id=x"], cwd=tmp_path, env=environment, capture_output=True, text=True)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script, "--config-name",
+                             "patch", *common, "training.batch_size_per_gpu=4", "output_dir=two", "run_id=x"],
+                            cwd=tmp_path, env=environment, capture_output=True, text=True)  # fmt: skip
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = log(tmp_path / "one" / "dino_patch" / "x"), log(tmp_path / "two" / "dino_patch" / "x")
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+
+
+def test_bad_inputs_are_named(tmp_path, patch_dir, region_tensor_dir, downstream_csvs):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PretrainingDataError, match="holds no image"):
+        patch_run(tmp_path, tmp_path / "empty")
+    with pytest.raises(ConfigError, match="exceeds the 24 samples"):
+        patch_run(tmp_path, patch_dir, **{"training.batch_size_per_gpu": 32})
+    with pytest.raises(ConfigError, match="model.arch 'vit_huge'"):
+        patch_run(tmp_path, patch_dir, **{"model.arch": "vit_huge"})
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for index in range(20):
+        Image.new("RGB", (64, 64), (200, 100, 100)).save(broken / f"{index}.png")
+    (broken / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(PretrainingDataError, match="1 of 21 images .* unreadable"):
+        patch_run(tmp_path, broken)
+    assert patch_run(tmp_path, broken, **{"training.max_bad_fraction": 0.1, "training.nepochs": 1})[0] == 0
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    torch.save(torch.zeros(15, 384), wrong / "a.pt")
+    with pytest.raises(PretrainingDataError, match=r"shape \(15, 384\), expected \(n\*n, 384\)"):
+        run_pretraining_job(pretraining_config("region", data_dir=str(wrong), output_dir=str(tmp_path), **FAST_REGION), "region")
+    table = pd.read_csv(downstream_csvs[0])
+    table.drop(columns=["label"]).to_csv(tmp_path / "nolabel.csv", index=False)
+    with pytest.raises(PretrainingDataError, match=r"missing column\(s\) \['label'\]"):
+        patch_run(
+            tmp_path, patch_dir, **{"downstream.train_csv": str(tmp_path / "nolabel.csv"), "downstream.test_csv": str(downstream_csvs[1])}
+        )
+    table.assign(tile_path="missing.png").to_csv(tmp_path / "nopath.csv", index=False)
+    with pytest.raises(PretrainingDataError, match="does not exist"):
+        patch_run(
+            tmp_path, patch_dir, **{"downstream.train_csv": str(tmp_path / "nopath.csv"), "downstream.test_csv": str(downstream_csvs[1])}
+        )
+
+
+def test_eval_knn_on_a_snapshot(tmp_path, patch_dir, downstream_csvs):
+    assert patch_run(tmp_path, patch_dir, **{"training.nepochs": 1})[0] == 0
+    from omegaconf import OmegaConf
+
+    from source.config.pretraining import KnnEvalConfig
+
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(KnnEvalConfig),
+        {
+            "checkpoint": str(tmp_path / "dino_patch" / "run" / "latest.pt"),
+            "arch": "vit_tiny",
+            "output_dir": str(tmp_path),
+            "run_id": "k",
+            "downstream": {"train_csv": str(downstream_csvs[0]), "test_csv": str(downstream_csvs[1])},
+            "knn": {"k": 3},
+            "device": "cpu",
+        },
+    )
+    assert run_knn_job(cfg) == 0
+    metrics = json.loads((tmp_path / "knn" / "k" / "metrics.json").read_text())
+    assert set(metrics) == {"accuracy", "balanced_accuracy", "auc"} and 0 <= metrics["accuracy"] <= 1
