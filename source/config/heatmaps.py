@@ -10,11 +10,12 @@ from omegaconf import DictConfig
 
 from source.config.core import ConfigError
 from source.config.extraction import Precision
+from source.heatmaps.slide_render import RenderSettings
 
 
 @dataclass
-class HeatmapConfig:
-    """Every key of ``config/heatmaps/default.yaml``; see that file for what each one means."""
+class HeatmapConfig(RenderSettings):
+    """Every key of ``config/heatmaps/default.yaml`` (the drawing keys come from :class:`RenderSettings`)."""
 
     patch_fp: Optional[str] = None
     region_fp: Optional[str] = None
@@ -22,8 +23,6 @@ class HeatmapConfig:
     slide_id: Optional[str] = None
     slide_csv: Optional[str] = None
     format: str = "jpg"
-    region_size: int = 4096
-    patch_size: int = 256
     patch_weights: Optional[str] = "checkpoints/vit256_small_dino.pth"
     region_weights: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
     slide_weights: Optional[str] = None
@@ -40,18 +39,6 @@ class HeatmapConfig:
     device: str = "auto"
     precision: Precision = Precision.fp32
     patch_batch_size: int = 64
-    heads: Optional[list[int]] = None
-    downscale: int = 4
-    downsample: int = 32
-    cmap: str = "jet"
-    alpha: float = 0.5
-    threshold: Optional[float] = None
-    highlight: Optional[float] = None
-    opacity: float = 0.3
-    granular: bool = False
-    gamma: float = 0.5
-    save_region_maps: bool = True
-    geojson_patches: bool = False
 
 
 def validate_heatmaps(cfg: DictConfig) -> None:

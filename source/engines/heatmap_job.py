@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -25,15 +26,11 @@ from source.log import file_log, setup_logging
 from source.models.factory import build_hipt_encoder
 
 logger = logging.getLogger(__name__)
-RENDER_KEYS = [
-    "region_size", "patch_size", "downscale", "downsample", "cmap", "alpha", "threshold", "highlight", "opacity", "granular",
-    "gamma", "heads", "save_region_maps", "geojson_patches",
-]  # fmt: skip
 
 
 def render_settings(cfg: DictConfig) -> RenderSettings:
-    """The drawing settings of a heatmap config."""
-    values = {key: cfg[key] for key in RENDER_KEYS}
+    """The drawing settings of a heatmap config (the fields :class:`HeatmapConfig` inherits)."""
+    values = {field.name: cfg[field.name] for field in dataclasses.fields(RenderSettings)}
     values["heads"] = OmegaConf.to_container(cfg.heads) if cfg.heads is not None else None
     return RenderSettings(**values)
 

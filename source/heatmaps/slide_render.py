@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RenderSettings:
-    """How maps are drawn (config keys of the same names)."""
+    """How maps are drawn; also the drawing keys of the heatmap config (its schema extends this class)."""
 
     region_size: int = 4096
     patch_size: int = 256
@@ -39,7 +39,7 @@ class RenderSettings:
     opacity: float = 0.3
     granular: bool = False
     gamma: float = 0.5
-    heads: Optional[Sequence[int]] = None
+    heads: Optional[list[int]] = None
     save_region_maps: bool = True
     geojson_patches: bool = False
 
