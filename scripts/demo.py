@@ -10,7 +10,8 @@ sys.path.insert(0, str(ROOT))
 
 from source.data.demo_slide import cut_regions, fetch_demo_slide  # noqa: E402
 
-WEIGHTS = {"pretrain_vit_patch": "checkpoints/vit256_small_dino.pth", "pretrain_vit_region": "checkpoints/vit4k_xs_dino.pth"}
+WEIGHTS = {"pretrain_vit_patch": "checkpoints/vit256_small_dino", "pretrain_vit_region": "checkpoints/vit4k_xs_dino"}
+"""Official weights looked for in checkpoints/, as .pth or as the .safetensors of source.models.convert."""
 
 
 def main() -> int:
@@ -19,9 +20,10 @@ def main() -> int:
     regions = cut_regions(slide, ROOT / "demo" / "regions", region_size=1024)
     logging.info("%d regions of 1024 px in %s", len(regions), ROOT / "demo" / "regions")
     overrides, run_id = [], "demo"
-    for key, path in WEIGHTS.items():
-        if not (ROOT / path).exists():
-            overrides.append(f"{key}=null")
+    for key, stem in WEIGHTS.items():
+        found = [ROOT / f"{stem}{suffix}" for suffix in (".safetensors", ".pth") if (ROOT / f"{stem}{suffix}").exists()]
+        overrides.append(f"{key}={found[0]}" if found else f"{key}=null")
+        if not found:
             run_id = "demo_random_weights"
     if run_id != "demo":
         banner = "!" * 88

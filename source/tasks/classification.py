@@ -20,6 +20,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from source.io import atomic_path
 from source.plots import save_figure
 from source.tasks.base import Task
 
@@ -88,7 +89,7 @@ class ClassificationTask(Task):
         return float(roc_auc_score(truth, probabilities, multi_class="ovr", average="macro"))
 
     def plots(self, predictions: pd.DataFrame, out_dir: Path, split: str) -> list[Path]:
-        """ROC curves (one per class, one-vs-rest) and the confusion matrix."""
+        """ROC curves (one per class, one-vs-rest) and the confusion matrix (PNG and csv)."""
         import matplotlib.pyplot as plt
 
         truth = predictions[TARGET].to_numpy(dtype=int)
@@ -105,6 +106,11 @@ class ClassificationTask(Task):
         axis.legend(loc="lower right")
         written.append(save_figure(figure, out_dir / f"{split}_roc.png"))
         matrix = confusion_matrix(truth, predictions["pred"].to_numpy(dtype=int), labels=list(range(self.num_classes)))
+        names = [f"class_{c}" for c in range(self.num_classes)]
+        table = pd.DataFrame(matrix, index=pd.Index([f"true_{n}" for n in names], name="true \\ predicted"), columns=names)
+        with atomic_path(out_dir / f"{split}_confusion_matrix.csv") as temporary:
+            table.to_csv(temporary)
+        written.append(out_dir / f"{split}_confusion_matrix.csv")
         figure, axis = plt.subplots(figsize=(1.2 * self.num_classes + 2, 1.2 * self.num_classes + 1.5))
         image = axis.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):

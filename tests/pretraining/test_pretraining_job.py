@@ -178,3 +178,24 @@ def test_eval_knn_on_a_snapshot(tmp_path, patch_dir, downstream_csvs):
     assert run_knn_job(cfg) == 0
     metrics = json.loads((tmp_path / "knn" / "k" / "metrics.json").read_text())
     assert set(metrics) == {"accuracy", "balanced_accuracy", "auc"} and 0 <= metrics["accuracy"] <= 1
+
+
+def test_early_stopping_follows_the_teachers_knn_score(tmp_path, patch_dir, downstream_csvs, monkeypatch):
+    from source.pretraining.monitor import KnnMonitor
+
+    scores = iter([0.6, 0.6, 0.7, 0.9, 0.5, 0.5, 0.4, 0.4, 0.3, 0.3])  # student, teacher per epoch
+    monkeypatch.setattr(KnnMonitor, "evaluate", lambda self, *args: {"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": next(scores)})
+    downstream = {"downstream.train_csv": str(downstream_csvs[0]), "downstream.test_csv": str(downstream_csvs[1])}
+    stopping = {"early_stopping.enable": True, "early_stopping.patience": 2, "early_stopping.min_epoch": 0, "training.nepochs": 5}
+    code, run_dir = patch_run(tmp_path, patch_dir, **(downstream | stopping))
+    assert code == 0
+    records = log(run_dir)
+    assert [r["teacher_auc"] for r in records] == [0.6, 0.9, 0.5, 0.4]  # best at epoch 2, then 2 evaluations without improvement
+    assert torch.load(run_dir / "best.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_are_finite(tmp_path, patch_dir, precision):
+    code, run_dir = patch_run(tmp_path, patch_dir, **{"speed.precision": precision, "training.nepochs": 1})
+    assert code == 0 and torch.isfinite(torch.tensor(log(run_dir)[0]["loss"]))
+    assert (torch.load(run_dir / "latest.pt", weights_only=True)["scaler"] is not None) == (precision == "fp16")

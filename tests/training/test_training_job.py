@@ -55,9 +55,12 @@ def test_classification_learns_a_real_signal_and_writes_every_output(tmp_path, s
         "auc.png",
         "tune_roc.png",
         "test_confusion_matrix.png",
+        "test_confusion_matrix.csv",
         "log.txt",
     ]:
         assert (out / name).exists(), name
+    confusion = pd.read_csv(out / "test_confusion_matrix.csv", index_col=0)
+    assert confusion.to_numpy().sum() == len(pd.read_csv(out / "test_predictions.csv")) and confusion.shape == (2, 2)
     state = torch.load(out / "best.pt", weights_only=True)
     assert {"model", "optimizer", "scheduler", "epoch", "config", "task"} <= set(state)
 
