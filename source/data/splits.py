@@ -145,3 +145,21 @@ def survival_splits(
         targets = {"bin": items["bin"].to_numpy(), "censorship": items["censorship"].to_numpy()}
         splits[name] = Split(name, BagDataset(slide_ids, targets, bank, mode, max_regions, seed), items)
     return SurvivalTables(splits, edges)
+
+
+def unlabelled_split(name: str, path: str, bank: FeatureBank, target_names: list[str], by_patient: bool = False) -> Split:
+    """A split without labels, for prediction only: slides (or, ``by_patient``, the slides of each ``case_id``).
+
+    The targets are zeros (they only fill the bag); metrics and losses of such a split are meaningless.
+    """
+    frame = read_table(path, ["slide_id", "case_id"] if by_patient else ["slide_id"])
+    frame = drop_missing_features({name: frame}, {name: path}, bank)[name]
+    if by_patient:
+        grouped = frame.groupby("case_id", sort=False)
+        slide_ids = [group.slide_id.tolist() for _, group in grouped]
+        frame = grouped.agg(slide_id=("slide_id", ";".join)).reset_index()
+    else:
+        slide_ids = [[s] for s in frame.slide_id]
+    targets = {target: np.zeros(len(frame), dtype=np.int64) for target in target_names}
+    mode = "slides" if by_patient else "slide"
+    return Split(name, BagDataset(slide_ids, targets, bank, mode), frame)

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
 from source.config.rundir import prepare_run_dir
 from source.config.training import TRAINING_SCHEMAS
+from source.data.splits import unlabelled_split
 from source.devices import resolve_device
 from source.distributed import DistributedContext
 from source.engines.evaluate import predict_split
 from source.engines.training_job import build_model_from_config, build_task_and_splits, encode_once, feature_bank, write_results
 from source.log import file_log, setup_logging
-from source.models.checkpoints import CheckpointError
+from source.models.checkpoints import CheckpointError, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,21 @@ def find_checkpoints(cfg: DictConfig) -> list[Path]:
         if not path.is_file():
             raise CheckpointError(f"checkpoint '{path}' does not exist; check checkpoints / run_dir / checkpoint_name")
     return paths
+
+
+def split_by_labels(test_csvs: DictConfig, kind: str, train_cfg: DictConfig) -> tuple[dict[str, str], list[str]]:
+    """Csvs with the training label columns (predicted and scored) and those without (predicted only)."""
+    needed = {train_cfg.label_name} if kind == "classification" else {"case_id", "censorship", train_cfg.label_name}
+    labelled, unlabelled = {}, []
+    for name, csv in test_csvs.items():
+        if not Path(csv).is_file():
+            raise ConfigError(f"test_csvs.{name}: '{csv}' does not exist")
+        columns = set(pd.read_csv(csv, nrows=0).columns)
+        if needed <= columns:
+            labelled[name] = str(csv)
+        else:
+            unlabelled.append(name)
+    return labelled, unlabelled
 
 
 def ensemble(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -60,17 +75,22 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
     device = resolve_device(cfg.device)
     run_dir = prepare_run_dir(cfg, DistributedContext())
     with file_log(run_dir / "log.txt"):
-        per_model: dict[str, list[pd.DataFrame]] = {name: [] for name in cfg.test_csvs}
-        task = None
+        per_model: dict[str, list[tuple[pd.DataFrame, float]]] = {name: [] for name in cfg.test_csvs}
+        task, unlabelled = None, []
         for path in checkpoints:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if state.get("task", {}).get("kind") != kind:
-                raise CheckpointError(f"checkpoint '{path}' is not a {kind} model (it is {state.get('task', {}).get('kind')!r})")
+            state = read_checkpoint(path)
+            if not isinstance(state.get("task"), dict) or state["task"].get("kind") != kind:
+                found = state["task"].get("kind") if isinstance(state.get("task"), dict) else None
+                raise CheckpointError(f"checkpoint '{path}' is not a {kind} model of train/*.py (its task is {found!r})")
             train_cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
             if cfg.features_dir:
                 train_cfg.features_dir = cfg.features_dir
-            paths = {name: str(csv) for name, csv in cfg.test_csvs.items()}
-            task, splits, _ = build_task_and_splits(kind, train_cfg, paths, feature_bank(train_cfg), state["task"])
+            labelled, unlabelled = split_by_labels(cfg.test_csvs, kind, train_cfg)
+            bank = feature_bank(train_cfg)
+            task, splits, _ = build_task_and_splits(kind, train_cfg, labelled, bank, state["task"])
+            by_patient = kind == "survival" and train_cfg.model.agg_method is not None
+            targets = ["label"] if kind == "classification" else ["bin", "censorship"]
+            splits |= {name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled}
             model = build_model_from_config(train_cfg, task.num_outputs, load_vit_region=False).to(device)
             model.load_state_dict(state["model"])
             encode_once(model, splits, device)
@@ -81,7 +101,9 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
         for name, outputs in per_model.items():
             predictions = ensemble([table for table, _ in outputs])
             results[name] = (predictions, float(np.mean([loss for _, loss in outputs])) if len(outputs) == 1 else float("nan"))
-        metrics = write_results(task, results, run_dir)
+        metrics = write_results(task, results, run_dir, unlabelled)
+        for name in unlabelled:
+            logger.info("%s: no labels, predictions only (%s)", name, run_dir / f"{name}_predictions.csv")
         for name, values in metrics.items():
             logger.info(
                 "%s (%d model%s): %s",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -102,11 +102,15 @@ def encode_once(model: torch.nn.Module, splits: dict[str, Split], device: torch.
         split.dataset.bank = EncodedBank(split.dataset.bank, slide_model.region_features, device)
 
 
-def write_results(task: Task, results: dict[str, tuple[pd.DataFrame, float]], out_dir: Path) -> dict[str, dict[str, float]]:
-    """``<split>_predictions.csv``, the task's plots, and ``metrics.json``; returns the metrics."""
+def write_results(
+    task: Task, results: dict[str, tuple[pd.DataFrame, float]], out_dir: Path, unlabelled: Sequence[str] = ()
+) -> dict[str, dict[str, float]]:
+    """``<split>_predictions.csv``, and for labelled splits the task's plots and ``metrics.json``; returns the metrics."""
     metrics = {}
     for split, (predictions, loss) in results.items():
         atomic_write_csv(predictions, out_dir / f"{split}_predictions.csv")
+        if split in unlabelled:
+            continue
         metrics[split] = {"loss": loss, **task.metrics(predictions)}
         task.plots(predictions, out_dir, split)
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=True))

@@ -25,6 +25,23 @@ def survival_cfg(tmp_path, paths, **overrides):
     return job_config("survival", tmp_path, paths, **overrides)
 
 
+def inference_config(tmp_path, run_id, **values):
+    """An inference config writing to ``tmp_path/inf/inference/<run_id>``."""
+    defaults = {
+        "checkpoints": [],
+        "run_dir": None,
+        "checkpoint_name": "best",
+        "test_csvs": {},
+        "features_dir": None,
+        "output_dir": str(tmp_path / "inf"),
+        "experiment_name": "inference",
+        "run_id": run_id,
+        "resume": False,
+        "device": "cpu",
+    }
+    return OmegaConf.create(defaults | values)
+
+
 def run_dir(cfg):
     return Path(cfg.output_dir) / cfg.experiment_name / cfg.run_id
 
@@ -162,20 +179,7 @@ def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_da
             assert summary.loc[(split, metric), "std"] == pytest.approx(np.std(values))
             assert summary.loc[(split, metric), "fold_1"] == pytest.approx(values[1])
 
-    ensemble = OmegaConf.create(
-        {
-            "checkpoints": [],
-            "run_dir": str(out),
-            "checkpoint_name": "best",
-            "test_csvs": {"external": str(signal_data["test"])},
-            "features_dir": None,
-            "output_dir": str(tmp_path / "inf"),
-            "experiment_name": "inference",
-            "run_id": "ens",
-            "resume": False,
-            "device": "cpu",
-        }
-    )
+    ensemble = inference_config(tmp_path, "ens", run_dir=str(out), test_csvs={"external": str(signal_data["test"])})
     assert run_inference_job(ensemble, "classification") == 0
     averaged = pd.read_csv(tmp_path / "inf" / "inference" / "ens" / "external_predictions.csv")
     singles = []
@@ -193,26 +197,17 @@ def test_inference_reproduces_the_tune_metrics_of_its_checkpoint(tmp_path):
     cfg = survival_cfg(tmp_path, paths, nepochs=3)
     run_training_job(cfg, "survival", multi=False)
     trained = json.loads((run_dir(cfg) / "metrics.json").read_text())["tune"]
-    inference = OmegaConf.create(
-        {
-            "checkpoints": [],
-            "run_dir": str(run_dir(cfg)),
-            "checkpoint_name": "best",
-            "test_csvs": {"tune": str(paths["tune"])},
-            "features_dir": None,
-            "output_dir": str(tmp_path / "inf"),
-            "experiment_name": "inference",
-            "run_id": "x",
-            "resume": False,
-            "device": "cpu",
-        }
-    )
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.read_csv(paths["tune"]).drop(columns=["censorship", "survival_months"]).to_csv(unlabelled, index=False)
+    test_csvs = {"tune": str(paths["tune"]), "cohort": str(unlabelled)}
+    inference = inference_config(tmp_path, "x", run_dir=str(run_dir(cfg)), test_csvs=test_csvs)
     assert run_inference_job(inference, "survival") == 0
     reproduced = json.loads((tmp_path / "inf" / "inference" / "x" / "metrics.json").read_text())["tune"]
     assert reproduced == pytest.approx(trained, nan_ok=True)
-    pd.testing.assert_frame_equal(
-        pd.read_csv(run_dir(cfg) / "tune_predictions.csv"), pd.read_csv(tmp_path / "inf" / "inference" / "x" / "tune_predictions.csv")
-    )
+    inferred = tmp_path / "inf" / "inference" / "x"
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir(cfg) / "tune_predictions.csv"), pd.read_csv(inferred / "tune_predictions.csv"))
+    np.testing.assert_allclose(pd.read_csv(inferred / "cohort_predictions.csv").risk, pd.read_csv(inferred / "tune_predictions.csv").risk)
+    assert "cohort" not in json.loads((inferred / "metrics.json").read_text())
 
 
 @pytest.mark.parametrize("agg_method", ["concat", "self_att"])
