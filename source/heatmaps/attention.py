@@ -63,7 +63,8 @@ class AttentionReader:
         features, maps = [], []
         for start in range(0, len(pixels), encoder.patch_batch_size):
             chunk = encoder.normalize(pixels[start : start + encoder.patch_batch_size].to(encoder.patch_device))
-            cls, weights = vit.forward_with_attention(chunk)
+            with encoder.autocast(encoder.patch_device):
+                cls, weights = vit.forward_with_attention(chunk)
             features.append(cls.float().cpu())
             maps.append(cls_attention(weights.float(), (tokens, tokens)).cpu())
         return torch.cat(features), torch.cat(maps)
@@ -77,7 +78,8 @@ class AttentionReader:
         vit_region = self.encoder.vit_region
         if with_region and vit_region is not None:
             grid = features_to_grid(local.unsqueeze(0)).to(self.encoder.region_device)
-            global_, weights = vit_region.forward_with_attention(grid)
+            with self.encoder.autocast(self.encoder.region_device):
+                global_, weights = vit_region.forward_with_attention(grid)
             side = grid.shape[-1]
             region_attention, global_ = cls_attention(weights.float(), (side, side))[0].cpu(), global_[0].float().cpu()
         return TokenAttention(patch_attention, region_attention, local, global_)

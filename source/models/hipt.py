@@ -106,7 +106,8 @@ class HIPTEncoder(nn.Module):
             self.vit_region.to(region_device or patch_device)
         return self
 
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """Autocast to the encoder's precision on ``device`` (a no-op for fp32)."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=PRECISIONS[self.precision])
@@ -129,7 +130,7 @@ class HIPTEncoder(nn.Module):
         patches = patchify(regions.to(device, non_blocking=True), self.patch_size)
         per_region = patches.shape[0] // regions.shape[0]
         outputs = []
-        with self._autocast(device):
+        with self.autocast(device):
             for start in range(0, patches.shape[0], self.patch_batch_size):
                 chunk = patches[start : start + self.patch_batch_size]
                 outputs.append(self.vit_patch(self.normalize(chunk)).float())
@@ -140,7 +141,7 @@ class HIPTEncoder(nn.Module):
         if self.vit_region is None:
             raise RuntimeError("this encoder has no ViT_region; build it with level 'global'")
         device = self.region_device
-        with self._autocast(device):
+        with self.autocast(device):
             return self.vit_region(features_to_grid(local.to(device, non_blocking=True))).float()
 
     def forward(self, regions: torch.Tensor) -> RegionFeatures:
