@@ -21,3 +21,14 @@ def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
     atomic_torch_save(torch.ones(2), target)
     assert torch.equal(torch.load(target, weights_only=True), torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["out.pt"]
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        atomic_torch_save(torch.ones(1), tmp_path / "a.pt")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o644

@@ -72,6 +72,9 @@ class ExtractionConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
+PATCH_ARCHITECTURES = ("vit_tiny", "vit_small", "vit_base")
+REGION_ARCHITECTURES = ("vit4k_xs",)
+
 RESUME_KEYS = (
     "level",
     "region_size",
@@ -120,6 +123,10 @@ def validate_extraction(cfg: DictConfig) -> None:
     device = str(cfg.device)
     if not (device in {"auto", "cpu", "cuda"} or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got '{device}'")
+    if cfg.vit_patch_arch not in PATCH_ARCHITECTURES:
+        raise ConfigError(f"vit_patch_arch must be one of {list(PATCH_ARCHITECTURES)}, got '{cfg.vit_patch_arch}'")
+    if cfg.vit_region_arch not in REGION_ARCHITECTURES:
+        raise ConfigError(f"vit_region_arch must be one of {list(REGION_ARCHITECTURES)}, got '{cfg.vit_region_arch}'")
     if cfg.resume and not cfg.run_id:
         raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
     if cfg.split_across_gpus and cfg.level != Level["global"]:

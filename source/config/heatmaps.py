@@ -9,7 +9,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from source.config.core import ConfigError
-from source.config.extraction import Precision
+from source.config.extraction import PATCH_ARCHITECTURES, Precision
 from source.heatmaps.slide_render import RenderSettings
 
 
@@ -63,6 +63,8 @@ def validate_heatmaps(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be between 0 and 1, got {cfg[key]}")
     if cfg.heads is not None and (not cfg.heads or min(cfg.heads) < 0):
         raise ConfigError(f"heads must be null (all) or a list of head indices >= 0, got {list(cfg.heads)}")
+    if cfg.vit_patch_arch not in PATCH_ARCHITECTURES:
+        raise ConfigError(f"vit_patch_arch must be one of {list(PATCH_ARCHITECTURES)}, got '{cfg.vit_patch_arch}'")
     if cfg.patch_batch_size < 1:
         raise ConfigError(f"patch_batch_size must be >= 1, got {cfg.patch_batch_size}")
     if cfg.resume and not cfg.run_id:

@@ -150,6 +150,8 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
         raise ConfigError(f"training.warmup_epochs ({cfg.training.warmup_epochs}) exceeds training.nepochs ({cfg.training.nepochs})")
     if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
         raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
+    if cfg.early_stopping.tracking not in {"accuracy", "balanced_accuracy", "auc"}:
+        raise ConfigError(f"early_stopping.tracking must be accuracy, balanced_accuracy or auc, got '{cfg.early_stopping.tracking}'")
     if cfg.early_stopping.min_max not in {"min", "max"}:
         raise ConfigError(f"early_stopping.min_max must be min or max, got '{cfg.early_stopping.min_max}'")
     if bool(cfg.downstream.train_csv) != bool(cfg.downstream.test_csv):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -58,6 +59,7 @@ class FeatureBank:
         self.dim = dim
         self.cache = cache
         self._memory: dict[str, torch.Tensor] = {}
+        self.sizes: dict[str, int] = {}
 
     def path(self, slide_id: str) -> Path:
         """``features_dir/<slide_id>.pt`` (slide ids cannot leave the folder)."""
@@ -67,7 +69,14 @@ class FeatureBank:
         """The slide's float32 features."""
         if slide_id in self._memory:
             return self._memory[slide_id]
-        tensor = torch.load(self.path(slide_id), map_location="cpu", weights_only=True).float()
+        path = self.path(slide_id)
+        try:
+            tensor = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            raise FeatureFileError(f"{path} cannot be read ({str(error).splitlines()[0]}): extract this slide again") from error
+        if not isinstance(tensor, torch.Tensor):
+            raise FeatureFileError(f"{path} holds a {type(tensor).__name__}, not a tensor")
+        tensor = tensor.float()
         if self.cache:
             self._memory[slide_id] = tensor
         return tensor
@@ -84,7 +93,9 @@ class FeatureBank:
             if not path.is_file():
                 missing.append(slide_id)
                 continue
-            check_features(self.load(slide_id), self.level, self.dim, path)
+            tensor = self.load(slide_id)
+            check_features(tensor, self.level, self.dim, path)
+            self.sizes[slide_id] = tensor.shape[0]
         return missing
 
 
@@ -156,6 +167,13 @@ class BagDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.slide_ids)
+
+    def largest_bag(self) -> int:
+        """Most regions any item feeds the aggregator at once (from the sizes :meth:`FeatureBank.validate` recorded)."""
+        sizes = [[self.bank.sizes.get(s, 0) for s in ids] for ids in self.slide_ids]
+        if self.mode == "concat":
+            return max((min(sum(item), self.max_regions or sum(item)) for item in sizes), default=0)
+        return max((max(item) for item in sizes), default=0)
 
     def __getitem__(self, index: int) -> Bag:
         slides = [self.bank.load(slide_id) for slide_id in self.slide_ids[index]]

@@ -40,6 +40,7 @@ def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         precision=cfg.precision.value,
+        mini_patch_size=cfg.mini_patch_size,
     )
     if cfg.split_across_gpus:
         encoder.place(*resolve_split_devices(cfg.device, local_rank))

@@ -64,6 +64,7 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
         "global",
         cfg.patch_weights,
         cfg.region_weights,
+        patch_arch=cfg.vit_patch_arch,
         checkpoint_key=cfg.checkpoint_key,
         img_size_pretrained=cfg.img_size_pretrained,
         patch_size=cfg.patch_size,

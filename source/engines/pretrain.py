@@ -111,6 +111,7 @@ class DinoTrainer:
         self.scaler = torch.amp.GradScaler(device.type) if settings.precision == "fp16" else None
         self.history: list[dict] = []
         self.start_epoch = 0
+        self.stopped_early = False
 
     # -- snapshots ------------------------------------------------------------------------------------
     def save(self, name: str, epoch: int) -> None:
@@ -128,6 +129,7 @@ class DinoTrainer:
             "early_stopping": self.stopper.state_dict(),
             "history": self.history,
             "rng": rng,
+            "stopped_early": self.stopped_early,
             "config": self.config,
         }
         atomic_torch_save(state, self.run_dir / f"{name}.pt")
@@ -149,6 +151,7 @@ class DinoTrainer:
         rng = state["rng"]
         torch.set_rng_state(rng[self.context.rank] if self.context.rank < len(rng) else rng[0])
         self.start_epoch = state["epoch"] + 1
+        self.stopped_early = bool(state.get("stopped_early", False))
         logger.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
         return True
 
@@ -173,10 +176,10 @@ class DinoTrainer:
             crops = [crop.to(self.device, non_blocking=True) for crop in crops]
             with autocast:
                 loss = self.dino(crops, epoch)
-            if not math.isfinite(loss.item()):
+            if not self._finite_everywhere(loss):
                 raise TrainingDivergedError(
-                    f"the loss is {loss.item()} at epoch {epoch + 1}, iteration {step + 1}: training stopped. Lower optim.lr, raise "
-                    "training.clip_grad's strictness or use speed.precision=fp32."
+                    f"the loss is not finite (here {loss.item()}) at epoch {epoch + 1}, iteration {step + 1}: training stopped. "
+                    "Lower optim.lr or training.clip_grad, or use speed.precision=fp32."
                 )
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
@@ -199,6 +202,13 @@ class DinoTrainer:
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         return float(np.mean(losses))
 
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank (all ranks stop together otherwise)."""
+        finite = torch.tensor([float(math.isfinite(loss.item()))], device=loss.device)
+        if self.context.enabled:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
     def _mean_over_ranks(self, value: torch.Tensor) -> float:
         if self.context.enabled:
             value = value.clone()
@@ -209,6 +219,9 @@ class DinoTrainer:
     def fit(self) -> None:
         """Train until ``nepochs`` or early stopping."""
         settings = self.settings
+        if self.stopped_early:
+            logger.info("this run stopped early at epoch %d; nothing to resume", self.start_epoch)
+            return
         epochs = tqdm(range(self.start_epoch, settings.nepochs), desc="epochs", unit="epoch", initial=self.start_epoch,
                       total=settings.nepochs, disable=not settings.show_progress)  # fmt: skip
         for epoch in epochs:
@@ -231,6 +244,7 @@ class DinoTrainer:
                 if improved:
                     self.save("best", epoch)
                 stop = broadcast_object(self.stopper.should_stop(epoch), self.context)
+            self.stopped_early = stop
             self.history.append(record)
             self.save("latest", epoch)
             if settings.save_every and (epoch + 1) % settings.save_every == 0:

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.core import ConfigError
 from source.config.rundir import prepare_run_dir
 from source.config.training import RESUME_KEYS, validate_training
 from source.data.features import EncodedBank, FeatureBank, Split
@@ -92,6 +93,36 @@ def build_model_from_config(cfg: DictConfig, num_outputs: int, load_vit_region: 
     )
 
 
+def check_against_data(cfg: DictConfig, task: Task, splits: dict[str, Split]) -> None:
+    """Config values that depend on the task and the data: the tracked metric, the positional-encoding length.
+
+    Raises:
+        ConfigError: an unknown ``early_stopping.tracking``, or a bag longer than ``model.slide_pos_embed.max_len``.
+    """
+    tracking = cfg.early_stopping.tracking
+    if tracking is not None and tracking not in ("loss", *task.metric_names):
+        raise ConfigError(f"early_stopping.tracking '{tracking}' is not a metric of this task; use one of {['loss', *task.metric_names]}")
+    positions = cfg.model.slide_pos_embed
+    if positions.use:
+        largest = max(split.dataset.largest_bag() for split in splits.values())
+        if largest > positions.max_len:
+            raise ConfigError(
+                f"model.slide_pos_embed.max_len is {positions.max_len} but a bag has {largest} regions; raise it (or set model.max_regions)"
+            )
+
+
+def check_resumed_schedule(cfg: DictConfig, latest: Path) -> None:
+    """A cosine schedule is built for ``nepochs``: resuming it with another ``nepochs`` is refused."""
+    if cfg.optim.lr_scheduler.name != "cosine" or not latest.exists():
+        return
+    before = torch.load(latest, map_location="cpu", weights_only=True)["config"]["nepochs"]
+    if before != cfg.nepochs:
+        raise ConfigError(
+            f"resume: the cosine schedule of this run was built for nepochs={before}; resume with nepochs={before} "
+            "(or use another run_id to train longer)"
+        )
+
+
 def encode_once(model: torch.nn.Module, splits: dict[str, Split], device: torch.device) -> None:
     """With a frozen ViT_region (level local), encode each slide's patch features once, not every epoch."""
     slide_model = getattr(model, "slide_model", model)
@@ -123,6 +154,7 @@ def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path,
     torch.manual_seed(cfg.seed)
     bank = feature_bank(cfg)
     task, splits, task_state = build_task_and_splits(kind, cfg, paths, bank)
+    check_against_data(cfg, task, splits)
     model = build_model_from_config(cfg, task.num_outputs).to(device)
     encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
@@ -155,6 +187,7 @@ def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path,
     extra = {"config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "task": task_state}
     trainer = Trainer(model, task, optimizer, scheduler, settings, run_dir, device, extra, tracker)
     if cfg.resume:
+        check_resumed_schedule(cfg, trainer.checkpoint_path("latest"))
         trainer.resume()
     trainer.fit(splits["train"], splits["tune"])
     checkpoint = trainer.checkpoint_path(cfg.testing.retrieve_checkpoint)

@@ -50,7 +50,9 @@ class SinusoidalPositionalEncoding(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Args: ``(M, D)`` with M <= max_len. Returns ``(M, D)``."""
         if features.shape[0] > self.table.shape[0]:
-            raise ValueError(f"bag of {features.shape[0]} regions exceeds max_len={self.table.shape[0]}; raise model.pos_embed.max_len")
+            raise ValueError(
+                f"bag of {features.shape[0]} regions exceeds max_len={self.table.shape[0]}; raise model.slide_pos_embed.max_len"
+            )
         return features + self.table[: features.shape[0]]
 
 
@@ -66,7 +68,7 @@ class LearnedPositionalEncoding(nn.Module):
         """Args: ``(M, D)`` with M <= max_len. Returns ``(M, D)``."""
         if features.shape[0] > self.table.num_embeddings:
             raise ValueError(
-                f"bag of {features.shape[0]} regions exceeds max_len={self.table.num_embeddings}; raise model.pos_embed.max_len"
+                f"bag of {features.shape[0]} regions exceeds max_len={self.table.num_embeddings}; raise model.slide_pos_embed.max_len"
             )
         return features + self.table.weight[: features.shape[0]]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class LoadReport:
     ignored_entries: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     resized_pos_embed: Optional[tuple[int, int]] = None
+    adopted_pos_grid: Optional[int] = None
+    normalisation: Optional[tuple[list[float], list[float]]] = None
 
 
 def _sniff(path: Path) -> str:
@@ -195,24 +198,31 @@ def backbone_state_dict(
     return backbone, len(cleaned) - len(backbone), used, ignored_entries
 
 
-def load_pretrained(model: nn.Module, path: str | Path, entry: str = "teacher", name: str = "encoder") -> LoadReport:
+def load_pretrained(
+    model: nn.Module, path: str | Path, entry: str = "teacher", name: str = "encoder", adopt_pos_grid: bool = False
+) -> LoadReport:
     """Load a checkpoint into ``model`` by parameter name.
 
-    A pos-embed of another grid size is interpolated to the model's grid. Every model tensor must be
-    present with the right shape; DINO-head tensors and other entries of a training dict are ignored
-    and counted in one log line.
+    A pos-embed of another grid size is either adopted as it is (``adopt_pos_grid``: the model takes the
+    checkpoint's grid and interpolates it to each input the DINO way) or resized once to the model's grid.
+    Every model tensor must be present with the right shape; DINO-head tensors and other entries of a
+    training dict are ignored and counted in one log line. The report carries the pixel normalisation
+    a DINO snapshot of this project was trained with.
 
     Args:
         model: the encoder to fill (a :class:`~source.models.vit.VisionTransformer`).
         path: checkpoint file.
         entry: entry of a training dict to take (``teacher`` by default).
         name: the model's role, for messages (``vit_patch``, ``vit_region``).
+        adopt_pos_grid: give the model the checkpoint's pos-embed grid instead of resizing it.
 
     Raises:
         CheckpointError: unreadable file, missing or mis-shaped tensors.
     """
     path = Path(path)
-    backbone, ignored_head, used, ignored_entries = backbone_state_dict(read_checkpoint(path), entry, path)
+    checkpoint = read_checkpoint(path)
+    backbone, ignored_head, used, ignored_entries = backbone_state_dict(checkpoint, entry, path)
+    adopted = _adopt_pos_grid(model, backbone, name) if adopt_pos_grid else None
     expected = model.state_dict()
     resized = None
     if "pos_embed" in backbone and "pos_embed" in expected and backbone["pos_embed"].shape != expected["pos_embed"].shape:
@@ -251,4 +261,29 @@ def load_pretrained(model: nn.Module, path: str | Path, entry: str = "teacher", 
     )
     if unexpected:
         logger.warning("%s: checkpoint '%s' has %d tensors the model does not use: %s", name, path, len(unexpected), unexpected[:8])
-    return LoadReport(path, used, len(expected), ignored_head, ignored_entries, unexpected, resized)
+    return LoadReport(path, used, len(expected), ignored_head, ignored_entries, unexpected, resized, adopted, _normalisation(checkpoint))
+
+
+def _adopt_pos_grid(model: nn.Module, backbone: Mapping[str, torch.Tensor], name: str) -> Optional[int]:
+    """Give ``model`` a pos-embed of the checkpoint's square grid; returns that grid side (None if unchanged)."""
+    if "pos_embed" not in backbone or not isinstance(getattr(model, "pos_embed", None), nn.Parameter):
+        return None
+    stored, current = backbone["pos_embed"], model.pos_embed
+    tokens = stored.shape[1] - 1
+    side = math.isqrt(tokens)
+    if stored.shape == current.shape or stored.shape[-1] != current.shape[-1] or side * side != tokens:
+        return None
+    model.pos_embed = nn.Parameter(
+        torch.zeros_like(stored, device=current.device, dtype=current.dtype), requires_grad=current.requires_grad
+    )
+    model.pos_grid = side
+    logger.info("%s: using the checkpoint's %dx%d pos-embed grid", name, side, side)
+    return side
+
+
+def _normalisation(checkpoint: Mapping[str, Any]) -> Optional[tuple[list[float], list[float]]]:
+    """``(mean, std)`` recorded in a DINO snapshot of this project (its ``config.aug``), else None."""
+    aug = checkpoint.get("config", {}).get("aug") if isinstance(checkpoint.get("config"), Mapping) else None
+    if isinstance(aug, Mapping) and "mean" in aug and "std" in aug:
+        return list(aug["mean"]), list(aug["std"])
+    return None

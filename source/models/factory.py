@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from source.models.checkpoints import load_pretrained
+import numpy as np
+
+from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
 from source.models.vit import PRETRAINED_POS_GRID, VisionTransformer, build_vit
 
@@ -16,10 +18,12 @@ TOKEN_SIZE = 16
 """Pixels per ViT_patch token; ViT_region's ``img_size_pretrained`` is counted in the same unit."""
 
 
-def load_or_warn(model: VisionTransformer, weights: Optional[str | Path], entry: str, name: str, key: str, warn: bool = True) -> None:
+def load_or_warn(
+    model: VisionTransformer, weights: Optional[str | Path], entry: str, name: str, key: str, warn: bool = True, adopt_pos_grid: bool = True
+) -> Optional[LoadReport]:
     """Load ``weights`` into ``model``; with ``weights=None`` keep the random init and warn once (if ``warn``)."""
     if weights is None and not warn:
-        return
+        return None
     if weights is None:
         logger.warning(
             "%s has RANDOM weights (%s is null): its features carry no pretrained knowledge. Set %s to a checkpoint for real use.",
@@ -27,15 +31,22 @@ def load_or_warn(model: VisionTransformer, weights: Optional[str | Path], entry:
             key,
             key,
         )
-        return
-    load_pretrained(model, weights, entry=entry, name=name)
+        return None
+    return load_pretrained(model, weights, entry=entry, name=name, adopt_pos_grid=adopt_pos_grid)
 
 
-def build_vit_patch(arch: str = "vit_small", weights: Optional[str | Path] = None, entry: str = "teacher") -> VisionTransformer:
+def build_vit_patch(
+    arch: str = "vit_small", weights: Optional[str | Path] = None, entry: str = "teacher", token_size: int = TOKEN_SIZE
+) -> VisionTransformer:
     """ViT_patch (ViT-S/16 by default), loaded from ``weights`` (config key ``pretrain_vit_patch``)."""
-    model = build_vit(arch)
-    load_or_warn(model, weights, entry, "vit_patch", "pretrain_vit_patch")
-    return model
+    return _vit_patch_with_report(arch, weights, entry, token_size)[0]
+
+
+def _vit_patch_with_report(
+    arch: str, weights: Optional[str | Path], entry: str, token_size: int
+) -> tuple[VisionTransformer, Optional[LoadReport]]:
+    model = build_vit(arch, patch_size=token_size)
+    return model, load_or_warn(model, weights, entry, "vit_patch", "pretrain_vit_patch")
 
 
 def build_vit_region(
@@ -49,12 +60,12 @@ def build_vit_region(
     """ViT_region (ViT4K-XS by default), loaded from ``weights`` (config key ``pretrain_vit_region``).
 
     Args:
-        img_size_pretrained: size the checkpoint's pos-embed was learned for, in ViT4K's 16-unit
-            convention (224 = the official 14 x 14 grid); None means 224.
+        img_size_pretrained: pos-embed size to build, in ViT4K's 16-unit convention (224 = the official
+            14 x 14 grid); a checkpoint of another grid is resized to it. None: take the checkpoint's grid.
     """
     pos_grid = (img_size_pretrained // TOKEN_SIZE) if img_size_pretrained else PRETRAINED_POS_GRID
     model = build_vit(arch, pos_grid=pos_grid, input_dim=input_dim)
-    load_or_warn(model, weights, entry, "vit_region", "pretrain_vit_region", warn_random)
+    load_or_warn(model, weights, entry, "vit_region", "pretrain_vit_region", warn_random, adopt_pos_grid=img_size_pretrained is None)
     return model
 
 
@@ -71,9 +82,22 @@ def build_hipt_encoder(
     mean: Sequence[float] = (0.5, 0.5, 0.5),
     std: Sequence[float] = (0.5, 0.5, 0.5),
     precision: str = "fp32",
+    mini_patch_size: int = TOKEN_SIZE,
 ) -> HIPTEncoder:
-    """The region encoder for ``level`` ``global`` (ViT_patch + ViT_region) or ``local`` (ViT_patch only)."""
-    vit_patch = build_vit_patch(patch_arch, pretrain_vit_patch, checkpoint_key).eval()
+    """The region encoder for ``level`` ``global`` (ViT_patch + ViT_region) or ``local`` (ViT_patch only).
+
+    A DINO snapshot of this project records the normalisation it was trained with; a different ``mean`` /
+    ``std`` here is warned about (the encoder would see pixels unlike those it learned from).
+    """
+    vit_patch, report = _vit_patch_with_report(patch_arch, pretrain_vit_patch, checkpoint_key, mini_patch_size)
+    vit_patch.eval()
+    if report is not None and report.normalisation is not None:
+        trained_mean, trained_std = report.normalisation
+        if not (np.allclose(trained_mean, mean) and np.allclose(trained_std, std)):
+            logger.warning(
+                "vit_patch was pretrained with mean %s / std %s but this run uses mean %s / std %s: set mean and std to match",
+                trained_mean, trained_std, list(mean), list(std),
+            )  # fmt: skip
     vit_region = None
     if level == "global":
         vit_region = build_vit_region(

@@ -16,10 +16,12 @@ class Task(ABC):
     Attributes:
         num_outputs: logits per item.
         default_tracking: the tune metric early stopping watches by default.
+        metric_names: the metrics :meth:`metrics` returns (besides ``loss``), i.e. what can be tracked.
         higher_is_better: for each metric name, whether larger is better (``loss`` is lower-is-better).
     """
 
     num_outputs: int
+    metric_names: tuple[str, ...] = ()
     default_tracking: str = "loss"
     higher_is_better: Mapping[str, bool] = {"loss": False}
 

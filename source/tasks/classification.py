@@ -39,6 +39,7 @@ class ClassificationTask(Task):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = self.num_outputs = num_classes
+        self.metric_names = ("accuracy", "balanced_accuracy", "auc") + (("kappa",) if num_classes > 2 else ())
 
     def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
         """Cross-entropy of one slide: logits ``(C,)``, ``targets['label']`` a class index."""

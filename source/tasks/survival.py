@@ -65,6 +65,7 @@ class SurvivalTask(Task):
     """
 
     default_tracking = "c_index"
+    metric_names = ("c_index", "auc")
     higher_is_better = {"loss": False, "c_index": True, "auc": True}
 
     def __init__(self, nbins: int, time_column: str, edges: Optional[np.ndarray] = None, alpha: float = 0.15) -> None:
@@ -100,11 +101,16 @@ class SurvivalTask(Task):
         patients = self.patients(predictions)
         events = patients.censorship.to_numpy() == 0
         metrics = {"c_index": float("nan"), "auc": float("nan")}
-        if events.sum() > 0 and len(patients) > 1:
+        try:
             metrics["c_index"] = float(concordance_index_censored(events, patients.time.to_numpy(dtype=float), patients.risk.to_numpy())[0])
+        except ValueError:  # no event, or no comparable pair of patients in this split
+            pass
         times = self.auc_times(patients)
         if len(times):
-            metrics["auc"] = float(self.dynamic_auc(patients, times)[1])
+            try:
+                metrics["auc"] = float(self.dynamic_auc(patients, times)[1])
+            except ValueError:
+                pass
         return metrics
 
     def dynamic_auc(self, patients: pd.DataFrame, times: np.ndarray) -> tuple[np.ndarray, float]:
@@ -155,8 +161,11 @@ class SurvivalTask(Task):
         axis.legend()
         written.append(save_figure(figure, out_dir / f"{split}_kaplan_meier.png"))
         auc_times = self.auc_times(patients)
-        if len(auc_times):
-            aucs, mean_auc = self.dynamic_auc(patients, auc_times)
+        try:
+            aucs, mean_auc = self.dynamic_auc(patients, auc_times) if len(auc_times) else (None, None)
+        except ValueError:
+            aucs = None
+        if aucs is not None:
             figure, axis = plt.subplots(figsize=(6, 4))
             axis.plot(auc_times, aucs, marker="o")
             axis.axhline(mean_auc, linestyle="--", color="gray", label=f"mean {mean_auc:.3f}")

@@ -9,7 +9,7 @@ from safetensors import safe_open
 from source.models.checkpoints import CheckpointError, load_pretrained, read_checkpoint
 from source.models.convert import convert_to_safetensors
 from source.models.convert import main as convert_main
-from source.models.factory import build_vit_patch, build_vit_region
+from source.models.factory import build_hipt_encoder, build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.models.vit import build_vit, resize_pos_embed, vit4k_xs, vit_small
 from tests.helpers import official_checkpoint
@@ -75,15 +75,36 @@ def test_converter_command_line(official_file, tmp_path, capsys):
     assert convert_main([str(tmp_path / "missing.pth"), str(tmp_path / "x.safetensors")]) == 1
 
 
-def test_vit_region_checkpoint_with_other_pos_grid_is_interpolated(tmp_path):
+def test_vit_region_checkpoint_with_other_pos_grid_is_adopted_or_interpolated(tmp_path):
     torch.manual_seed(2)
     pretrained_on_16 = vit4k_xs(pos_grid=16)
     path = tmp_path / "vit4k_16.pth"
     torch.save(official_checkpoint(pretrained_on_16), path)
-    model = build_vit_region("vit4k_xs", path)  # official 14 x 14 grid
-    torch.testing.assert_close(model.pos_embed, resize_pos_embed(pretrained_on_16.pos_embed.detach(), 14))
-    same_grid = build_vit_region("vit4k_xs", path, img_size_pretrained=256)
-    torch.testing.assert_close(same_grid.pos_embed, pretrained_on_16.pos_embed)
+    adopted = build_vit_region("vit4k_xs", path)  # img_size_pretrained unset: the checkpoint's grid is used as is
+    assert adopted.pos_grid == 16
+    torch.testing.assert_close(adopted.pos_embed, pretrained_on_16.pos_embed)
+    grid = torch.randn(1, 384, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(adopted(grid), pretrained_on_16.eval()(grid))
+    resized = build_vit_region("vit4k_xs", path, img_size_pretrained=224)  # an explicit 14 x 14 model: resized once
+    torch.testing.assert_close(resized.pos_embed, resize_pos_embed(pretrained_on_16.pos_embed.detach(), 14))
+    official = build_vit_region("vit4k_xs", path, img_size_pretrained=256)
+    torch.testing.assert_close(official.pos_embed, pretrained_on_16.pos_embed)
+
+
+def test_snapshot_normalisation_mismatch_is_warned(tmp_path, caplog):
+    torch.manual_seed(3)
+    snapshot = official_checkpoint(build_vit("vit_tiny")) | {
+        "config": {"aug": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
+    }
+    torch.save(snapshot, tmp_path / "snapshot.pt")
+    with caplog.at_level(logging.WARNING):
+        build_hipt_encoder("local", tmp_path / "snapshot.pt", patch_arch="vit_tiny")
+    assert any("pretrained with mean [0.485, 0.456, 0.406]" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_hipt_encoder("local", tmp_path / "snapshot.pt", patch_arch="vit_tiny", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    assert not any("pretrained with mean" in r.getMessage() for r in caplog.records)
 
 
 def test_random_init_only_when_asked_and_warned(caplog):

@@ -199,3 +199,36 @@ def test_mixed_precision_steps_are_finite(tmp_path, patch_dir, precision):
     code, run_dir = patch_run(tmp_path, patch_dir, **{"speed.precision": precision, "training.nepochs": 1})
     assert code == 0 and torch.isfinite(torch.tensor(log(run_dir)[0]["loss"]))
     assert (torch.load(run_dir / "latest.pt", weights_only=True)["scaler"] is not None) == (precision == "fp16")
+
+
+def test_a_run_that_stopped_early_is_not_continued_on_resume(tmp_path, patch_dir, downstream_csvs, monkeypatch):
+    from source.pretraining.monitor import KnnMonitor
+
+    monkeypatch.setattr(KnnMonitor, "evaluate", lambda self, *args: {"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": 0.5})
+    settings = {
+        "downstream.train_csv": str(downstream_csvs[0]),
+        "downstream.test_csv": str(downstream_csvs[1]),
+        "early_stopping.enable": True,
+        "early_stopping.patience": 1,
+        "early_stopping.min_epoch": 0,
+        "training.nepochs": 4,
+    }
+    _, run_dir = patch_run(tmp_path, patch_dir, **settings)
+    assert len(log(run_dir)) == 2
+    assert patch_run(tmp_path, patch_dir, resume=True, **settings)[0] == 0
+    assert len(log(run_dir)) == 2
+
+
+def test_a_diverging_loss_stops_with_a_clear_error(tmp_path, patch_dir, monkeypatch):
+    from source.engines.pretrain import TrainingDivergedError
+    from source.pretraining.loss import DINOLoss
+
+    original = DINOLoss.forward
+    monkeypatch.setattr(DINOLoss, "forward", lambda self, *args: original(self, *args) * float("nan"))
+    with pytest.raises(TrainingDivergedError, match="not finite .* epoch 1, iteration 1"):
+        patch_run(tmp_path, patch_dir)
+
+
+def test_unknown_tracked_metric_is_a_config_error(tmp_path, patch_dir):
+    with pytest.raises(ConfigError, match="early_stopping.tracking must be accuracy, balanced_accuracy or auc"):
+        patch_run(tmp_path, patch_dir, **{"early_stopping.tracking": "f1"})

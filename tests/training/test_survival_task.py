@@ -89,3 +89,9 @@ def test_bins_come_from_the_training_split_only():
     np.testing.assert_array_equal(assign_bins([0.1, 3.4, 3.6, 500.0], edges), [0, 0, 1, 1])
     with pytest.raises(LabelTableError, match="distinct event times"):
         survival_bin_edges(train, "t", 7, [train])
+
+
+def test_metrics_of_a_split_without_comparable_pairs_are_nan():
+    predictions = pd.DataFrame({"case_id": ["a", "b", "c"], "censorship": [0, 1, 1], "months": [30.0, 5.0, 10.0], "risk": [0.1, 0.2, 0.3]})
+    metrics = SurvivalTask(4, "months").metrics(predictions)
+    assert np.isnan(metrics["c_index"]) and np.isnan(metrics["auc"])

@@ -22,7 +22,7 @@ def data(tmp_path):
 
 
 def run(tmp_path, paths, kind="classification", **overrides):
-    cfg = job_config(kind, tmp_path, {k: v for k, v in paths.items() if k != "test"}, run_id="r", nepochs=1, **overrides)
+    cfg = job_config(kind, tmp_path, {k: v for k, v in paths.items() if k != "test"}, **({"run_id": "r", "nepochs": 1} | overrides))
     return run_training_job(cfg, kind, multi=False)
 
 
@@ -139,3 +139,28 @@ def test_bad_config_values_name_the_key(tmp_path, data, overrides, multi, messag
     cfg = training_config("classification", multi=multi, **(values | overrides))
     with pytest.raises(ConfigError, match=message):
         validate_training(cfg, multi)
+
+
+def test_data_dependent_config_checks(tmp_path, data):
+    with pytest.raises(ConfigError, match="early_stopping.tracking 'kappa' is not a metric of this task"):
+        run(tmp_path, data, **{"early_stopping.tracking": "kappa"})  # kappa exists for multiclass only
+    with pytest.raises(ConfigError, match="model.slide_pos_embed.max_len is 2 but a bag has 3 regions"):
+        run(tmp_path, data, **{"model.slide_pos_embed.use": True, "model.slide_pos_embed.max_len": 2})
+    assert_nothing_trained(tmp_path)
+
+
+def test_resuming_a_cosine_schedule_with_other_epochs_is_refused(tmp_path, data):
+    assert run(tmp_path, data, nepochs=2, **{"optim.lr_scheduler.name": "cosine"}) == 0
+    with pytest.raises(ConfigError, match="cosine schedule of this run was built for nepochs=2"):
+        run(tmp_path, data, nepochs=4, resume=True, **{"optim.lr_scheduler.name": "cosine"})
+    assert run(tmp_path / "b", data, nepochs=2, **{"optim.lr_scheduler.name": "step"}) == 0
+    assert run(tmp_path / "b", data, nepochs=3, resume=True, **{"optim.lr_scheduler.name": "step"}) == 0  # other schedules may grow
+    assert pd.read_csv(tmp_path / "b" / "out" / "classification" / "r" / "metrics.csv").epoch.max() == 3
+
+
+def test_corrupt_feature_file_is_named(tmp_path, data):
+    slide = pd.read_csv(data["train"]).slide_id[0]
+    path = data["features_dir"] / f"{slide}.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(FeatureFileError, match=rf"{slide}.pt cannot be read"):
+        run(tmp_path, data)
