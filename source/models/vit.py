@@ -147,7 +147,7 @@ class VisionTransformer(nn.Module):
         pos_grid: int = PRETRAINED_POS_GRID,
     ) -> None:
         super().__init__()
-        self.embed_dim = self.num_features = embed_dim
+        self.embed_dim = embed_dim
         self.num_heads = num_heads
         self.pos_grid = pos_grid
         self._embed_attr = embed_attr

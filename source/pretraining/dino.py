@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -66,8 +64,3 @@ class DINO(nn.Module):
         """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter."""
         for student, teacher in zip(self.student.parameters(), self.teacher.parameters()):
             teacher.mul_(momentum).add_(student.detach(), alpha=1 - momentum)
-
-
-def copy_backbone(backbone: nn.Module) -> nn.Module:
-    """A deep copy (the teacher's backbone when the architecture has no drop-path to switch off)."""
-    return copy.deepcopy(backbone)
