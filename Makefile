@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test demo benchmark clean
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt requirements-no-deps.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-no-deps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

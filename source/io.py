@@ -11,6 +11,23 @@ from typing import Any, Iterator
 import pandas as pd
 import torch
 
+_LFS_MAGIC = b"version https://git-lfs"
+_HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
+
+
+def placeholder_kind(head: bytes) -> str | None:
+    """What a downloaded file really is when it is a stand-in for the data, from its first bytes.
+
+    Returns:
+        ``"a git-LFS pointer file"``, ``"an HTML page"`` (a failed download's error or quota page), or
+        ``None`` when the bytes look like neither.
+    """
+    if head.startswith(_LFS_MAGIC):
+        return "a git-LFS pointer file"
+    if head.lstrip().lower().startswith(_HTML_STARTS):
+        return "an HTML page"
+    return None
+
 
 class UnsafePathError(ValueError):
     """A name taken from user data would lead outside its folder."""

@@ -43,12 +43,12 @@ def many_slides(demo_regions_1024, tmp_path):
         (["regionsize=1024"], 1, "regionsize"),
         (["level=regional"], 1, "level"),
         (["region_size=1000"], 2, "region_size (1000) must be a multiple of patch_size"),
-        ([], 2, "region_dir is not set"),
+        ([], 2, "give exactly one input, region_dir or wsi_csv"),
         (["pretrain_vit_patch=/no/such/vit.pth"], 2, "checkpoint '/no/such/vit.pth' does not exist"),
     ],
 )
 def test_bad_config_is_one_clear_error_before_any_work(tmp_path, many_slides, args, code, message):
-    region_dir = [] if "region_dir is not set" in message else [f"region_dir={many_slides}"]
+    region_dir = [] if "give exactly one input" in message else [f"region_dir={many_slides}"]
     result = subprocess.run(
         command(*region_dir, f"output_dir={tmp_path / 'out'}", *args),
         capture_output=True,

@@ -7,7 +7,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from source.config.core import ConfigError
 
@@ -37,11 +37,34 @@ class WandbConfig:
     group: Optional[str] = None
 
 
+TILING_BACKENDS = ("auto", "openslide", "cucim", "vips", "asap", "tifffile", "pil")
+"""hs2p's slide readers (``auto`` picks the first that opens the slide; each needs its package)."""
+SEGMENTATION_METHODS = ("hsv", "otsu", "threshold", "sam2")
+"""hs2p's tissue segmentation methods."""
+
+
+@dataclass
+class TilingSettings:
+    """The ``tiling`` block: how whole-slide images become regions (hs2p)."""
+
+    spacing: float = 0.5
+    tolerance: float = 0.05
+    overlap: float = 0.0
+    min_tissue_fraction: float = 0.1
+    segmentation: str = "hsv"
+    seg_downsample: int = 64
+    backend: str = "openslide"
+
+
 @dataclass
 class ExtractionConfig:
     """Every key of ``config/default.yaml``; see that file for what each one means."""
 
-    region_dir: str = MISSING
+    region_dir: Optional[str] = None
+    wsi_csv: Optional[str] = None
+    coordinates_dir: Optional[str] = None
+    save_region_images: bool = False
+    tiling: TilingSettings = field(default_factory=TilingSettings)
     slide_list: Optional[str] = None
     output_dir: str = "output"
     experiment_name: str = "feature_extraction"
@@ -88,6 +111,7 @@ RESUME_KEYS = (
     "img_size_pretrained",
     "mean",
     "std",
+    "tiling",
 )
 """Keys that must not change when a run is resumed: they change what the features mean."""
 
@@ -95,15 +119,13 @@ RESUME_KEYS = (
 def validate_extraction(cfg: DictConfig) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key.
 
-    Checked before any work: ``region_dir`` set and a folder, ``slide_list`` a file, sizes positive
+    Checked before any work: exactly one of ``region_dir`` (a folder) and ``wsi_csv`` (a file),
+    ``coordinates_dir`` a folder and only with ``wsi_csv``, the ``tiling`` values, ``slide_list`` a file, sizes positive
     and nested (``mini_patch_size`` | ``patch_size`` | ``region_size``), ``device`` spelled right,
     ``batch_size`` / ``patch_batch_size`` >= 1, ``num_workers`` >= 0, 3 values in ``mean`` / ``std``,
     ``resume`` with a ``run_id``, ``split_across_gpus`` only with ``level: global``.
     """
-    if OmegaConf.is_missing(cfg, "region_dir") or not cfg.region_dir:
-        raise ConfigError("region_dir is not set: give the folder holding <slide_id>/imgs/<x>_<y>.<format>, e.g. region_dir=/data/regions")
-    if not Path(cfg.region_dir).is_dir():
-        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: check the path")
+    _validate_input(cfg)
     if cfg.slide_list is not None and not Path(cfg.slide_list).is_file():
         raise ConfigError(f"slide_list '{cfg.slide_list}' is not a file: give a .txt with one slide id or path per line, or null")
     for key in ("region_size", "patch_size", "mini_patch_size", "batch_size", "patch_batch_size"):
@@ -133,3 +155,42 @@ def validate_extraction(cfg: DictConfig) -> None:
         raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
     if not str(cfg.format).strip(".") or "/" in str(cfg.format):
         raise ConfigError(f"format must be an image extension such as jpg or png, got '{cfg.format}'")
+
+
+def _validate_input(cfg: DictConfig) -> None:
+    if bool(cfg.region_dir) == bool(cfg.wsi_csv):
+        given = "both are set" if cfg.region_dir else "neither is set"
+        raise ConfigError(
+            f"give exactly one input, region_dir or wsi_csv ({given}): wsi_csv=slides.csv reads whole-slide images "
+            "(columns slide_id, image_path[, mask_path][, spacing_at_level_0]); region_dir=/data/regions reads "
+            "<slide_id>/imgs/<x>_<y>.<format> region images"
+        )
+    if cfg.region_dir and not Path(cfg.region_dir).is_dir():
+        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: check the path")
+    if cfg.wsi_csv and not Path(cfg.wsi_csv).is_file():
+        raise ConfigError(
+            f"wsi_csv '{cfg.wsi_csv}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, spacing_at_level_0]"
+        )
+    if cfg.coordinates_dir and not cfg.wsi_csv:
+        raise ConfigError("coordinates_dir needs wsi_csv: reused coordinates are read from the whole-slide images")
+    if cfg.coordinates_dir and not Path(cfg.coordinates_dir).is_dir():
+        raise ConfigError(
+            f"coordinates_dir '{cfg.coordinates_dir}' is not a folder of <slide_id>.coordinates.npz / .coordinates.meta.json files"
+        )
+    if cfg.save_region_images and not cfg.wsi_csv:
+        raise ConfigError("save_region_images only applies to wsi_csv input (region_dir input already is region images)")
+    tiling = cfg.tiling
+    if not tiling.spacing > 0:
+        raise ConfigError(f"tiling.spacing must be a positive um/px value (0.5 = 20x, HIPT's), got {tiling.spacing}")
+    if not 0 <= tiling.tolerance < 1:
+        raise ConfigError(f"tiling.tolerance must be in [0, 1), got {tiling.tolerance}")
+    if not 0 <= tiling.overlap < 1:
+        raise ConfigError(f"tiling.overlap must be in [0, 1), got {tiling.overlap}")
+    if not 0 <= tiling.min_tissue_fraction <= 1:
+        raise ConfigError(f"tiling.min_tissue_fraction must be in [0, 1], got {tiling.min_tissue_fraction}")
+    if tiling.seg_downsample < 1:
+        raise ConfigError(f"tiling.seg_downsample must be >= 1, got {tiling.seg_downsample}")
+    if tiling.backend not in TILING_BACKENDS:
+        raise ConfigError(f"tiling.backend must be one of {list(TILING_BACKENDS)}, got '{tiling.backend}'")
+    if tiling.segmentation not in SEGMENTATION_METHODS:
+        raise ConfigError(f"tiling.segmentation must be one of {list(SEGMENTATION_METHODS)}, got '{tiling.segmentation}'")

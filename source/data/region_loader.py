@@ -1,7 +1,9 @@
 """A dataset over the regions of many slides, decoding in DataLoader workers without ever raising.
 
 A region that fails to decode comes back as an error message instead of an exception, so one bad
-image marks its slide failed while the loader (and the batch) carries on.
+image marks its slide failed while the loader (and the batch) carries on. Regions come from image
+files (``region_dir``) or from a slide's :class:`~source.data.slides.RegionSource` (a whole-slide
+pyramid); a worker keeps only the slide it is reading open, as regions arrive slide by slide.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from source.data.regions import BadInputError, Region, read_region
+from source.data.slides import RegionSource
 
 
 @dataclass(frozen=True)
@@ -45,19 +48,38 @@ class RegionBatch:
 
 
 class RegionDataset(Dataset):
-    """Decodes region images; item = ``(slide_index, region_index, pixels (3, R, R) uint8 | None, error | None)``."""
+    """Decodes regions; item = ``(slide_index, region_index, pixels (3, R, R) uint8 | None, error | None)``.
 
-    def __init__(self, items: Sequence[RegionItem], region_size: int) -> None:
+    Args:
+        items: the regions, in reading order.
+        region_size: expected side R in pixels.
+        sources: per slide index, its region source, or ``None`` when its regions are image files.
+    """
+
+    def __init__(self, items: Sequence[RegionItem], region_size: int, sources: Sequence[RegionSource | None] = ()) -> None:
         self.items = list(items)
         self.region_size = region_size
+        self.sources = list(sources)
+        self._open_slide: int | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def _pixels(self, item: RegionItem):
+        source = self.sources[item.slide_index] if item.slide_index < len(self.sources) else None
+        if source is None:
+            return read_region(item.region.path, self.region_size)
+        if self._open_slide not in (None, item.slide_index):
+            previous = self.sources[self._open_slide]
+            if previous is not None:
+                previous.close()
+        self._open_slide = item.slide_index
+        return source.read(item.region)
+
     def __getitem__(self, index: int) -> tuple[int, int, torch.Tensor | None, str | None]:
         item = self.items[index]
         try:
-            pixels = read_region(item.region.path, self.region_size)
+            pixels = self._pixels(item)
         except BadInputError as error:
             return item.slide_index, item.region_index, None, str(error)
         return item.slide_index, item.region_index, torch.from_numpy(pixels).permute(2, 0, 1), None

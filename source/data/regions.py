@@ -29,11 +29,11 @@ class BadInputError(ValueError):
 
 @dataclass(frozen=True)
 class Region:
-    """One region image: its level-0 corner (x, y) and file."""
+    """One region: its level-0 corner (x, y) and, for ``region_dir`` input, its image file."""
 
     x: int
     y: int
-    path: Path
+    path: Optional[Path] = None
 
 
 def read_slide_list(path: str | Path) -> list[str]:

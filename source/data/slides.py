@@ -4,19 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
+
+import numpy as np
 
 from source.data.regions import BadInputError, Region, list_regions
 from source.distributed import DistributedContext, balanced_shards
 
 
+class RegionSource(Protocol):
+    """Where a slide's region pixels come from when they are not image files (e.g. a whole-slide pyramid)."""
+
+    def read(self, region: Region) -> np.ndarray:
+        """``(R, R, 3)`` uint8 pixels of ``region``; raises ``BadInputError`` when they cannot be read."""
+
+    def close(self) -> None:
+        """Release open files (the source reopens them when read again)."""
+
+
 @dataclass
 class SlidePlan:
-    """A slide to process: its regions, or why it cannot be processed."""
+    """A slide to process: its regions, or why it cannot be processed.
+
+    Attributes:
+        source: reads the regions' pixels; ``None`` for ``region_dir`` input (each region is its image file).
+        details: extra ``slides.csv`` columns (whole-slide input: image path, spacing, read level, ...).
+    """
 
     slide_id: str
     regions: list[Region] = field(default_factory=list)
     error: Optional[str] = None
+    source: Optional[RegionSource] = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_slides(region_dir: str | Path, slide_ids: Sequence[str], image_format: str) -> list[SlidePlan]:

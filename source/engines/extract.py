@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 import torch
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 SLIDE_COLUMNS = ["slide_id", "feature_path", "num_regions", "level", "region_size", "status", "error"]
 REGION_COLUMNS = ["slide_id", "region_index", "x", "y", "feature_path"]
+INTEGER_COLUMNS = {"read_level", "read_size", "tile_size_lv0"}
 
 
 @dataclass
@@ -36,6 +37,7 @@ class SlideOutcome:
     feature_path: str = ""
     error: str = ""
     regions: list[tuple[int, int, int, str]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _success(plan: SlidePlan, store: FeatureStore) -> SlideOutcome:
@@ -44,7 +46,11 @@ def _success(plan: SlidePlan, store: FeatureStore) -> SlideOutcome:
         (index, region.x, region.y, str(store.region_path(plan.slide_id, region) if store.save_region_features else slide_path))
         for index, region in enumerate(plan.regions)
     ]
-    return SlideOutcome(plan.slide_id, "success", len(plan.regions), str(slide_path), regions=rows)
+    return SlideOutcome(plan.slide_id, "success", len(plan.regions), str(slide_path), regions=rows, details=plan.details)
+
+
+def _failure(plan: SlidePlan, error: str, num_regions: int = 0) -> SlideOutcome:
+    return SlideOutcome(plan.slide_id, "failed", num_regions, error=error, details=plan.details)
 
 
 class Extractor:
@@ -84,7 +90,7 @@ class Extractor:
         pending: list[SlidePlan] = []
         for plan in plans:
             if plan.error is not None:
-                outcomes[plan.slide_id] = SlideOutcome(plan.slide_id, "failed", error=plan.error)
+                outcomes[plan.slide_id] = _failure(plan, plan.error)
                 logger.error("slide %s failed: %s", plan.slide_id, plan.error)
             elif resume and self.store.is_complete(plan.slide_id, plan.regions):
                 outcomes[plan.slide_id] = _success(plan, self.store)
@@ -101,7 +107,7 @@ class Extractor:
     def _loader(self, pending: Sequence[SlidePlan]) -> DataLoader:
         items = [RegionItem(s, r, region) for s, plan in enumerate(pending) for r, region in enumerate(plan.regions)]
         return DataLoader(
-            RegionDataset(items, self.region_size),
+            RegionDataset(items, self.region_size, [plan.source for plan in pending]),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_regions,
@@ -148,20 +154,25 @@ class Extractor:
             bar.update(len(batch.keys) + len(batch.failures))
             bar.set_postfix(slides=done_slides, failed=failed_slides)
         bar.close()
+        for plan in pending:
+            if plan.source is not None:
+                plan.source.close()
         elapsed = time.perf_counter() - started
         logger.info("encoded %d regions in %.1f s (%.2f regions/s)", done_regions, elapsed, done_regions / max(elapsed, 1e-9))
 
     def _finish(self, plan: SlidePlan, features: list[Optional[torch.Tensor]], error: Optional[str]) -> SlideOutcome:
         if error is not None:
             logger.error("slide %s failed: %s", plan.slide_id, error)
-            return SlideOutcome(plan.slide_id, "failed", len(plan.regions), error=error)
+            return _failure(plan, error, len(plan.regions))
         self.store.write(plan.slide_id, plan.regions, torch.stack(features))  # type: ignore[arg-type]
         logger.info("slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id))
         return _success(plan, self.store)
 
 
-def write_reports(outcomes: Sequence[SlideOutcome], run_dir: Path, level: str, region_size: int) -> tuple[Path, Path]:
-    """Write ``slides.csv`` and ``regions.csv`` of a run (atomically)."""
+def write_reports(
+    outcomes: Sequence[SlideOutcome], run_dir: Path, level: str, region_size: int, extra_columns: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """Write ``slides.csv`` (with ``extra_columns`` from each outcome's details) and ``regions.csv`` (atomically)."""
     slides = pd.DataFrame(
         [
             {
@@ -173,10 +184,13 @@ def write_reports(outcomes: Sequence[SlideOutcome], run_dir: Path, level: str, r
                 "status": o.status,
                 "error": o.error,
             }
+            | {column: o.details.get(column) for column in extra_columns}
             for o in outcomes
         ],
-        columns=SLIDE_COLUMNS,
+        columns=SLIDE_COLUMNS[:-2] + list(extra_columns) + SLIDE_COLUMNS[-2:],
     )
+    for column in set(extra_columns) & INTEGER_COLUMNS:
+        slides[column] = slides[column].astype("Int64")  # integers stay integers beside failed slides' blanks
     regions = pd.DataFrame(
         [(o.slide_id, *row) for o in outcomes for row in o.regions],
         columns=REGION_COLUMNS,

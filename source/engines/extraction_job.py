@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from source.config.extraction import RESUME_KEYS, validate_extraction
 from source.config.rundir import prepare_run_dir
-from source.data.regions import discover_slide_ids
-from source.data.slides import plan_slides, shard_plans
+from source.data.regions import discover_slide_ids, read_slide_list
+from source.data.slides import SlidePlan, plan_slides, shard_plans
 from source.devices import resolve_device, resolve_split_devices
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
 from source.engines.extract import Extractor, merge_outcomes, write_reports
@@ -63,6 +64,7 @@ def run_extraction_job(cfg: DictConfig) -> int:
     context = context_from_env()
     setup_logging(context.rank)
     validate_extraction(cfg)
+    slides = read_whole_slides(cfg)
     device = (
         resolve_split_devices(cfg.device, context.local_rank)[0]
         if cfg.split_across_gpus
@@ -72,19 +74,56 @@ def run_extraction_job(cfg: DictConfig) -> int:
     try:
         run_dir = prepare_run_dir(cfg, context, RESUME_KEYS)
         with file_log(run_dir / "log.txt", context.rank):
-            return _extract(cfg, run_dir, context, device)
+            return _extract(cfg, run_dir, context, device, slides)
     finally:
         shutdown()
 
 
-def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device) -> int:
-    plans = plan_slides(cfg.region_dir, discover_slide_ids(cfg.region_dir, cfg.slide_list), cfg.format)
+def read_whole_slides(cfg: DictConfig) -> Optional[list]:
+    """The ``wsi_csv`` rows to process (restricted by ``slide_list``), or ``None`` for ``region_dir`` input.
+
+    Raises:
+        ConfigError: a bad ``wsi_csv``.
+    """
+    if not cfg.wsi_csv:
+        return None
+    from source.wsi.slide_table import read_wsi_csv
+
+    return read_wsi_csv(cfg.wsi_csv, read_slide_list(cfg.slide_list) if cfg.slide_list else None)
+
+
+def plan_from_config(
+    cfg: DictConfig, run_dir: Path, context: DistributedContext, slides: Optional[list]
+) -> tuple[list[SlidePlan], list[str]]:
+    """The slides of the run's input and the extra ``slides.csv`` columns of that input.
+
+    ``slides`` (whole-slide input): each rank tiles its share (or reads ``coordinates_dir``) and
+    writes coordinates and previews; ``None``: the region image files of ``region_dir``.
+    """
+    if slides is not None:
+        from source.wsi.planning import WSI_COLUMNS, WholeSlidePlanner
+
+        planner = WholeSlidePlanner(
+            OmegaConf.to_object(cfg.tiling),
+            cfg.region_size,
+            cfg.patch_size,
+            run_dir,
+            coordinates_dir=cfg.coordinates_dir,
+            resume=cfg.resume,
+            save_region_images=cfg.save_region_images,
+        )
+        return planner.plan(slides, context), WSI_COLUMNS
+    return plan_slides(cfg.region_dir, discover_slide_ids(cfg.region_dir, cfg.slide_list), cfg.format), []
+
+
+def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: Optional[list]) -> int:
+    plans, extra_columns = plan_from_config(cfg, run_dir, context, slides)
     mine = shard_plans(plans, context)
     logger.info(
-        "%d slide(s), %d region(s) in %s; rank %d/%d takes %d slide(s); device %s, %s, level %s",
+        "%d slide(s), %d region(s) from %s; rank %d/%d takes %d slide(s); device %s, %s, level %s",
         len(plans),
         sum(len(p.regions) for p in plans),
-        cfg.region_dir,
+        cfg.wsi_csv or cfg.region_dir,
         context.rank,
         context.world_size,
         len(mine),
@@ -107,7 +146,7 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
     outcomes = merge_outcomes(extractor.run(mine, resume=cfg.resume), plans, context)
     failed = [o for o in outcomes if o.status != "success"]
     if context.is_main:
-        slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size)
+        slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size, extra_columns)
         tracker.log({"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60})
         tracker.finish()
         for outcome in failed:
@@ -121,4 +160,6 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
             slides_csv,
             regions_csv,
         )
+        if slides is not None:
+            logger.info("coordinates: %s; previews: %s", run_dir / "coordinates", run_dir / "previews")
     return 1 if failed else 0

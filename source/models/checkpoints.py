@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from source.io import placeholder_kind
 from source.models.vit import resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ KEY_PREFIXES = ("module.", "_orig_mod.", "backbone.")
 HEAD_PREFIXES = ("head.",)
 """Keys of the DINO projection head, which no encoder uses."""
 SAFE_GLOBALS = [argparse.Namespace]
-_LFS_MAGIC = b"version https://git-lfs"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -71,13 +71,13 @@ def _sniff(path: Path) -> str:
         head = handle.read(512)
     if not head:
         raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes); download it again")
-    if head.startswith(_LFS_MAGIC):
+    kind = placeholder_kind(head)
+    if kind == "a git-LFS pointer file":
         raise CheckpointError(
             f"checkpoint '{path}' is a git-LFS pointer file ({size} bytes), not the weights. Run "
             "'git lfs pull' in its repository or download the real file."
         )
-    stripped = head.lstrip().lower()
-    if stripped.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+    if kind == "an HTML page":
         raise CheckpointError(
             f"checkpoint '{path}' is an HTML page ({size} bytes), saved by a failed download (for instance a "
             "Google Drive quota or virus-scan page). Download the file again."

@@ -1,0 +1,95 @@
+"""Read regions from a slide's pyramid: one open slide per DataLoader worker, never a region dump.
+
+A region is ``read_size`` px read at ``read_level`` from its level-0 corner (hs2p's reader, which
+pads whatever lies outside the slide with white); when no level is within ``tiling.tolerance`` of
+the target spacing the larger footprint is read from the finer level and area-averaged
+(``cv2.INTER_AREA``) down to ``region_size``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from source.data.regions import BadInputError, Region
+from source.io import atomic_path, safe_join
+from source.wsi.tiling import PyramidRead
+
+
+def area_downsample(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``(H, W, 3)`` uint8 -> ``(size, size, 3)`` uint8 by area averaging (never used to upsample)."""
+    if pixels.shape[0] == size and pixels.shape[1] == size:
+        return pixels
+    return cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA)
+
+
+class WholeSlideRegions:
+    """The regions of one slide, read from its pyramid.
+
+    The slide is opened on first use in the process that reads (each DataLoader worker opens it
+    once) and is never pickled open.
+
+    Args:
+        slide_id: the slide's id (names the saved region images).
+        read: the reading geometry.
+        save_dir: when set, each region is also written to ``save_dir/<slide_id>/imgs/<x>_<y>.png``
+            (lossless, the ``region_dir`` layout), for quality control.
+    """
+
+    def __init__(self, slide_id: str, read: PyramidRead, save_dir: Optional[Path] = None) -> None:
+        self.slide_id = slide_id
+        self.geometry = read
+        self.save_dir = save_dir
+        self._slide = None
+
+    def __getstate__(self) -> dict:
+        return self.__dict__ | {"_slide": None}
+
+    def _open(self):
+        if self._slide is None:
+            from hs2p.wsi.reader import open_slide
+
+            g = self.geometry
+            try:
+                self._slide = open_slide(g.image_path, backend=g.backend, spacing_override=g.spacing_at_level_0)
+            except Exception as error:  # any backend's open failure is this slide's failure
+                raise BadInputError(
+                    f"slide '{g.image_path}' cannot be opened with backend '{g.backend}' ({type(error).__name__}: {error})"
+                ) from error
+        return self._slide
+
+    def read(self, region: Region) -> np.ndarray:
+        """The region whose level-0 corner is ``(region.x, region.y)``: ``(R, R, 3)`` uint8.
+
+        Raises:
+            BadInputError: the slide cannot be opened or the region's tiles cannot be decoded.
+        """
+        g = self.geometry
+        slide = self._open()
+        try:
+            pixels = slide.read_region((int(region.x), int(region.y)), g.read_level, (g.read_size, g.read_size))
+        except Exception as error:  # a truncated or corrupt tile
+            raise BadInputError(
+                f"slide '{g.image_path}': region at ({region.x}, {region.y}) cannot be read ({type(error).__name__}: {error}); "
+                "the file is truncated or corrupt"
+            ) from error
+        pixels = area_downsample(np.ascontiguousarray(pixels[..., :3]), g.region_size)
+        if self.save_dir is not None:
+            self._save(region, pixels)
+        return pixels
+
+    def _save(self, region: Region, pixels: np.ndarray) -> None:
+        path = safe_join(safe_join(self.save_dir, self.slide_id) / "imgs", f"{region.x}_{region.y}", ".png")
+        if not path.exists():
+            with atomic_path(path) as temporary:
+                Image.fromarray(pixels).save(temporary, format="PNG")
+
+    def close(self) -> None:
+        """Close the slide (it is reopened if read again)."""
+        if self._slide is not None:
+            self._slide.close()
+            self._slide = None
