@@ -53,6 +53,14 @@ def test_typos_and_wrong_types_are_rejected_with_the_key():
         ({"mean": [0.5, 0.5]}, "mean needs one value per RGB channel"),
         ({"slide_list": "/no/list.txt"}, "slide_list '/no/list.txt' is not a file"),
         ({"level": "local", "split_across_gpus": True}, "split_across_gpus only applies to level: global"),
+        ({"wsi_csv": "/no/slides.csv", "region_dir": None}, "wsi_csv '/no/slides.csv' is not a file"),
+        ({"coordinates_dir": "/tmp"}, "coordinates_dir needs wsi_csv"),
+        ({"save_region_images": True}, "save_region_images only applies to wsi_csv"),
+        ({"tiling.spacing": 0.0}, "tiling.spacing must be a positive"),
+        ({"tiling.overlap": 1.0}, "tiling.overlap must be in"),
+        ({"tiling.min_tissue_fraction": 1.5}, "tiling.min_tissue_fraction must be in"),
+        ({"tiling.backend": "openslid"}, "tiling.backend must be one of"),
+        ({"tiling.segmentation": "kmeans"}, "tiling.segmentation must be one of"),
     ],
 )
 def test_validation_names_the_key(tmp_path, overrides, message):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -253,3 +255,46 @@ def test_two_process_gloo_run_tiles_and_writes_each_slide_once(tmp_path, slides_
     slides = pd.read_csv(run_dir / "slides.csv")
     assert slides.slide_id.tolist() == ["slide_0", "slide_1", "slide_2"] and set(slides.status) == {"success"}
     assert slides.read_level.tolist() == [0, 1, 0]
+
+
+def test_killed_wsi_run_resumes_to_the_same_files(tmp_path, slides_dir):
+    rows = [{"slide_id": f"slide_{i}", "image_path": str(slides_dir / "he_025_2x.tif")} for i in range(5)]
+    csv = write_csv(tmp_path / "slides.csv", rows)
+    base = [
+        sys.executable,
+        str(REPO / "extract_features.py"),
+        "--config-name",
+        "default",
+        f"wsi_csv={csv}",
+        "num_workers=0",
+        "vit_patch_arch=vit_tiny",
+        "pretrain_vit_patch=null",
+        "pretrain_vit_region=null",
+        "region_size=512",
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    reference = subprocess.run([*base, f"output_dir={tmp_path / 'a'}", "run_id=full"], env=env, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    killed = tmp_path / "b" / "feature_extraction" / "killed"
+    process = subprocess.Popen(
+        [*base, f"output_dir={tmp_path / 'b'}", "run_id=killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((killed / "features" / "slide").glob("*.pt")):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = list((killed / "features" / "slide").glob("*.pt"))
+    assert 1 <= len(finished) < 5, "the run was not killed part-way"
+    resumed = subprocess.run(
+        [*base, f"output_dir={tmp_path / 'b'}", "run_id=killed", "resume=true"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{len(finished)} slide(s) already done" in resumed.stderr
+    full = tmp_path / "a" / "feature_extraction" / "full"
+    for i in range(5):
+        torch.testing.assert_close(features(killed, f"slide_{i}"), features(full, f"slide_{i}"), atol=1e-5, rtol=1e-5)
+    for table in ("slides.csv", "regions.csv"):
+        a = pd.read_csv(full / table).replace(str(full), "", regex=True)
+        b = pd.read_csv(killed / table).replace(str(killed), "", regex=True)
+        pd.testing.assert_frame_equal(a, b)
