@@ -185,3 +185,87 @@ def assert_documented(path: Path, schema: type) -> None:
         if re.match(r"^\s*[a-z_]+:\s*\S", line):
             assert "#" in line, f"{path.name}: '{line.strip()}' has no comment"
     OmegaConf.merge(OmegaConf.structured(schema), documented)
+
+
+def extraction_command(*args: str) -> list[str]:
+    """``python extract_features.py --config-name default *args``."""
+    import sys
+
+    return [sys.executable, str(REPO / "extract_features.py"), "--config-name", "default", *args]
+
+
+def subprocess_environment() -> dict[str, str]:
+    """The environment of a test's subprocess: one thread, the repository importable."""
+    import os
+
+    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def compare_runs(first: Path, second: Path) -> None:
+    """Two extraction runs wrote the same slide features and the same tables (run folders aside)."""
+    import pandas as pd
+
+    names = sorted(p.name for p in (first / "features" / "slide").iterdir())
+    assert names == sorted(p.name for p in (second / "features" / "slide").iterdir())
+    assert not any(name.startswith(".") for name in names)
+    for name in names:
+        torch.testing.assert_close(
+            torch.load(first / "features" / "slide" / name, weights_only=True),
+            torch.load(second / "features" / "slide" / name, weights_only=True),
+            atol=1e-5,
+            rtol=1e-5,
+        )
+    for table in ("slides.csv", "regions.csv"):
+        a = pd.read_csv(first / table).replace(str(first), "", regex=True)
+        b = pd.read_csv(second / table).replace(str(second), "", regex=True)
+        pd.testing.assert_frame_equal(a, b)
+
+
+def assert_killed_run_resumes(base: list[str], tmp_path: Path, slides: int) -> None:
+    """Kill ``extract_features.py *base`` once its first slide is written; resuming gives the full run's files."""
+    import signal
+    import subprocess
+    import time
+
+    env = subprocess_environment()
+    reference = subprocess.run(
+        extraction_command(*base, f"output_dir={tmp_path / 'a'}", "run_id=full"), env=env, capture_output=True, text=True
+    )
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    killed = tmp_path / "b" / "feature_extraction" / "killed"
+    command = extraction_command(*base, f"output_dir={tmp_path / 'b'}", "run_id=killed")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((killed / "features" / "slide").glob("*.pt")):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = list((killed / "features" / "slide").glob("*.pt"))
+    assert 1 <= len(finished) < slides, "the run was not killed part-way"
+    assert not (killed / "slides.csv").exists()
+    resumed = subprocess.run([*command, "resume=true"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{len(finished)} slide(s) already done" in resumed.stderr
+    compare_runs(tmp_path / "a" / "feature_extraction" / "full", killed)
+
+
+def slides_written_per_log(run_dir: Path) -> dict[str, list[str]]:
+    """Slide id -> the logs (``log.txt`` = rank 0, ``log.rank1.txt``) that report writing its features."""
+    writes: dict[str, list[str]] = {}
+    for log in ("log.txt", "log.rank1.txt"):
+        for line in (run_dir / log).read_text().splitlines():
+            if " regions -> " in line:
+                writes.setdefault(line.split("slide ", 1)[1].split(":", 1)[0], []).append(log)
+    return writes
+
+
+def run_two_process_extraction(tmp_path: Path, *args: str) -> Path:
+    """Run ``extract_features.py *args`` under torchrun with 2 CPU processes (gloo); returns its run folder."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *extraction_command(*args)[1:]]
+    command += [f"output_dir={tmp_path}", "run_id=ddp", "device=cpu", "num_workers=0"]
+    result = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path / "feature_extraction" / "ddp"

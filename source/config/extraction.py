@@ -54,6 +54,7 @@ class TilingSettings:
     segmentation: str = "hsv"
     seg_downsample: int = 64
     backend: str = "openslide"
+    reader: str = "auto"
 
 
 @dataclass
@@ -192,5 +193,7 @@ def _validate_input(cfg: DictConfig) -> None:
         raise ConfigError(f"tiling.seg_downsample must be >= 1, got {tiling.seg_downsample}")
     if tiling.backend not in TILING_BACKENDS:
         raise ConfigError(f"tiling.backend must be one of {list(TILING_BACKENDS)}, got '{tiling.backend}'")
+    if tiling.reader not in TILING_BACKENDS:
+        raise ConfigError(f"tiling.reader must be one of {list(TILING_BACKENDS)}, got '{tiling.reader}'")
     if tiling.segmentation not in SEGMENTATION_METHODS:
         raise ConfigError(f"tiling.segmentation must be one of {list(SEGMENTATION_METHODS)}, got '{tiling.segmentation}'")

@@ -7,6 +7,7 @@ extraction can share the slides over ranks balanced by their region counts.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,13 +20,13 @@ from source.distributed import DistributedContext, gather_objects
 from source.io import safe_join
 from source.wsi.coordinates import check_matches_settings, load_coordinates, same_regions, save_coordinates
 from source.wsi.preview import write_preview
-from source.wsi.reader import WholeSlideRegions
+from source.wsi.reader import WholeSlideRegions, choose_reader, open_pyramid
 from source.wsi.slide_table import WholeSlide
 from source.wsi.tiling import PyramidRead, pyramid_read_of, tile_whole_slide
 
 logger = logging.getLogger(__name__)
 
-WSI_COLUMNS = ["image_path", "spacing_at_level_0", "read_level", "read_size", "tile_size_lv0"]
+WSI_COLUMNS = ["image_path", "spacing_at_level_0", "read_level", "read_size", "tile_size_lv0", "reader"]
 """Extra ``slides.csv`` columns of a whole-slide run."""
 
 
@@ -74,8 +75,11 @@ class WholeSlidePlanner:
         details: dict[str, object] = {"image_path": str(slide.image_path), "spacing_at_level_0": slide.spacing_at_level_0}
         try:
             result = self._coordinates(slide)
-            read = pyramid_read_of(result, slide, self.settings, self.region_size)
+            tiling_read = pyramid_read_of(result, slide, self.settings, self.region_size)
+            reader = choose_reader(self.settings.reader, tiling_read.backend, slide.image_path, tiling_read.spacing_at_level_0, result)
+            read = replace(tiling_read, backend=reader)
             details |= {
+                "reader": read.backend,
                 "spacing_at_level_0": read.spacing_at_level_0,
                 "read_level": read.read_level,
                 "read_size": read.read_size,
@@ -83,7 +87,7 @@ class WholeSlidePlanner:
             }
             self._check_unchanged(slide, result)
             save_coordinates(result, self.coordinates_out)
-            self._preview(slide, result, read)
+            self._preview(slide, result, tiling_read)
             if result.num_tiles == 0:
                 raise BadInputError(
                     f"no tissue region found in '{slide.image_path}' with tiling.min_tissue_fraction={self.settings.min_tissue_fraction} "
@@ -94,7 +98,7 @@ class WholeSlidePlanner:
             return SlidePlan(slide.slide_id, error=str(error), details=details)
         regions = [Region(int(x), int(y)) for x, y in zip(result.x, result.y)]
         logger.info(
-            "slide %s: %d regions of %d px at %s um/px (level-0 spacing %.4g, read %d px at level %d, %d px at level 0)",
+            "slide %s: %d regions of %d px at %s um/px (level-0 spacing %.4g, read %d px at level %d with %s, %d px at level 0)",
             slide.slide_id,
             len(regions),
             self.region_size,
@@ -102,6 +106,7 @@ class WholeSlidePlanner:
             read.spacing_at_level_0,
             read.read_size,
             read.read_level,
+            read.backend,
             read.tile_size_lv0,
         )
         source = WholeSlideRegions(slide.slide_id, read, self.region_images)
@@ -131,14 +136,7 @@ class WholeSlidePlanner:
             )
 
     def _preview(self, slide: WholeSlide, result, read: PyramidRead) -> None:
-        from hs2p.wsi.reader import open_slide
-
-        try:
-            handle = open_slide(read.image_path, backend=read.backend, spacing_override=read.spacing_at_level_0)
-        except Exception as error:  # any backend's failure to open is this slide's failure
-            raise BadInputError(
-                f"slide '{read.image_path}' cannot be opened with backend '{read.backend}' ({type(error).__name__}: {error})"
-            ) from error
+        handle = open_pyramid(read.image_path, read.backend, read.spacing_at_level_0)
         try:
             dimensions = [int(v) for v in handle.dimensions]
             if dimensions != [int(v) for v in result.slide_dimensions]:

@@ -8,6 +8,7 @@ the target spacing the larger footprint is read from the finer level and area-av
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +19,52 @@ from PIL import Image
 from source.data.regions import BadInputError, Region
 from source.io import atomic_path, safe_join
 from source.wsi.tiling import PyramidRead
+
+FAST_READER = "tifffile"
+FAST_READER_SUFFIXES = {".tif", ".tiff", ".svs", ".btf"}
+"""Files that ``tiling.reader: auto`` reads with tifffile (imagecodecs) when its pyramid matches the tiling backend's."""
+
+
+def open_pyramid(path: Path, backend: str, spacing_at_level_0: Optional[float]):
+    """Open a slide with an hs2p reader, its level-0 spacing given (a file's own, e.g. a TIFF's inches, is ignored).
+
+    Raises:
+        BadInputError: the backend cannot open the file.
+    """
+    from hs2p.wsi.reader import open_slide
+
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Slide spacing override conflict")
+            return open_slide(path, backend=backend, spacing_override=spacing_at_level_0)
+    except Exception as error:  # any backend's failure to open is this slide's failure
+        raise BadInputError(f"slide '{path}' cannot be opened with backend '{backend}' ({type(error).__name__}: {error})") from error
+
+
+def choose_reader(requested: str, tiling_backend: str, image_path: Path, spacing_at_level_0: float, result) -> str:
+    """The backend that reads a slide's regions.
+
+    ``requested`` other than ``auto`` is used as it is. ``auto`` picks tifffile for TIFF-family files
+    (several times faster than OpenSlide on JPEG tiles, same level pixels) when it sees the same
+    pyramid as the tiling up to the read level (level-0 size, and the downsamples of the tiling
+    ``result`` up to ``result.read_level``), else the tiling backend.
+    """
+    if requested != "auto":
+        return requested
+    if image_path.suffix.lower() not in FAST_READER_SUFFIXES or tiling_backend == FAST_READER:
+        return tiling_backend
+    try:
+        handle = open_pyramid(image_path, FAST_READER, spacing_at_level_0)
+    except BadInputError:
+        return tiling_backend
+    try:
+        same_size = [int(v) for v in handle.level_dimensions[0]] == [int(v) for v in result.slide_dimensions]
+        ours = [float(d[0]) for d in handle.level_downsamples]
+        theirs = [float(d) for d in result.level_downsamples][: int(result.read_level) + 1]
+        same_levels = len(ours) >= len(theirs) and all(abs(a - b) <= 1e-3 * b for a, b in zip(ours, theirs))
+    finally:
+        handle.close()
+    return FAST_READER if same_size and same_levels else tiling_backend
 
 
 def area_downsample(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -51,15 +98,7 @@ class WholeSlideRegions:
 
     def _open(self):
         if self._slide is None:
-            from hs2p.wsi.reader import open_slide
-
-            g = self.geometry
-            try:
-                self._slide = open_slide(g.image_path, backend=g.backend, spacing_override=g.spacing_at_level_0)
-            except Exception as error:  # any backend's open failure is this slide's failure
-                raise BadInputError(
-                    f"slide '{g.image_path}' cannot be opened with backend '{g.backend}' ({type(error).__name__}: {error})"
-                ) from error
+            self._slide = open_pyramid(self.geometry.image_path, self.geometry.backend, self.geometry.spacing_at_level_0)
         return self._slide
 
     def read(self, region: Region) -> np.ndarray:

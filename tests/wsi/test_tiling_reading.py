@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import openslide
@@ -10,7 +12,7 @@ import pytest
 from source.config.extraction import TilingSettings
 from source.data.regions import Region
 from source.wsi.preview import preview_image
-from source.wsi.reader import WholeSlideRegions
+from source.wsi.reader import WholeSlideRegions, choose_reader
 from source.wsi.slide_table import WholeSlide
 from source.wsi.tiling import pyramid_read_of, tile_whole_slide
 from tests.wsi.slides import write_pyramid
@@ -123,3 +125,31 @@ def test_preview_draws_numbered_squares_and_contours():
     dark = image.sum(axis=-1) < 150
     assert dark[0:25, 0:25].any() and dark[0:25, 100:125].any(), "regions are numbered"
     assert cv2.countNonZero(dark[:, 160:].astype(np.uint8)) == 0
+
+
+@pytest.mark.parametrize("name", ["he 0.5 é.tif", "he_025_2x.tif", "he_025_no2x.tif"])
+def test_auto_reader_is_tifffile_on_tiffs_and_reads_the_same_pixels(slides_dir, name):
+    result, read = tiled(slides_dir / name)
+    backend = choose_reader("auto", "openslide", read.image_path, read.spacing_at_level_0, result)
+    assert backend == "tifffile"
+    assert choose_reader("openslide", "openslide", read.image_path, read.spacing_at_level_0, result) == "openslide"
+    slow, fast = WholeSlideRegions("s", read), WholeSlideRegions("s", replace(read, backend=backend))
+    for x, y in zip(result.x, result.y):
+        np.testing.assert_array_equal(fast.read(Region(int(x), int(y))), slow.read(Region(int(x), int(y))))
+
+
+def test_auto_reader_reads_the_demo_svs_like_openslide(demo_slide):
+    result, read = tiled(demo_slide)
+    assert choose_reader("auto", "openslide", read.image_path, read.spacing_at_level_0, result) == "tifffile"
+    region = Region(int(result.x[0]), int(result.y[0]))
+    np.testing.assert_array_equal(
+        WholeSlideRegions("s", replace(read, backend="tifffile")).read(region), WholeSlideRegions("s", read).read(region)
+    )
+
+
+def test_auto_reader_keeps_the_tiling_backend_when_the_pyramids_differ(slides_dir):
+    result, read = tiled(slides_dir / "he 0.5 é.tif")
+    result.tiles.level_downsamples = [1.0, 2.0]  # as if the tiling backend saw another pyramid
+    result.tiles.read_level = 1
+    assert choose_reader("auto", "openslide", read.image_path, read.spacing_at_level_0, result) == "openslide"
+    assert choose_reader("auto", "openslide", slides_dir / "x.ndpi", 0.5, result) == "openslide"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -18,11 +16,13 @@ from PIL import Image
 from source.config.core import ConfigError
 from source.engines.extraction_job import run_extraction_job
 from source.wsi.coordinates import load_coordinates, save_coordinates
-from tests.helpers import REPO, extraction_config
+from tests.helpers import REPO, assert_killed_run_resumes, extraction_config, run_two_process_extraction, slides_written_per_log
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
 TINY = {"vit_patch_arch": "vit_tiny", "pretrain_vit_patch": None, "pretrain_vit_region": None, "region_size": 512, "num_workers": 0}
+
+TINY_ARGS = ["vit_patch_arch=vit_tiny", "pretrain_vit_patch=null", "pretrain_vit_region=null", "region_size=512"]
 
 
 def run(tmp_path, run_id="run", **overrides):
@@ -217,38 +217,10 @@ def test_two_process_gloo_run_tiles_and_writes_each_slide_once(tmp_path, slides_
         for i, name in enumerate(["he 0.5 é.tif", "he_025_2x.tif", "he_025_no2x.tif"])
     ]
     csv = write_csv(tmp_path / "slides.csv", rows)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            str(REPO / "extract_features.py"),
-            "--config-name",
-            "default",
-            f"wsi_csv={csv}",
-            f"output_dir={tmp_path}",
-            "run_id=ddp",
-            "device=cpu",
-            "num_workers=0",
-            "vit_patch_arch=vit_tiny",
-            "pretrain_vit_patch=null",
-            "pretrain_vit_region=null",
-            "region_size=512",
-        ],
-        capture_output=True,
-        text=True,
-        env=os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
-        timeout=600,
+    run_dir = run_two_process_extraction(
+        tmp_path, f"wsi_csv={csv}", "vit_patch_arch=vit_tiny", "pretrain_vit_patch=null", "pretrain_vit_region=null", "region_size=512"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = tmp_path / "feature_extraction" / "ddp"
-    writes = {}
-    for log in ("log.txt", "log.rank1.txt"):
-        for line in (run_dir / log).read_text().splitlines():
-            if " regions -> " in line:
-                writes.setdefault(line.split("slide ", 1)[1].split(":", 1)[0], []).append(log)
+    writes = slides_written_per_log(run_dir)
     assert sorted(writes) == ["slide_0", "slide_1", "slide_2"] and all(len(ranks) == 1 for ranks in writes.values())
     assert {ranks[0] for ranks in writes.values()} == {"log.txt", "log.rank1.txt"}
     assert sorted(p.name for p in (run_dir / "previews").iterdir()) == ["slide_0.png", "slide_1.png", "slide_2.png"]
@@ -260,41 +232,4 @@ def test_two_process_gloo_run_tiles_and_writes_each_slide_once(tmp_path, slides_
 def test_killed_wsi_run_resumes_to_the_same_files(tmp_path, slides_dir):
     rows = [{"slide_id": f"slide_{i}", "image_path": str(slides_dir / "he_025_2x.tif")} for i in range(5)]
     csv = write_csv(tmp_path / "slides.csv", rows)
-    base = [
-        sys.executable,
-        str(REPO / "extract_features.py"),
-        "--config-name",
-        "default",
-        f"wsi_csv={csv}",
-        "num_workers=0",
-        "vit_patch_arch=vit_tiny",
-        "pretrain_vit_patch=null",
-        "pretrain_vit_region=null",
-        "region_size=512",
-    ]
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    reference = subprocess.run([*base, f"output_dir={tmp_path / 'a'}", "run_id=full"], env=env, capture_output=True, text=True)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    killed = tmp_path / "b" / "feature_extraction" / "killed"
-    process = subprocess.Popen(
-        [*base, f"output_dir={tmp_path / 'b'}", "run_id=killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((killed / "features" / "slide").glob("*.pt")):
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    finished = list((killed / "features" / "slide").glob("*.pt"))
-    assert 1 <= len(finished) < 5, "the run was not killed part-way"
-    resumed = subprocess.run(
-        [*base, f"output_dir={tmp_path / 'b'}", "run_id=killed", "resume=true"], env=env, capture_output=True, text=True
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"{len(finished)} slide(s) already done" in resumed.stderr
-    full = tmp_path / "a" / "feature_extraction" / "full"
-    for i in range(5):
-        torch.testing.assert_close(features(killed, f"slide_{i}"), features(full, f"slide_{i}"), atol=1e-5, rtol=1e-5)
-    for table in ("slides.csv", "regions.csv"):
-        a = pd.read_csv(full / table).replace(str(full), "", regex=True)
-        b = pd.read_csv(killed / table).replace(str(killed), "", regex=True)
-        pd.testing.assert_frame_equal(a, b)
+    assert_killed_run_resumes([f"wsi_csv={csv}", *TINY_ARGS, "num_workers=0"], tmp_path, slides=5)
