@@ -15,13 +15,14 @@ from omegaconf import DictConfig
 
 from source.config.core import hydra_entry, register_schema
 from source.config.heatmaps import HeatmapConfig
-from source.engines.heatmap_job import run_heatmap_job
 from source.entry import exit_with
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
 
 def main(cfg: DictConfig) -> None:
+    from source.engines.heatmap_job import run_heatmap_job
+
     exit_with(run_heatmap_job, cfg)
 
 

@@ -7,27 +7,21 @@ Configs: config/feature_extraction/ (every key documented in config/default.yaml
 Exit code: 0 when every slide succeeded, 1 when some failed (see slides.csv), 2 for a bad config or checkpoint.
 """
 
-import logging
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError, hydra_entry, register_base
+from source.config.core import hydra_entry, register_base
 from source.config.extraction import ExtractionConfig
-from source.engines.extraction_job import run_extraction_job
-from source.models.checkpoints import CheckpointError
+from source.entry import exit_with
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
 
 def main(cfg: DictConfig) -> None:
-    try:
-        code = run_extraction_job(cfg)
-    except (ConfigError, CheckpointError) as error:
-        logging.getLogger("extract_features").error("%s", error)
-        code = 2
-    sys.exit(code)
+    from source.engines.extraction_job import run_extraction_job
+
+    exit_with(run_extraction_job, cfg)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from source.config.core import ConfigError
@@ -40,3 +42,22 @@ def resolve_split_devices(spec: str, local_rank: int = 0) -> tuple[torch.device,
             f"{torch.cuda.device_count()} are visible; set split_across_gpus=false or launch fewer processes"
         )
     return torch.device(f"cuda:{needed - 2}"), torch.device(f"cuda:{needed - 1}")
+
+
+def usable_workers(requested: int) -> int:
+    """``requested`` DataLoader workers, capped at the CPUs this process may use, shared by the node's
+    processes (torchrun's ``LOCAL_WORLD_SIZE``). More workers than CPUs only adds contention (and
+    PyTorch's warning); a cap is logged.
+    """
+    import os
+
+    processes_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    limit = max(1, cpus // max(1, processes_per_node))
+    if requested > limit:
+        logging.getLogger(__name__).info("num_workers %d capped at %d: the CPUs available to this process", requested, limit)
+        return limit
+    return requested

@@ -8,22 +8,29 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError, hydra_entry, register_schema
-from source.config.training import TRAINING_SCHEMAS, InferenceConfig
-from source.data.features import FeatureFileError
-from source.data.labels import LabelTableError
-from source.data.regions import BadInputError
-from source.models.checkpoints import CheckpointError
-from source.pretraining.data import PretrainingDataError
+from source.config.core import hydra_entry, register_schema
 
-USER_ERRORS = (ConfigError, CheckpointError, LabelTableError, FeatureFileError, PretrainingDataError, BadInputError)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean a user mistake (bad config, csv, features, checkpoint, data): exit code 2.
+
+    Imported here, not at module level, so that a bad command line is reported before torch loads.
+    """
+    from source.config.core import ConfigError
+    from source.data.features import FeatureFileError
+    from source.data.labels import LabelTableError
+    from source.data.regions import BadInputError
+    from source.models.checkpoints import CheckpointError
+    from source.pretraining.data import PretrainingDataError
+
+    return (ConfigError, CheckpointError, LabelTableError, FeatureFileError, PretrainingDataError, BadInputError)
 
 
 def exit_with(job, *args) -> None:
     """Run ``job(*args)`` and exit with its code; user errors are logged in one line and exit with 2."""
     try:
         code = job(*args)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         logging.getLogger("hipt").error("%s", error)
         code = 2
     except RuntimeError as error:
@@ -36,11 +43,13 @@ def exit_with(job, *args) -> None:
 
 def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
     """Run ``train/<kind>[_multi].py``: Hydra config ``config/training/<kind>/{single,multi}.yaml``."""
-    from source.engines.training_job import run_training_job
+    from source.config.training import TRAINING_SCHEMAS
 
     register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
 
     def main(cfg: DictConfig) -> None:
+        from source.engines.training_job import run_training_job
+
         exit_with(run_training_job, cfg, kind, multi)
 
     hydra_entry(main, config_dir / "training" / kind, "multi" if multi else "single")
@@ -48,11 +57,13 @@ def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
 
 def inference_entry(config_dir: Path, kind: str) -> None:
     """Run ``inference/<kind>.py``: Hydra config ``config/inference/<kind>.yaml``."""
-    from source.engines.inference_job import run_inference_job
+    from source.config.training import InferenceConfig
 
     register_schema("inference_schema", InferenceConfig)
 
     def main(cfg: DictConfig) -> None:
+        from source.engines.inference_job import run_inference_job
+
         exit_with(run_inference_job, cfg, kind)
 
     hydra_entry(main, config_dir / "inference", kind)
@@ -61,11 +72,12 @@ def inference_entry(config_dir: Path, kind: str) -> None:
 def pretraining_entry(config_dir: Path, stage: str) -> None:
     """Run ``pretrain/dino_<stage>.py``: Hydra config ``config/pretraining/<stage>.yaml``."""
     from source.config.pretraining import PretrainingConfig
-    from source.engines.pretraining_job import run_pretraining_job
 
     register_schema("pretraining_schema", PretrainingConfig)
 
     def main(cfg: DictConfig) -> None:
+        from source.engines.pretraining_job import run_pretraining_job
+
         exit_with(run_pretraining_job, cfg, stage)
 
     hydra_entry(main, config_dir / "pretraining", stage)
@@ -74,11 +86,12 @@ def pretraining_entry(config_dir: Path, stage: str) -> None:
 def knn_entry(config_dir: Path) -> None:
     """Run ``pretrain/eval_knn.py``: Hydra config ``config/pretraining/knn.yaml``."""
     from source.config.pretraining import KnnEvalConfig
-    from source.engines.pretraining_job import run_knn_job
 
     register_schema("knn_schema", KnnEvalConfig)
 
     def main(cfg: DictConfig) -> None:
+        from source.engines.pretraining_job import run_knn_job
+
         exit_with(run_knn_job, cfg)
 
     hydra_entry(main, config_dir / "pretraining", "knn")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -87,6 +89,26 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` atomically."""
     with atomic_path(path) as temporary:
         torch.save(obj, temporary)
+
+
+def json_safe(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` with every NaN / infinite float replaced by ``None`` (strict JSON), and the dotted paths replaced."""
+    if isinstance(value, dict):
+        pairs = [(key, json_safe(item, f"{path}.{key}" if path else str(key))) for key, item in value.items()]
+        return {key: clean for key, (clean, _) in pairs}, [p for _, (_, paths) in pairs for p in paths]
+    if isinstance(value, (list, tuple)):
+        pairs = [json_safe(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return [clean for clean, _ in pairs], [p for _, paths in pairs for p in paths]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, [path]
+    return value, []
+
+
+def atomic_write_json(path: str | Path, value: Any) -> list[str]:
+    """Write ``value`` as strict JSON (non-finite floats become ``null``) atomically; returns the keys made null."""
+    clean, replaced = json_safe(value)
+    atomic_write_text(path, json.dumps(clean, indent=2))
+    return replaced
 
 
 def atomic_write_csv(frame: pd.DataFrame, path: str | Path) -> None:

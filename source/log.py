@@ -11,13 +11,25 @@ from typing import Iterator
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
+class TqdmAwareHandler(logging.StreamHandler):
+    """A console handler that writes through ``tqdm.write``: log lines go above a progress bar, never into it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # a broken stream must not break the job
+            self.handleError(record)
+
+
 def setup_logging(rank: int = 0, level: int = logging.INFO) -> None:
     """Console logging: rank 0 at ``level``; other ranks only warnings, prefixed with their rank."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_hipt_console", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TqdmAwareHandler(sys.stderr)
     handler._hipt_console = True  # type: ignore[attr-defined]
     prefix = "" if rank == 0 else f"[rank {rank}] "
     handler.setFormatter(logging.Formatter(f"{prefix}{FORMAT}", datefmt="%H:%M:%S"))

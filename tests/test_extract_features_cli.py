@@ -33,8 +33,9 @@ def many_slides(demo_regions_1024, tmp_path):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["regionsize=1024"], 1, "regionsize"),
-        (["level=regional"], 1, "level"),
+        (["regionsize=1024"], 2, "unknown config key 'regionsize'; did you mean region_size?"),
+        (["+regionsize=1024"], 2, "unknown config key 'regionsize'; did you mean region_size?"),
+        (["level=regional"], 2, "level: Invalid value 'regional', expected one of [global, local]"),
         (["region_size=1000"], 2, "region_size (1000) must be a multiple of patch_size"),
         ([], 2, "give exactly one input, region_dir or wsi_csv"),
         (["pretrain_vit_patch=/no/such/vit.pth"], 2, "checkpoint '/no/such/vit.pth' does not exist"),
@@ -51,7 +52,7 @@ def test_bad_config_is_one_clear_error_before_any_work(tmp_path, many_slides, ar
     )
     assert result.returncode == code, result.stderr[-2000:]
     assert message in result.stderr
-    assert not list(tmp_path.glob("out/**/features/slide/*.pt"))
+    assert not (tmp_path / "out").exists(), "no (empty) run folder is left behind"
     assert not (tmp_path / "outputs").exists()
 
 

@@ -47,10 +47,100 @@ def register_base(name: str, schema: type, documented_yaml: Path) -> None:
     ConfigStore.instance().store(name=name, node=compose_base(schema, documented_yaml))
 
 
+def _config_name(argv: list[str], default: str) -> str:
+    for index, arg in enumerate(argv):
+        if arg in ("--config-name", "-cn") and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config-name="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if not OmegaConf.is_dict(node):
+        return [prefix.rstrip(".")]
+    keys = [prefix.rstrip(".")] if prefix else []
+    for key in node.keys():
+        keys += _leaf_keys(node._get_node(key), f"{prefix}{key}.")
+    return keys
+
+
+def _is_known(key: str, baseline: DictConfig) -> bool:
+    """A dotted key names a node of ``baseline``, or lies under a free-form mapping (e.g. ``label_mapping``)."""
+    parts = key.split(".")
+    for depth in range(1, len(parts) + 1):
+        path = ".".join(parts[:depth])
+        node = OmegaConf.select(baseline, path, default=None, throw_on_missing=False)
+        if node is None and not _has_path(baseline, path):
+            return False
+        if depth < len(parts) and OmegaConf.is_dict(node) and OmegaConf.get_type(node) is dict:
+            return True  # user-defined keys of a Dict field
+    return True
+
+
+def _has_path(cfg: DictConfig, path: str) -> bool:
+    parent, _, leaf = path.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    return OmegaConf.is_dict(node) and leaf in node
+
+
+def _explain_override_error(error: Exception, known: list[str]) -> str:
+    cause = error.__cause__ or error
+    text = str(cause)
+    full_key = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("full_key:")), None)
+    first = text.splitlines()[0] if text else str(error)
+    if full_key and ("not in" in first or "is not in struct" in first):
+        return _unknown_key_message(full_key, known)
+    return f"{full_key}: {first}" if full_key else str(error).splitlines()[0]
+
+
+def _unknown_key_message(key: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else "; see the documented keys in the config file"
+    return f"unknown config key '{key}'{hint}"
+
+
+def check_overrides(config_path: Path, config_name: str, argv: list[str]) -> None:
+    """Compose the config with the command line's overrides; exit 2 with one line naming the key on any error.
+
+    Unknown keys (with or without Hydra's ``+``/``++``) and values of the wrong type are refused before
+    anything heavy is imported, with the closest valid key when there is one.
+    """
+    from hydra import compose, initialize_config_dir
+
+    name = _config_name(argv, config_name)
+    overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=str(config_path), version_base=None):
+            baseline = compose(name)
+            known = _leaf_keys(baseline)
+            for override in overrides:
+                key = override.split("=", 1)[0].lstrip("+~")
+                if not key.startswith("hydra") and not _is_known(key, baseline):
+                    raise ConfigError(_unknown_key_message(key, known))
+            compose(name, overrides=overrides)
+    except ConfigError as error:
+        _exit_with_config_error(str(error))
+    except Exception as error:  # Hydra's composition errors: a bad value, a missing config file
+        _exit_with_config_error(_explain_override_error(error, known if "known" in locals() else []))
+
+
+def _exit_with_config_error(message: str) -> None:
+    print(f"ERROR config: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def hydra_entry(main: Callable[[DictConfig], Any], config_path: Path, config_name: str) -> None:
-    """Run ``main`` under ``hydra.main`` with :data:`HYDRA_DEFAULTS` (unless given on the command line)."""
+    """Run ``main`` under ``hydra.main`` with :data:`HYDRA_DEFAULTS` (unless given on the command line).
+
+    The overrides are checked first (:func:`check_overrides`): a bad key or value exits with code 2.
+    """
     import hydra
 
+    if not any(arg in sys.argv[1:] for arg in ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info")):
+        check_overrides(config_path, config_name, sys.argv[1:])
     given = {arg.split("=", 1)[0].lstrip("+~") for arg in sys.argv[1:] if "=" in arg}
     sys.argv.extend(item for item in HYDRA_DEFAULTS if item.split("=", 1)[0] not in given)
     hydra.main(config_path=str(config_path), config_name=config_name, version_base=None)(main)()

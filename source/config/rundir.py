@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -76,3 +78,33 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext, resume_keys: S
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / CONFIG_FILE)
     return run_dir
+
+
+BOOKKEEPING = {CONFIG_FILE, "log.txt"}
+"""What a run folder holds before a run has done anything: its config and its log."""
+
+
+@contextlib.contextmanager
+def open_run(cfg: DictConfig, context: DistributedContext, resume_keys: Sequence[str] = ()) -> Iterator[Path]:
+    """Prepare the run folder (:func:`prepare_run_dir`) and log to ``log.txt`` inside the block.
+
+    A folder this run created is removed again when the block fails before writing anything but its
+    config and log (a bad checkpoint, a bad csv): no empty timestamped folders are left behind.
+    """
+    from source.log import file_log
+
+    run_dir = run_dir_for(cfg.output_dir, cfg.experiment_name, cfg.run_id, context)
+    cfg.run_id = run_dir.name  # the same timestamp below
+    created = not run_dir.exists()
+    run_dir = prepare_run_dir(cfg, context, resume_keys)
+    try:
+        with file_log(run_dir / "log.txt", context.rank):
+            yield run_dir
+    except BaseException:
+        if created and context.is_main and run_dir.is_dir() and _only_bookkeeping(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _only_bookkeeping(run_dir: Path) -> bool:
+    return all(path.name in BOOKKEEPING or path.name.startswith("log.rank") for path in run_dir.iterdir())

@@ -210,6 +210,13 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
         mapping = OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
         if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
             raise ConfigError(f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}")
+        indices = sorted(set(mapping.values()))
+        if "num_classes" in cfg and (indices[0] < 0 or indices[-1] >= cfg.num_classes):
+            raise ConfigError(
+                f"label_mapping uses class indices {indices} but num_classes is {cfg.num_classes}: indices must be "
+                f"0..{cfg.num_classes - 1}; set num_classes={max(indices[-1] + 1, 2)}"
+                + (" (and make the indices start at 0)" if indices[0] < 0 else "")
+            )
     if "num_classes" in cfg and cfg.num_classes < 2:
         raise ConfigError(f"num_classes must be >= 2, got {cfg.num_classes}")
     if "nbins" in cfg and cfg.nbins < 2:

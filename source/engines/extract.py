@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from source.data.region_loader import RegionBatch, RegionDataset, RegionItem, collate_regions
 from source.data.slides import SlidePlan
+from source.devices import usable_workers
 from source.distributed import DistributedContext, gather_objects
 from source.engines.feature_store import FeatureStore
 from source.io import atomic_write_csv
@@ -109,7 +110,7 @@ class Extractor:
         return DataLoader(
             RegionDataset(items, self.region_size, [plan.source for plan in pending]),
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
+            num_workers=usable_workers(self.num_workers),
             collate_fn=collate_regions,
             pin_memory=self.encoder.patch_device.type == "cuda",
             prefetch_factor=2 if self.num_workers else None,
@@ -131,7 +132,7 @@ class Extractor:
         errors: list[Optional[str]] = [None] * len(pending)
         total = sum(remaining)
         bar = tqdm(total=total, unit="region", desc="extract", disable=not self.show_progress, dynamic_ncols=True)
-        started, done_regions, done_slides, failed_slides = time.perf_counter(), 0, 0, 0
+        started, encoded, done_slides, failed_slides = time.perf_counter(), 0, 0, 0
         batch: RegionBatch
         for batch in self._loader(pending):
             for slide, _, message in batch.failures:
@@ -139,6 +140,7 @@ class Extractor:
             rows = [i for i, (slide, _) in enumerate(batch.keys) if errors[slide] is None]
             if rows:
                 features = self._features(batch.pixels[rows] if len(rows) < len(batch.keys) else batch.pixels)
+                encoded += len(rows)
                 for row, feature in zip(rows, features):
                     slide, region = batch.keys[row]
                     buffers[slide][region] = feature
@@ -150,7 +152,6 @@ class Extractor:
                     done_slides += outcome.status == "success"
                     failed_slides += outcome.status != "success"
                     yield outcome
-            done_regions += len(batch.keys) + len(batch.failures)
             bar.update(len(batch.keys) + len(batch.failures))
             bar.set_postfix(slides=done_slides, failed=failed_slides)
         bar.close()
@@ -158,7 +159,10 @@ class Extractor:
             if plan.source is not None:
                 plan.source.close()
         elapsed = time.perf_counter() - started
-        logger.info("encoded %d regions in %.1f s (%.2f regions/s)", done_regions, elapsed, done_regions / max(elapsed, 1e-9))
+        if encoded:
+            logger.info("encoded %d of %d regions in %.1f s (%.2f regions/s)", encoded, total, elapsed, encoded / max(elapsed, 1e-9))
+        else:
+            logger.error("no region was encoded: every one of the %d regions failed or belongs to a failed slide", total)
 
     def _finish(self, plan: SlidePlan, features: list[Optional[torch.Tensor]], error: Optional[str]) -> SlideOutcome:
         if error is not None:

@@ -5,20 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.core import ConfigError
 from source.config.extraction import RESUME_KEYS, validate_extraction
-from source.config.rundir import prepare_run_dir
+from source.config.rundir import open_run
 from source.data.regions import discover_slide_ids, read_slide_list
 from source.data.slides import SlidePlan, plan_slides, shard_plans
 from source.devices import resolve_device, resolve_split_devices
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
 from source.engines.extract import Extractor, merge_outcomes, write_reports
 from source.engines.feature_store import FeatureStore
-from source.log import file_log, setup_logging
+from source.log import setup_logging
 from source.models.factory import build_hipt_encoder
 from source.tracking import Tracker
 
@@ -64,7 +64,7 @@ def run_extraction_job(cfg: DictConfig) -> int:
     context = context_from_env()
     setup_logging(context.rank)
     validate_extraction(cfg)
-    slides = read_whole_slides(cfg)
+    slides = read_inputs(cfg)
     device = (
         resolve_split_devices(cfg.device, context.local_rank)[0]
         if cfg.split_across_gpus
@@ -72,35 +72,55 @@ def run_extraction_job(cfg: DictConfig) -> int:
     )
     context = init_distributed(device)
     try:
-        run_dir = prepare_run_dir(cfg, context, RESUME_KEYS)
-        with file_log(run_dir / "log.txt", context.rank):
+        with open_run(cfg, context, RESUME_KEYS) as run_dir:
             return _extract(cfg, run_dir, context, device, slides)
     finally:
         shutdown()
 
 
-def read_whole_slides(cfg: DictConfig) -> Optional[list]:
-    """The ``wsi_csv`` rows to process (restricted by ``slide_list``), or ``None`` for ``region_dir`` input.
+def read_inputs(cfg: DictConfig) -> list:
+    """The slides to process, before any work: ``wsi_csv`` rows (``WholeSlide``) or ``region_dir`` slide ids.
+
+    Both are restricted by ``slide_list``.
 
     Raises:
-        ConfigError: a bad ``wsi_csv``.
+        ConfigError: a bad ``wsi_csv``, or no slide at all (with the expected layout, and a hint when
+            ``region_dir`` is one slide's folder or its ``imgs/`` folder).
     """
-    if not cfg.wsi_csv:
-        return None
-    from source.wsi.slide_table import read_wsi_csv
+    only = read_slide_list(cfg.slide_list) if cfg.slide_list else None
+    if cfg.wsi_csv:
+        from source.wsi.slide_table import read_wsi_csv
 
-    return read_wsi_csv(cfg.wsi_csv, read_slide_list(cfg.slide_list) if cfg.slide_list else None)
+        slides = read_wsi_csv(cfg.wsi_csv, only)
+        if not slides:
+            raise ConfigError(f"no slide to process: none of the slide ids of slide_list '{cfg.slide_list}' is in wsi_csv '{cfg.wsi_csv}'")
+        return slides
+    region_dir = Path(cfg.region_dir)
+    if (region_dir / "imgs").is_dir():
+        raise ConfigError(
+            f"region_dir '{region_dir}' holds imgs/ itself: it looks like one slide's folder. region_dir must be the folder "
+            f"that contains <slide_id>/imgs/, here region_dir={region_dir.absolute().parent}"
+        )
+    slide_ids = discover_slide_ids(region_dir, cfg.slide_list)
+    if not slide_ids:
+        images = [p for p in region_dir.iterdir() if p.suffix.lower().lstrip(".") == str(cfg.format).lower()]
+        hint = (
+            f" It holds .{cfg.format} images itself: it looks like a slide's imgs/ folder; region_dir must be "
+            f"the folder that contains <slide_id>/imgs/, here region_dir={region_dir.absolute().parent.parent}"
+            if images
+            else ""
+        )
+        raise ConfigError(f"no slide folder in region_dir '{region_dir}': expected <slide_id>/imgs/<x>_<y>.{cfg.format}.{hint}")
+    return slide_ids
 
 
-def plan_from_config(
-    cfg: DictConfig, run_dir: Path, context: DistributedContext, slides: Optional[list]
-) -> tuple[list[SlidePlan], list[str]]:
-    """The slides of the run's input and the extra ``slides.csv`` columns of that input.
+def plan_from_config(cfg: DictConfig, run_dir: Path, context: DistributedContext, slides: list) -> tuple[list[SlidePlan], list[str]]:
+    """The plans of the slides of :func:`read_inputs` and the extra ``slides.csv`` columns of that input.
 
-    ``slides`` (whole-slide input): each rank tiles its share (or reads ``coordinates_dir``) and
-    writes coordinates and previews; ``None``: the region image files of ``region_dir``.
+    Whole-slide input: each rank tiles its share (or reads ``coordinates_dir``) and writes coordinates
+    and previews; ``region_dir``: the region image files.
     """
-    if slides is not None:
+    if cfg.wsi_csv:
         from source.wsi.planning import WSI_COLUMNS, WholeSlidePlanner
 
         planner = WholeSlidePlanner(
@@ -113,10 +133,10 @@ def plan_from_config(
             save_region_images=cfg.save_region_images,
         )
         return planner.plan(slides, context), WSI_COLUMNS
-    return plan_slides(cfg.region_dir, discover_slide_ids(cfg.region_dir, cfg.slide_list), cfg.format), []
+    return plan_slides(cfg.region_dir, slides, cfg.format), []
 
 
-def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: Optional[list]) -> int:
+def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: list) -> int:
     plans, extra_columns = plan_from_config(cfg, run_dir, context, slides)
     mine = shard_plans(plans, context)
     logger.info(
@@ -160,6 +180,6 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
             slides_csv,
             regions_csv,
         )
-        if slides is not None:
+        if cfg.wsi_csv:
             logger.info("coordinates: %s; previews: %s", run_dir / "coordinates", run_dir / "previews")
     return 1 if failed else 0

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.heatmaps import validate_heatmaps
-from source.config.rundir import prepare_run_dir
+from source.config.rundir import open_run
 from source.data.labels import read_table
 from source.data.regions import BadInputError
 from source.data.slides import plan_slides, shard_plans
@@ -22,7 +22,7 @@ from source.heatmaps.single import render_patch, render_region, stem
 from source.heatmaps.slide_level import load_slide_model
 from source.heatmaps.slide_render import RenderSettings, SlideRenderer
 from source.io import atomic_write_csv, safe_join
-from source.log import file_log, setup_logging
+from source.log import setup_logging
 from source.models.factory import build_hipt_encoder
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ def run_heatmap_job(cfg: DictConfig) -> int:
     device = resolve_device(cfg.device, context.local_rank)
     context = init_distributed(device)
     try:
-        run_dir = prepare_run_dir(cfg, context)
-        with file_log(run_dir / "log.txt", context.rank):
+        with open_run(cfg, context) as run_dir:
             return _draw_all(cfg, run_dir, context, device)
     finally:
         shutdown()
@@ -60,8 +59,9 @@ def run_heatmap_job(cfg: DictConfig) -> int:
 
 def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device) -> int:
     torch.manual_seed(cfg.seed)
+    needs_region = bool(cfg.region_fp or cfg.slide_id or cfg.slide_csv)  # patch maps alone need no ViT_region
     encoder = build_hipt_encoder(
-        "global",
+        "global" if needs_region else "local",
         cfg.patch_weights,
         cfg.region_weights,
         patch_arch=cfg.vit_patch_arch,
@@ -72,6 +72,7 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         precision=cfg.precision.value,
+        keys=("patch_weights", "region_weights"),
     ).place(device)
     reader = AttentionReader(encoder)
     settings = render_settings(cfg)

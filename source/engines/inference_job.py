@@ -11,14 +11,14 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
-from source.config.rundir import prepare_run_dir
+from source.config.rundir import open_run
 from source.config.training import TRAINING_SCHEMAS
 from source.data.splits import unlabelled_split
 from source.devices import resolve_device
 from source.distributed import DistributedContext
 from source.engines.evaluate import predict_split
 from source.engines.training_job import build_model_from_config, build_task_and_splits, encode_once, feature_bank, write_results
-from source.log import file_log, setup_logging
+from source.log import setup_logging
 from source.models.checkpoints import CheckpointError, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,7 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
         raise ConfigError('test_csvs must name the csvs to predict, e.g. test_csvs="{external: /data/external.csv}"')
     checkpoints = find_checkpoints(cfg)
     device = resolve_device(cfg.device)
-    run_dir = prepare_run_dir(cfg, DistributedContext())
-    with file_log(run_dir / "log.txt"):
+    with open_run(cfg, DistributedContext()) as run_dir:
         per_model: dict[str, list[tuple[pd.DataFrame, float]]] = {name: [] for name in cfg.test_csvs}
         task, unlabelled = None, []
         for path in checkpoints:

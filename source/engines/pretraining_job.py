@@ -14,13 +14,13 @@ from torchvision import transforms
 
 from source.config.core import ConfigError
 from source.config.pretraining import validate_pretraining
-from source.config.rundir import prepare_run_dir
-from source.devices import resolve_device
+from source.config.rundir import open_run
+from source.devices import resolve_device, usable_workers
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
 from source.engines.callbacks import EarlyStopping
 from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules, parameter_groups
 from source.io import atomic_write_text
-from source.log import file_log, setup_logging
+from source.log import setup_logging
 from source.models.checkpoints import load_pretrained
 from source.models.vit import build_vit
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
@@ -75,7 +75,9 @@ def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
     model = cfg.model
     student, teacher = build_vit(model.arch, drop_path_rate=model.drop_path_rate), build_vit(model.arch)
     if model.pretrained_weights:
-        load_pretrained(student, model.pretrained_weights, entry=model.checkpoint_key, name=f"{stage} student")
+        load_pretrained(
+            student, model.pretrained_weights, entry=model.checkpoint_key, name=f"{stage} student", key="model.pretrained_weights"
+        )
     loss = DINOLoss(
         model.out_dim, crops, model.warmup_teacher_temp, model.teacher_temp, model.warmup_teacher_temp_epochs, cfg.training.nepochs
     )
@@ -91,8 +93,7 @@ def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
     device = resolve_device(cfg.device, context.local_rank)
     context = init_distributed(device)
     try:
-        run_dir = prepare_run_dir(cfg, context, RESUME_KEYS)
-        with file_log(run_dir / "log.txt", context.rank):
+        with open_run(cfg, context, RESUME_KEYS) as run_dir:
             _pretrain(cfg, stage, run_dir, context, device)
         return 0
     finally:
@@ -109,7 +110,7 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
             f"samples of data_dir '{cfg.data_dir}'; lower training.batch_size_per_gpu"
         )
     sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=cfg.speed.num_workers, drop_last=True,
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=usable_workers(cfg.speed.num_workers), drop_last=True,
                         pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
     dino = build_dino(cfg, stage, 2 + cfg.aug.local_crops_number).to(device)
     if context.enabled:
@@ -143,10 +144,9 @@ def run_knn_job(cfg: DictConfig) -> int:
     if not (cfg.downstream.train_csv and cfg.downstream.test_csv):
         raise ConfigError("downstream.train_csv and downstream.test_csv are needed")
     device = resolve_device(cfg.device)
-    run_dir = prepare_run_dir(cfg, DistributedContext())
-    with file_log(run_dir / "log.txt"):
+    with open_run(cfg, DistributedContext()) as run_dir:
         backbone = build_vit(cfg.arch)
-        load_pretrained(backbone, cfg.checkpoint, entry=cfg.checkpoint_key, name=cfg.arch)
+        load_pretrained(backbone, cfg.checkpoint, entry=cfg.checkpoint_key, name=cfg.arch, key="checkpoint")
         backbone.to(device)
         stage_cfg = OmegaConf.create({"downstream": cfg.downstream, "knn": cfg.knn})
         monitor = knn_monitor(stage_cfg, cfg.stage, run_dir, cfg.mean, cfg.std)

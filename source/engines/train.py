@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -122,7 +123,7 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
         count = len(split.dataset)
         if self.settings.weighted_sampling and split.sample_weights is not None:
-            weights = torch.as_tensor(split.sample_weights, dtype=torch.double)
+            weights = torch.tensor(np.array(split.sample_weights, dtype=np.float64))  # a copy: pandas may hand out read-only arrays
             return torch.multinomial(weights, count, replacement=True, generator=generator).tolist()
         return torch.randperm(count, generator=generator).tolist()
 

@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
-from source.config.rundir import prepare_run_dir
+from source.config.rundir import open_run
 from source.config.training import RESUME_KEYS, validate_training
 from source.data.features import EncodedBank, FeatureBank, Split
 from source.data.labels import discover_folds
@@ -23,8 +23,8 @@ from source.distributed import DistributedContext
 from source.engines.evaluate import predict_split
 from source.engines.optim import build_optimizer, build_scheduler
 from source.engines.train import Trainer, TrainerSettings
-from source.io import atomic_write_csv, atomic_write_text
-from source.log import file_log, setup_logging
+from source.io import atomic_write_csv, atomic_write_json
+from source.log import setup_logging
 from source.models.factory import build_slide_model
 from source.models.slide import LocalGlobalHIPT
 from source.plots import plot_curves
@@ -144,7 +144,14 @@ def write_results(
             continue
         metrics[split] = {"loss": loss, **task.metrics(predictions)}
         task.plots(predictions, out_dir, split)
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=True))
+    undefined = atomic_write_json(out_dir / "metrics.json", metrics)
+    if undefined:
+        logger.info(
+            "%s: %s written as null (not a finite number: e.g. an ensemble of checkpoints has no single loss, a split "
+            "with one class has no AUC)",
+            out_dir / "metrics.json",
+            ", ".join(undefined),
+        )
     return metrics
 
 
@@ -224,8 +231,7 @@ def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
     setup_logging()
     validate_training(cfg, multi)
     device = resolve_device(cfg.device)
-    run_dir = prepare_run_dir(cfg, DistributedContext(), RESUME_KEYS)
-    with file_log(run_dir / "log.txt"):
+    with open_run(cfg, DistributedContext(), RESUME_KEYS) as run_dir:
         tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg)
         try:
             if not multi:

@@ -57,12 +57,15 @@ class LoadReport:
     normalisation: Optional[tuple[list[float], list[float]]] = None
 
 
-def _sniff(path: Path) -> str:
-    """Return the file kind: ``safetensors``, ``torch`` (zip or legacy pickle); raise for anything else."""
+def _sniff(path: Path, key: Optional[str] = None) -> str:
+    """Return the file kind: ``safetensors``, ``torch`` (zip or legacy pickle); raise for anything else.
+
+    ``key``: the config key that gave ``path``, named in the message of a missing file.
+    """
     if not path.exists():
         raise CheckpointError(
             f"checkpoint '{path}' does not exist. Download it (see the README, 'Pretrained weights') or set "
-            "the config key to null to start from random weights on purpose."
+            f"{key or 'the config key'}=null to start from random weights on purpose."
         )
     if path.is_dir():
         raise CheckpointError(f"checkpoint '{path}' is a directory; give the path of the .pth/.safetensors file")
@@ -96,11 +99,12 @@ def _sniff(path: Path) -> str:
     )
 
 
-def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
+def read_checkpoint(path: str | Path, key: Optional[str] = None) -> Mapping[str, Any]:
     """Read a checkpoint safely.
 
     Args:
         path: ``.pth`` / ``.pt`` (zip or legacy format) or ``.safetensors`` file.
+        key: the config key that gave ``path`` (named in the message of a missing file).
 
     Returns:
         The loaded mapping (a state dict, or a training dict holding state dicts).
@@ -110,7 +114,7 @@ def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
             holds objects that cannot be unpickled safely.
     """
     path = Path(path)
-    kind = _sniff(path)
+    kind = _sniff(path, key)
     if kind == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -199,7 +203,12 @@ def backbone_state_dict(
 
 
 def load_pretrained(
-    model: nn.Module, path: str | Path, entry: str = "teacher", name: str = "encoder", adopt_pos_grid: bool = False
+    model: nn.Module,
+    path: str | Path,
+    entry: str = "teacher",
+    name: str = "encoder",
+    adopt_pos_grid: bool = False,
+    key: Optional[str] = None,
 ) -> LoadReport:
     """Load a checkpoint into ``model`` by parameter name.
 
@@ -215,12 +224,13 @@ def load_pretrained(
         entry: entry of a training dict to take (``teacher`` by default).
         name: the model's role, for messages (``vit_patch``, ``vit_region``).
         adopt_pos_grid: give the model the checkpoint's pos-embed grid instead of resizing it.
+        key: the config key that gave ``path``, named in errors (e.g. ``patch_weights``).
 
     Raises:
         CheckpointError: unreadable file, missing or mis-shaped tensors.
     """
     path = Path(path)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, key)
     backbone, ignored_head, used, ignored_entries = backbone_state_dict(checkpoint, entry, path)
     adopted = _adopt_pos_grid(model, backbone, name) if adopt_pos_grid else None
     expected = model.state_dict()

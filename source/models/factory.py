@@ -32,21 +32,30 @@ def load_or_warn(
             key,
         )
         return None
-    return load_pretrained(model, weights, entry=entry, name=name, adopt_pos_grid=adopt_pos_grid)
+    return load_pretrained(model, weights, entry=entry, name=name, adopt_pos_grid=adopt_pos_grid, key=key)
+
+
+PATCH_KEY = "pretrain_vit_patch"
+REGION_KEY = "pretrain_vit_region"
+"""Extraction's config keys of the weights; other entry points pass their own names to be named in messages."""
 
 
 def build_vit_patch(
-    arch: str = "vit_small", weights: Optional[str | Path] = None, entry: str = "teacher", token_size: int = TOKEN_SIZE
+    arch: str = "vit_small",
+    weights: Optional[str | Path] = None,
+    entry: str = "teacher",
+    token_size: int = TOKEN_SIZE,
+    key: str = PATCH_KEY,
 ) -> VisionTransformer:
-    """ViT_patch (ViT-S/16 by default), loaded from ``weights`` (config key ``pretrain_vit_patch``)."""
-    return _vit_patch_with_report(arch, weights, entry, token_size)[0]
+    """ViT_patch (ViT-S/16 by default), loaded from ``weights`` (given by config key ``key``)."""
+    return _vit_patch_with_report(arch, weights, entry, token_size, key)[0]
 
 
 def _vit_patch_with_report(
-    arch: str, weights: Optional[str | Path], entry: str, token_size: int
+    arch: str, weights: Optional[str | Path], entry: str, token_size: int, key: str = PATCH_KEY
 ) -> tuple[VisionTransformer, Optional[LoadReport]]:
     model = build_vit(arch, patch_size=token_size)
-    return model, load_or_warn(model, weights, entry, "vit_patch", "pretrain_vit_patch")
+    return model, load_or_warn(model, weights, entry, "vit_patch", key)
 
 
 def build_vit_region(
@@ -56,8 +65,9 @@ def build_vit_region(
     img_size_pretrained: Optional[int] = None,
     input_dim: int = 384,
     warn_random: bool = True,
+    key: str = REGION_KEY,
 ) -> VisionTransformer:
-    """ViT_region (ViT4K-XS by default), loaded from ``weights`` (config key ``pretrain_vit_region``).
+    """ViT_region (ViT4K-XS by default), loaded from ``weights`` (given by config key ``key``).
 
     Args:
         img_size_pretrained: pos-embed size to build, in ViT4K's 16-unit convention (224 = the official
@@ -65,7 +75,7 @@ def build_vit_region(
     """
     pos_grid = (img_size_pretrained // TOKEN_SIZE) if img_size_pretrained else PRETRAINED_POS_GRID
     model = build_vit(arch, pos_grid=pos_grid, input_dim=input_dim)
-    load_or_warn(model, weights, entry, "vit_region", "pretrain_vit_region", warn_random, adopt_pos_grid=img_size_pretrained is None)
+    load_or_warn(model, weights, entry, "vit_region", key, warn_random, adopt_pos_grid=img_size_pretrained is None)
     return model
 
 
@@ -83,13 +93,15 @@ def build_hipt_encoder(
     std: Sequence[float] = (0.5, 0.5, 0.5),
     precision: str = "fp32",
     mini_patch_size: int = TOKEN_SIZE,
+    keys: tuple[str, str] = (PATCH_KEY, REGION_KEY),
 ) -> HIPTEncoder:
     """The region encoder for ``level`` ``global`` (ViT_patch + ViT_region) or ``local`` (ViT_patch only).
 
     A DINO snapshot of this project records the normalisation it was trained with; a different ``mean`` /
-    ``std`` here is warned about (the encoder would see pixels unlike those it learned from).
+    ``std`` here is warned about (the encoder would see pixels unlike those it learned from). ``keys``
+    are the config keys of the two weights, named in warnings and errors.
     """
-    vit_patch, report = _vit_patch_with_report(patch_arch, pretrain_vit_patch, checkpoint_key, mini_patch_size)
+    vit_patch, report = _vit_patch_with_report(patch_arch, pretrain_vit_patch, checkpoint_key, mini_patch_size, keys[0])
     vit_patch.eval()
     if report is not None and report.normalisation is not None:
         trained_mean, trained_std = report.normalisation
@@ -101,7 +113,7 @@ def build_hipt_encoder(
     vit_region = None
     if level == "global":
         vit_region = build_vit_region(
-            region_arch, pretrain_vit_region, checkpoint_key, img_size_pretrained, input_dim=vit_patch.embed_dim
+            region_arch, pretrain_vit_region, checkpoint_key, img_size_pretrained, input_dim=vit_patch.embed_dim, key=keys[1]
         ).eval()
     return HIPTEncoder(vit_patch, vit_region, patch_size, patch_batch_size, mean, std, precision)
 
@@ -133,6 +145,14 @@ def build_slide_model(
         model = GlobalHIPT(num_outputs, region_dim, dropout, pos_embed, max_len)
     else:
         weights = vit_region_weights if load_vit_region else None
-        vit_region = build_vit_region("vit4k_xs", weights, checkpoint_key, img_size_pretrained, patch_dim, warn_random=load_vit_region)
+        vit_region = build_vit_region(
+            "vit4k_xs",
+            weights,
+            checkpoint_key,
+            img_size_pretrained,
+            patch_dim,
+            warn_random=load_vit_region,
+            key="model.pretrain_vit_region",
+        )
         model = LocalGlobalHIPT(vit_region, num_outputs, dropout, pos_embed, max_len, freeze_vit_region, freeze_pos_embed)
     return PatientHIPT(model, num_outputs, dropout) if patient_pooling else model

@@ -64,12 +64,12 @@ class KnnMonitor:
         test_features = embed(backbone, self.test[0], self.load, self.batch_size, device, context)
         if self.save_dir is not None and context.is_main:
             atomic_torch_save(
-                {"features": train_features, "labels": torch.as_tensor(self.train[1])}, self.save_dir / f"{name}_train_features.pt"
+                {"features": train_features, "labels": torch.tensor(np.array(self.train[1]))}, self.save_dir / f"{name}_train_features.pt"
             )
             atomic_torch_save(
-                {"features": test_features, "labels": torch.as_tensor(self.test[1])}, self.save_dir / f"{name}_test_features.pt"
+                {"features": test_features, "labels": torch.tensor(np.array(self.test[1]))}, self.save_dir / f"{name}_test_features.pt"
             )
         probabilities = knn_probabilities(
-            train_features, torch.as_tensor(self.train[1]).long(), test_features, self.num_classes, self.k, self.temperature
+            train_features, torch.tensor(np.array(self.train[1])).long(), test_features, self.num_classes, self.k, self.temperature
         )
         return knn_metrics(probabilities, self.test[1])

@@ -1,5 +1,6 @@
 """End-to-end extraction on regions cut from the real demo slide (CMU-1-Small-Region, CC0)."""
 
+import re
 import shutil
 import sys
 
@@ -120,6 +121,16 @@ def test_bad_inputs_fail_their_slide_and_the_rest_goes_on(tmp_path, demo_regions
     assert set(pd.read_csv(run_dir / "regions.csv").slide_id) == {"good"}
     log = (run_dir / "log.txt").read_text()
     assert "FAILED truncated" in log and "1/9 slide(s) succeeded, 8 failed" in log
+    assert "encoded 3 of 6 regions" in log, "only regions that went through the encoder are counted"
+
+
+def test_a_run_where_every_region_fails_says_so(tmp_path, demo_regions_1024):
+    listing = make_bad_region_dir(tmp_path / "regions", demo_regions_1024)
+    listing.write_text("wrong_size\nnon_square\n")
+    code, run_dir = run(tmp_path, tmp_path / "regions", slide_list=str(listing), **TINY)
+    log = (run_dir / "log.txt").read_text()
+    assert code == 1
+    assert "no region was encoded: every one of the 2 regions failed" in log and "regions/s" not in log
 
 
 def test_resume_skips_finished_slides_and_redoes_changed_ones(tmp_path, region_dir, caplog):
@@ -143,3 +154,19 @@ def test_resume_refuses_a_changed_config(tmp_path, region_dir):
 
     with pytest.raises(ConfigError, match="resume: level was 'global'"):
         run(tmp_path, region_dir, resume=True, level="local", **TINY)
+
+
+def test_zero_slides_is_a_config_error_with_the_layout(tmp_path, region_dir):
+    from source.config.core import ConfigError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (empty, "no slide folder in region_dir"),
+        (region_dir / "subset", "holds imgs/ itself: it looks like one slide's folder. region_dir must be the folder that contains"),
+        (region_dir / "subset" / "imgs", "looks like a slide's imgs/ folder"),
+    ]
+    for folder, message in cases:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            run(tmp_path, folder, **TINY)
+    assert not (tmp_path / "out").exists(), "no run folder is left behind"

@@ -9,7 +9,7 @@ from safetensors import safe_open
 from source.models.checkpoints import CheckpointError, load_pretrained, read_checkpoint
 from source.models.convert import convert_to_safetensors
 from source.models.convert import main as convert_main
-from source.models.factory import build_hipt_encoder, build_vit_patch, build_vit_region
+from source.models.factory import build_hipt_encoder, build_slide_model, build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.models.vit import build_vit, resize_pos_embed, vit4k_xs, vit_small
 from tests.helpers import official_checkpoint
@@ -131,8 +131,22 @@ def test_bad_files_are_named_errors(tmp_path, content, message):
 
 
 def test_missing_file_says_what_to_do(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist.*README"):
+    with pytest.raises(CheckpointError, match="does not exist.*README.*set pretrain_vit_patch=null"):
         build_vit_patch("vit_small", tmp_path / "nope.pth")
+
+
+def test_messages_name_the_key_of_the_entry_point(tmp_path, caplog):
+    """Heatmaps, training and pretraining name their own keys, not extraction's."""
+    with caplog.at_level(logging.WARNING):
+        build_hipt_encoder("global", None, None, patch_arch="vit_tiny", keys=("patch_weights", "region_weights"))
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert "patch_weights is null" in warnings and "region_weights is null" in warnings and "pretrain_vit" not in warnings
+    with pytest.raises(CheckpointError, match="set region_weights=null"):
+        build_hipt_encoder("global", None, tmp_path / "no.pth", patch_arch="vit_tiny", keys=("patch_weights", "region_weights"))
+    with pytest.raises(CheckpointError, match="set model.pretrain_vit_region=null"):
+        build_slide_model("local", 2, vit_region_weights=tmp_path / "no.pth")
+    with pytest.raises(CheckpointError, match="set model.pretrained_weights=null"):
+        load_pretrained(build_vit("vit_tiny"), tmp_path / "no.pth", key="model.pretrained_weights")
 
 
 @pytest.mark.parametrize("name", ["vit.pth", "vit.safetensors"])

@@ -71,13 +71,17 @@ def test_classification_and_inference_command_lines(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    inferred = json.loads((tmp_path / "out" / "classification_inference" / "inf" / "metrics.json").read_text())
+    inferred = json.loads((tmp_path / "out" / "classification_inference" / "inf" / "metrics.json").read_text(), parse_constant=strict)
     trained = json.loads((out / "metrics.json").read_text())
     assert inferred["cohort"]["auc"] == pytest.approx(trained["test"]["auc"])
     bad = run("train/classification.py", "--config-name", "single", "nepocs=3", cwd=tmp_path)
     assert bad.returncode != 0 and "nepocs" in bad.stderr
     missing = run("train/classification.py", "--config-name", "single", f"features_dir={paths['features_dir']}", cwd=tmp_path)
     assert missing.returncode == 2 and "data.train_csv is not set" in missing.stderr
+
+
+def strict(constant):
+    raise AssertionError(f"metrics.json holds {constant}, which strict JSON parsers reject")
 
 
 def test_survival_multi_command_line(tmp_path):

@@ -65,6 +65,14 @@ def test_label_absent_from_mapping(tmp_path, data):
     assert run(tmp_path, data, label_mapping={"LUAD": 0, "LUSC": 1}) == 0
 
 
+def test_label_mapping_with_more_classes_than_num_classes_is_refused_up_front(tmp_path, data):
+    for name in ("train", "tune"):
+        edit_csv(data[name], lambda f: f.__setitem__("label", np.where(f.label == 1, "LUSC", "LUAD")))
+    with pytest.raises(ConfigError, match=r"label_mapping uses class indices \[0, 1, 2\] but num_classes is 2.*set num_classes=3"):
+        run(tmp_path, data, label_mapping={"LUAD": 0, "LUSC": 1, "MESO": 2})
+    assert_nothing_trained(tmp_path)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -182,6 +182,8 @@ def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_da
     ensemble = inference_config(tmp_path, "ens", run_dir=str(out), test_csvs={"external": str(signal_data["test"])})
     assert run_inference_job(ensemble, "classification") == 0
     averaged = pd.read_csv(tmp_path / "inf" / "inference" / "ens" / "external_predictions.csv")
+    metrics_text = (tmp_path / "inf" / "inference" / "ens" / "metrics.json").read_text()
+    assert "NaN" not in metrics_text and json.loads(metrics_text)["external"]["loss"] is None, "an ensemble has no loss: null"
     singles = []
     for i in range(2):
         one = ensemble.copy()
