@@ -10,13 +10,12 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 import torch
-from sksurv.compare import compare_survival
 from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
-from sksurv.nonparametric import kaplan_meier_estimator
 from sksurv.util import Surv
 
 from source.plots import save_figure
 from source.tasks.base import Task
+from source.tasks.kaplan_meier import kaplan_meier_figure, log_rank
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +100,9 @@ class SurvivalTask(Task):
         patients = self.patients(predictions)
         events = patients.censorship.to_numpy() == 0
         metrics = {"c_index": float("nan"), "auc": float("nan")}
+        metrics["logrank_statistic"], metrics["logrank_p"] = log_rank(
+            events, patients.time.to_numpy(dtype=float), self.high_risk(patients).astype(int)
+        )
         try:
             metrics["c_index"] = float(concordance_index_censored(events, patients.time.to_numpy(dtype=float), patients.risk.to_numpy())[0])
         except ValueError:  # no event, or no comparable pair of patients in this split
@@ -112,6 +114,12 @@ class SurvivalTask(Task):
             except ValueError:
                 pass
         return metrics
+
+    @staticmethod
+    def high_risk(patients: pd.DataFrame) -> np.ndarray:
+        """``(P,)`` bool: patients whose risk is above the median (the Kaplan-Meier and log-rank groups)."""
+        risk = patients.risk.to_numpy()
+        return risk > np.median(risk)
 
     def dynamic_auc(self, patients: pd.DataFrame, times: np.ndarray) -> tuple[np.ndarray, float]:
         """scikit-survival's cumulative/dynamic AUC at ``times`` (per time, mean).
@@ -140,25 +148,17 @@ class SurvivalTask(Task):
         return np.array([t for t in in_range if (events & (test_times <= t)).any()])
 
     def plots(self, predictions: pd.DataFrame, out_dir: Path, split: str) -> list[Path]:
-        """Kaplan-Meier curves split at the median risk (with the log-rank p-value) and td-AUC over time."""
+        """Kaplan-Meier curves split at the median risk (censoring ticks, numbers at risk, log-rank test) and td-AUC over time."""
         import matplotlib.pyplot as plt
 
         patients = self.patients(predictions)
         events = patients.censorship.to_numpy() == 0
         times = patients.time.to_numpy(dtype=float)
-        high = patients.risk.to_numpy() > np.median(patients.risk.to_numpy())
+        high = self.high_risk(patients)
         written = []
-        figure, axis = plt.subplots(figsize=(6, 4.5))
-        for mask, name in ((~high, "low risk"), (high, "high risk")):
-            if mask.sum():
-                x, y = kaplan_meier_estimator(events[mask], times[mask])
-                axis.step(x, y, where="post", label=f"{name} (n={mask.sum()})")
-        title = f"{split} Kaplan-Meier, split at median risk"
-        if high.any() and (~high).any() and events.any():
-            _, p_value = compare_survival(Surv.from_arrays(events, times), high.astype(int))
-            title += f"\nlog-rank p = {p_value:.3g}"
-        axis.set(xlabel=self.time_column, ylabel="survival probability", title=title, ylim=(0, 1.05))
-        axis.legend()
+        figure = kaplan_meier_figure(
+            events, times, [("low risk", ~high), ("high risk", high)], self.time_column, f"{split} Kaplan-Meier, split at median risk"
+        )
         written.append(save_figure(figure, out_dir / f"{split}_kaplan_meier.png"))
         auc_times = self.auc_times(patients)
         try:

@@ -4,7 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sksurv.compare import compare_survival
 from sksurv.metrics import concordance_index_censored
+from sksurv.util import Surv
 
 from source.data.labels import LabelTableError, assign_bins, survival_bin_edges
 from source.tasks.survival import SurvivalTask, nll_survival_loss, risk_from_logits
@@ -54,6 +56,9 @@ def test_c_index_is_patient_level_and_equals_scikit_survival():
     mean_risk = slides.groupby("case_id", sort=False).risk.mean().to_numpy()
     expected = concordance_index_censored(patients.censorship.to_numpy() == 0, patients.months.to_numpy(), mean_risk)[0]
     assert metrics["c_index"] == pytest.approx(expected)
+    high = mean_risk > np.median(mean_risk)
+    statistic, p_value = compare_survival(Surv.from_arrays(patients.censorship.to_numpy() == 0, patients.months.to_numpy()), high)
+    assert metrics["logrank_statistic"] == pytest.approx(statistic) and metrics["logrank_p"] == pytest.approx(p_value)
 
 
 def test_time_dependent_auc_uses_training_reference():
@@ -94,4 +99,4 @@ def test_bins_come_from_the_training_split_only():
 def test_metrics_of_a_split_without_comparable_pairs_are_nan():
     predictions = pd.DataFrame({"case_id": ["a", "b", "c"], "censorship": [0, 1, 1], "months": [30.0, 5.0, 10.0], "risk": [0.1, 0.2, 0.3]})
     metrics = SurvivalTask(4, "months").metrics(predictions)
-    assert np.isnan(metrics["c_index"]) and np.isnan(metrics["auc"])
+    assert np.isnan(metrics["c_index"]) and np.isnan(metrics["auc"]) and np.isnan(metrics["logrank_p"])
