@@ -56,13 +56,15 @@ def split_by_labels(test_csvs: DictConfig, kind: str, train_cfg: DictConfig) -> 
 
 
 def ensemble(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Average the prediction columns (``prob_*`` or ``risk``) of several models; ``pred`` is recomputed."""
+    """Average the prediction columns (``prob_*`` or ``risk``) of several models; ``pred`` / ``pred_label`` are recomputed."""
     result = tables[0].copy()
     probability_columns = [c for c in result.columns if c.startswith("prob_")]
     for column in probability_columns + (["risk"] if "risk" in result.columns else []):
         result[column] = np.mean([table[column].to_numpy() for table in tables], axis=0)
     if probability_columns:
         result["pred"] = result[probability_columns].to_numpy().argmax(axis=1)
+        if "pred_label" in result.columns:
+            result["pred_label"] = [probability_columns[i].removeprefix("prob_") for i in result["pred"]]
     return result
 
 

@@ -29,7 +29,7 @@ from source.models.factory import build_slide_model
 from source.models.slide import LocalGlobalHIPT
 from source.plots import plot_curves
 from source.tasks.base import Task
-from source.tasks.classification import ClassificationTask
+from source.tasks.classification import ClassificationTask, class_names_of
 from source.tasks.survival import SurvivalTask
 from source.tracking import Tracker
 
@@ -50,7 +50,9 @@ def build_task_and_splits(
     if kind == "classification":
         mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
         splits = classification_splits(paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed)
-        return ClassificationTask(cfg.num_classes), splits, {"kind": kind}
+        names = task_state.get("class_names") if task_state else None
+        names = names or class_names_of(cfg.num_classes, mapping)
+        return ClassificationTask(cfg.num_classes, names), splits, {"kind": kind, "class_names": names}
     edges = np.asarray(task_state["edges"]) if task_state else None
     tables = survival_splits(
         paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges

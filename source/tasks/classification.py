@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,32 +29,56 @@ TARGET = "label_index"
 """Column of the prediction table holding the true class index."""
 
 
+def class_names_of(num_classes: int, label_mapping: Optional[Mapping[object, int]] = None) -> list[str]:
+    """The name of each class index: the ``label_mapping`` keys mapped to it (joined with ``/``), else the index."""
+    names = [[] for _ in range(num_classes)]
+    for raw, index in (label_mapping or {}).items():
+        if 0 <= int(index) < num_classes:
+            names[int(index)].append(str(raw))
+    return ["/".join(found) if found else str(index) for index, found in enumerate(names)]
+
+
 class ClassificationTask(Task):
-    """Binary or multiclass classification with ``num_classes`` logits."""
+    """Binary or multiclass classification with ``num_classes`` logits.
+
+    Args:
+        num_classes: C.
+        class_names: a name per class index (from ``label_mapping``); default the indices. Prediction
+            columns are ``prob_<name>``, ``pred`` (index) and ``pred_label`` (name); plots use the names.
+    """
 
     default_tracking = "auc"
     higher_is_better = {"loss": False, "accuracy": True, "balanced_accuracy": True, "auc": True, "kappa": True}
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None) -> None:
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = self.num_outputs = num_classes
+        self.class_names = list(class_names) if class_names is not None else class_names_of(num_classes)
+        if len(self.class_names) != num_classes or len(set(self.class_names)) != num_classes:
+            raise ValueError(f"class_names must be {num_classes} distinct names, got {self.class_names}")
         self.metric_names = ("accuracy", "balanced_accuracy", "auc") + (("kappa",) if num_classes > 2 else ())
+
+    @property
+    def probability_columns(self) -> list[str]:
+        """``prob_<class name>`` for each class, in index order."""
+        return [f"prob_{name}" for name in self.class_names]
 
     def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
         """Cross-entropy of one slide: logits ``(C,)``, ``targets['label']`` a class index."""
         return F.cross_entropy(logits.unsqueeze(0), targets["label"].long().reshape(1))
 
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
-        """``prob_<c>`` for every class and the argmax ``pred``."""
+        """``prob_<name>`` for every class, the argmax ``pred`` and its name ``pred_label``."""
         probabilities = torch.softmax(logits.detach().float(), dim=-1).cpu().numpy()
-        columns = {f"prob_{c}": float(p) for c, p in enumerate(probabilities)}
+        columns: dict = {column: float(p) for column, p in zip(self.probability_columns, probabilities)}
         columns["pred"] = int(np.argmax(probabilities))
+        columns["pred_label"] = self.class_names[columns["pred"]]
         return columns
 
     def probabilities(self, predictions: pd.DataFrame) -> np.ndarray:
         """``(N, C)`` class probabilities of a prediction table."""
-        return predictions[[f"prob_{c}" for c in range(self.num_classes)]].to_numpy(dtype=float)
+        return predictions[self.probability_columns].to_numpy(dtype=float)
 
     def metrics(self, predictions: pd.DataFrame) -> dict[str, float]:
         """accuracy, balanced_accuracy, auc (binary, or one-vs-rest macro), kappa (quadratic, multiclass)."""
@@ -96,18 +120,20 @@ class ClassificationTask(Task):
         truth = predictions[TARGET].to_numpy(dtype=int)
         probabilities = self.probabilities(predictions)
         written = []
+        names = self.class_names
         figure, axis = plt.subplots(figsize=(5, 5))
         classes = [1] if self.num_classes == 2 else range(self.num_classes)
         for c in classes:
             if 0 < (truth == c).sum() < len(truth):
                 fpr, tpr, _ = roc_curve(truth == c, probabilities[:, c])
-                axis.plot(fpr, tpr, label=f"class {c}" if self.num_classes > 2 else "ROC")
+                auc = roc_auc_score(truth == c, probabilities[:, c])
+                label = f"{names[1]} vs {names[0]}" if self.num_classes == 2 else f"{names[c]} vs rest"
+                axis.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
         axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
         axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{split} ROC")
         axis.legend(loc="lower right")
         written.append(save_figure(figure, out_dir / f"{split}_roc.png"))
         matrix = confusion_matrix(truth, predictions["pred"].to_numpy(dtype=int), labels=list(range(self.num_classes)))
-        names = [f"class_{c}" for c in range(self.num_classes)]
         table = pd.DataFrame(matrix, index=pd.Index([f"true_{n}" for n in names], name="true \\ predicted"), columns=names)
         with atomic_path(out_dir / f"{split}_confusion_matrix.csv") as temporary:
             table.to_csv(temporary)
@@ -122,6 +148,8 @@ class ClassificationTask(Task):
             title=f"{split} confusion matrix",
             xticks=range(self.num_classes),
             yticks=range(self.num_classes),
+            xticklabels=names,
+            yticklabels=names,
         )
         figure.colorbar(image, ax=axis)
         written.append(save_figure(figure, out_dir / f"{split}_confusion_matrix.png"))

@@ -63,6 +63,9 @@ def test_label_absent_from_mapping(tmp_path, data):
         run(tmp_path, data, label_mapping={"LUAD": 0, "LUSC": 1})
     edit_csv(data["tune"], lambda f: f.loc.__setitem__((2, "label"), "LUSC"))
     assert run(tmp_path, data, label_mapping={"LUAD": 0, "LUSC": 1}) == 0
+    tune = pd.read_csv(next(tmp_path.glob("out/**/tune_predictions.csv")))
+    assert {"prob_LUAD", "prob_LUSC", "pred", "pred_label"} <= set(tune.columns)
+    assert (tune.pred_label == np.where(tune.prob_LUSC > tune.prob_LUAD, "LUSC", "LUAD")).all()
 
 
 def test_label_mapping_with_more_classes_than_num_classes_is_refused_up_front(tmp_path, data):
