@@ -18,6 +18,7 @@ class DataConfig:
     tune_csv: Optional[str] = None
     test_csv: Optional[str] = None
     fold_dir: Optional[str] = None
+    allow_overlap: bool = False
 
 
 @dataclass

@@ -3,6 +3,7 @@ label mapping, survival time bins and fold folders."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
@@ -11,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from source.io import UnsafePathError, safe_join
+
+logger = logging.getLogger(__name__)
 
 
 class LabelTableError(ValueError):
@@ -104,6 +107,37 @@ def _label_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value).strip()
+
+
+SPLIT_NAMES = ("train", "tune", "test")
+"""The splits of one training run, which must not share slides or patients."""
+
+
+def check_no_overlap(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str | Path], allow: bool = False) -> None:
+    """Refuse slides, or patients (``case_id`` where both tables have it), shared by two of train / tune / test.
+
+    Raises:
+        LabelTableError: naming both files and the first shared ids (unless ``allow``: then a warning).
+    """
+    names = [name for name in SPLIT_NAMES if name in tables]
+    problems = []
+    for index, first in enumerate(names):
+        for second in names[index + 1 :]:
+            for column in ("case_id", "slide_id"):
+                if column not in tables[first].columns or column not in tables[second].columns:
+                    continue
+                shared = sorted(set(tables[first][column].astype(str)) & set(tables[second][column].astype(str)))
+                if shared:
+                    listed = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
+                    problems.append(f"{len(shared)} {column}(s) in both {paths[first]} ({first}) and {paths[second]} ({second}): {listed}")
+                    break  # shared patients imply the slide overlap, if any: one line per pair
+    if not problems:
+        return
+    message = "the splits overlap, so tune/test metrics would be optimistic: " + "; ".join(problems)
+    if allow:
+        logger.warning("%s (allowed by data.allow_overlap)", message)
+        return
+    raise LabelTableError(f"{message}. Make disjoint splits (python3 -m source.data.make_folds), or set data.allow_overlap=true")
 
 
 def check_survival_columns(frame: pd.DataFrame, time_column: str, path: str | Path) -> None:

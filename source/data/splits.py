@@ -13,6 +13,7 @@ from source.data.features import BagDataset, FeatureBank, Split
 from source.data.labels import (
     LabelTableError,
     assign_bins,
+    check_no_overlap,
     check_survival_columns,
     encode_classes,
     read_table,
@@ -62,17 +63,20 @@ def classification_splits(
     label_mapping: Optional[Mapping[str, int]] = None,
     pct: Optional[float] = None,
     seed: int = 0,
+    allow_overlap: bool = False,
 ) -> dict[str, Split]:
     """Splits for classification; ``paths`` maps split names (``train`` first) to csvs.
 
     Raises:
-        LabelTableError: bad tables, labels, or a training split with a single class.
+        LabelTableError: bad tables, labels, a training split with a single class, or slides / patients
+            shared by train, tune and test (unless ``allow_overlap``).
     """
     tables = {}
     for name, path in paths.items():
         frame = read_table(path, ["slide_id", label_name])
         frame[TARGET] = encode_classes(frame, label_name, num_classes, label_mapping, path)
         tables[name] = frame
+    check_no_overlap(tables, paths, allow_overlap)
     tables = drop_missing_features(tables, paths, bank)
     if "train" in tables:
         tables["train"] = subsample(tables["train"], pct, seed)
@@ -106,6 +110,7 @@ def survival_splits(
     pct: Optional[float] = None,
     seed: int = 0,
     edges: Optional[np.ndarray] = None,
+    allow_overlap: bool = False,
 ) -> SurvivalTables:
     """Splits for survival. Bins come from the training split (``train`` in ``paths``) unless ``edges`` is given.
 
@@ -117,6 +122,7 @@ def survival_splits(
         frame = read_table(path, ["case_id", "slide_id", "censorship", time_column])
         check_survival_columns(frame, time_column, path)
         tables[name] = frame
+    check_no_overlap(tables, paths, allow_overlap)
     tables = drop_missing_features(tables, paths, bank)
     if "train" in tables:
         patients = tables["train"].case_id.drop_duplicates()

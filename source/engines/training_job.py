@@ -49,14 +49,16 @@ def build_task_and_splits(
     """The task, its splits, and the task state to save in checkpoints (reused by inference via ``task_state``)."""
     if kind == "classification":
         mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
-        splits = classification_splits(paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed)
+        allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
+        splits = classification_splits(paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow)
         names = task_state.get("class_names") if task_state else None
         names = names or class_names_of(cfg.num_classes, mapping)
         return ClassificationTask(cfg.num_classes, names), splits, {"kind": kind, "class_names": names}
     edges = np.asarray(task_state["edges"]) if task_state else None
     tables = survival_splits(
-        paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges
-    )
+        paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges,
+        bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
+    )  # fmt: skip
     task = SurvivalTask(cfg.nbins, cfg.label_name, tables.edges)
     if task_state:
         task.training_outcomes = np.array(

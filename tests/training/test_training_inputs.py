@@ -175,3 +175,10 @@ def test_corrupt_feature_file_is_named(tmp_path, data):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(FeatureFileError, match=rf"{slide}.pt cannot be read"):
         run(tmp_path, data)
+
+
+def test_identical_train_and_tune_csvs_are_refused(tmp_path, data):
+    same = dict(data, tune=data["train"])
+    with pytest.raises(LabelTableError, match=r"slide_id\(s\) in both .* \(train\) and .* \(tune\).*data.allow_overlap=true"):
+        run(tmp_path, same)
+    assert_nothing_trained(tmp_path)
