@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.core import ConfigError
 from source.config.extraction import Precision, WandbConfig
@@ -135,7 +136,6 @@ class KnnEvalConfig:
 
 def validate_pretraining(cfg: DictConfig, stage: str) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
-    from omegaconf import OmegaConf
 
     if OmegaConf.is_missing(cfg, "data_dir") or not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"data_dir must be a folder of {'patch images' if stage == 'patch' else 'region tensors (.pt)'}")
@@ -146,8 +146,16 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
                        "early_stopping.tune_every": cfg.early_stopping.tune_every, "model.out_dim": cfg.model.out_dim}.items():  # fmt: skip
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
-    if cfg.training.warmup_epochs > cfg.training.nepochs:
-        raise ConfigError(f"training.warmup_epochs ({cfg.training.warmup_epochs}) exceeds training.nepochs ({cfg.training.nepochs})")
+    for key in ("training.warmup_epochs", "model.warmup_teacher_temp_epochs"):
+        if OmegaConf.select(cfg, key) > cfg.training.nepochs:
+            logging.getLogger(__name__).warning(
+                "%s (%d) exceeds training.nepochs (%d): clamped to %d",
+                key,
+                OmegaConf.select(cfg, key),
+                cfg.training.nepochs,
+                cfg.training.nepochs,
+            )
+            OmegaConf.update(cfg, key, cfg.training.nepochs)
     if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
         raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
     if cfg.early_stopping.tracking not in {"accuracy", "balanced_accuracy", "auc"}:

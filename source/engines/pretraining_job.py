@@ -133,7 +133,8 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
         trainer.fit()
     finally:
         tracker.finish()
-    logger.info("teacher snapshot: %s (load it with pretrain_vit_%s=<path>)", run_dir / "latest.pt", stage)
+    snapshot = run_dir / ("best.pt" if (run_dir / "best.pt").exists() else "latest.pt")
+    logger.info("teacher snapshot: %s (load it with pretrain_vit_%s=%s)", snapshot, stage, snapshot)
 
 
 def run_knn_job(cfg: DictConfig) -> int:

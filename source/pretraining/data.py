@@ -45,10 +45,11 @@ def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, ma
     if pct is not None and pct < 1:
         keep = np.sort(np.random.default_rng(seed).choice(len(files), size=max(1, round(pct * len(files))), replace=False))
         files = [files[i] for i in keep]
-    good, bad = [], []
+    good, bad, sizes = [], [], []
     for path in files:
         try:
             with Image.open(path) as image:
+                sizes.append(min(image.size))
                 image.verify()
             good.append(path)
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
@@ -60,7 +61,19 @@ def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, ma
                 f"{len(bad)} of {len(files)} images in '{root}' are unreadable (more than max_bad_fraction={max_bad_fraction}), "
                 f"e.g. {bad[0]}; fix or remove them"
             )
+    if sizes and np.median(sizes) > PATCH_SIDE_WARNING:
+        logger.warning(
+            "the images of data_dir '%s' are about %d px (median shorter side), far larger than the 256-px patches the patch stage "
+            "expects: its crops would see a small part of each image at the wrong scale. Give 256-px patches (regions cut into "
+            "patches), or use the region stage for region-level pretraining",
+            root,
+            int(np.median(sizes)),
+        )
     return good
+
+
+PATCH_SIDE_WARNING = 512
+"""Patch-stage images whose shorter side is above this (median) are warned about: likely regions, not patches."""
 
 
 def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[Path], int]:

@@ -54,6 +54,12 @@ def test_patch_stage_trains_monitors_and_snapshots_load_for_extraction(tmp_path,
     assert [r["teacher_temp"] for r in records] == pytest.approx([0.04] * 3)
     assert [r["momentum"] for r in records] == sorted(r["momentum"] for r in records) and records[0]["wd"] < records[2]["wd"]
     assert (run_dir / "best.pt").exists() and (run_dir / "checkpoint_0002.pt").exists()
+    for slim in ("best.pt", "checkpoint_0002.pt"):  # teacher backbone only: what extraction loads
+        snapshot = torch.load(run_dir / slim, weights_only=True)
+        assert set(snapshot) == {"teacher", "epoch", "history", "config"}
+        assert snapshot["teacher"] and all(k.startswith("backbone.") for k in snapshot["teacher"])
+        assert (run_dir / slim).stat().st_size < (run_dir / "latest.pt").stat().st_size / 3
+        build_vit_patch("vit_tiny", run_dir / slim)
     assert (run_dir / "knn_features" / "teacher_test_features.pt").exists()
     state = torch.load(run_dir / "latest.pt", weights_only=True)
     assert {"student", "teacher", "optimizer", "scaler", "epoch", "dino_loss", "config"} <= set(state)
@@ -232,3 +238,17 @@ def test_a_diverging_loss_stops_with_a_clear_error(tmp_path, patch_dir, monkeypa
 def test_unknown_tracked_metric_is_a_config_error(tmp_path, patch_dir):
     with pytest.raises(ConfigError, match="early_stopping.tracking must be accuracy, balanced_accuracy or auc"):
         patch_run(tmp_path, patch_dir, **{"early_stopping.tracking": "f1"})
+
+
+def test_one_epoch_clamps_the_warmups_and_regions_as_patches_are_warned(tmp_path, demo_regions_1024, caplog):
+    overrides = {
+        "training.nepochs": 1,
+        "training.warmup_epochs": 10,
+        "model.warmup_teacher_temp_epochs": 30,
+        "training.batch_size_per_gpu": 2,
+    }
+    code, run_dir = patch_run(tmp_path, demo_regions_1024, **overrides)
+    assert code == 0 and len(log(run_dir)) == 1
+    assert "training.warmup_epochs (10) exceeds training.nepochs (1): clamped to 1" in caplog.text
+    assert "model.warmup_teacher_temp_epochs (30) exceeds training.nepochs (1): clamped to 1" in caplog.text
+    assert "about 1024 px (median shorter side), far larger than the 256-px patches" in caplog.text
