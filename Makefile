@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/extraction.py
+	$(PY) benchmarks/wsi_reading.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/heatmaps.py
 	$(PY) benchmarks/pretraining.py

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
 from source.data.regions import list_regions  # noqa: E402
 from source.heatmaps.attention import AttentionReader  # noqa: E402
-from source.heatmaps.slide_render import RenderSettings, SlideRenderer  # noqa: E402
+from source.heatmaps.settings import RenderSettings  # noqa: E402
+from source.heatmaps.slide_render import SlideRenderer  # noqa: E402
 from source.models.hipt import HIPTEncoder  # noqa: E402
 from source.models.vit import vit4k_xs, vit_small  # noqa: E402
 
@@ -52,7 +53,7 @@ def scenario(count: int, size: int) -> dict:
     """Draw one slide of ``count`` regions of ``size`` px in this process; return timings and peak RSS."""
     torch.manual_seed(0)
     reader = AttentionReader(HIPTEncoder(vit_small().eval(), vit4k_xs().eval(), patch_batch_size=64))
-    renderer = SlideRenderer(reader, RenderSettings(region_size=size))
+    renderer = SlideRenderer(reader, RenderSettings(region_size=size, all_heads=True, downsample=32))
     with tempfile.TemporaryDirectory() as scratch:
         write_regions(Path(scratch) / "regions", count, size)
         regions = list_regions(Path(scratch) / "regions", "bench", "jpg")

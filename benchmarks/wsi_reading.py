@@ -71,6 +71,15 @@ def write_slide(path: Path, pixels: np.ndarray, spacing: float, downsamples: tup
     return path
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
 def read_rate(read, count: int, repeats: int) -> float:
     """Median regions/s of ``read(i)`` for ``i`` in ``range(count)``."""
     read(0)  # warm-up: open the slide, fill caches
@@ -166,8 +175,10 @@ def main() -> None:
 
     result = {
         "machine": {
+            "cpu": cpu_model(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
             "platform": platform.platform(),
-            "processor": platform.processor(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         },
@@ -185,7 +196,11 @@ def main() -> None:
         }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
-    print(f"\n{size}-px regions, median of {args.repeats}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    machine = result["machine"]
+    print(
+        f"\n{size}-px regions, median of {args.repeats}; {machine['cpu']} ({machine['torch_cpu_capability']}, native bf16: "
+        f"{machine['native_bf16']}), {machine['threads']} threads, torch {machine['torch']}\n"
+    )
     print("| read per worker | regions/s | workers for 40 regions/s |\n|---|---:|---:|")
     for name, row in rows.items():
         print(f"| {name} | {row['regions_per_s']:.2f} | {40 / row['regions_per_s']:.1f} |")

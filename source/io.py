@@ -8,10 +8,10 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import pandas as pd
-import torch
+if TYPE_CHECKING:  # torch and pandas load on first use: config errors are reported before they are imported
+    import pandas as pd
 
 _LFS_MAGIC = b"version https://git-lfs"
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
@@ -87,6 +87,8 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` atomically."""
+    import torch
+
     with atomic_path(path) as temporary:
         torch.save(obj, temporary)
 

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from source.config.core import ConfigError
 from source.config.extraction import PATCH_ARCHITECTURES, Precision
-from source.heatmaps.slide_render import RenderSettings
+from source.heatmaps.settings import RenderSettings
 
 
 @dataclass
@@ -54,7 +54,9 @@ def validate_heatmaps(cfg: DictConfig) -> None:
         raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size})")
     if cfg.downscale < 1 or cfg.patch_size % cfg.downscale or cfg.downscale > 16:
         raise ConfigError(f"downscale ({cfg.downscale}) must divide patch_size ({cfg.patch_size}) and be at most 16 (one pixel per token)")
-    if cfg.downsample % cfg.downscale or cfg.region_size % cfg.downsample:
+    if cfg.canvas_width < 64:
+        raise ConfigError(f"canvas_width must be at least 64 px, got {cfg.canvas_width}")
+    if cfg.downsample is not None and (cfg.downsample < 1 or cfg.downsample % cfg.downscale or cfg.region_size % cfg.downsample):
         raise ConfigError(
             f"downsample ({cfg.downsample}) must be a multiple of downscale ({cfg.downscale}) and divide region_size ({cfg.region_size})"
         )

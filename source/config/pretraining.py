@@ -10,8 +10,7 @@ from typing import Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.core import ConfigError
-from source.config.extraction import Precision, WandbConfig
-from source.models.vit import ARCHITECTURES
+from source.config.extraction import PATCH_ARCHITECTURES, REGION_ARCHITECTURES, Precision, WandbConfig
 
 
 @dataclass
@@ -139,8 +138,8 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
 
     if OmegaConf.is_missing(cfg, "data_dir") or not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"data_dir must be a folder of {'patch images' if stage == 'patch' else 'region tensors (.pt)'}")
-    expected = ("vit4k_xs",) if stage == "region" else ("vit_tiny", "vit_small", "vit_base")
-    if cfg.model.arch not in ARCHITECTURES or cfg.model.arch not in expected:
+    expected = REGION_ARCHITECTURES if stage == "region" else PATCH_ARCHITECTURES
+    if cfg.model.arch not in expected:
         raise ConfigError(f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}")
     for key, value in {"training.nepochs": cfg.training.nepochs, "training.batch_size_per_gpu": cfg.training.batch_size_per_gpu,
                        "early_stopping.tune_every": cfg.early_stopping.tune_every, "model.out_dim": cfg.model.out_dim}.items():  # fmt: skip

@@ -18,9 +18,10 @@ from source.data.slides import plan_slides, shard_plans
 from source.devices import resolve_device
 from source.distributed import DistributedContext, context_from_env, gather_objects, init_distributed, shutdown
 from source.heatmaps.attention import AttentionReader
+from source.heatmaps.settings import RenderSettings
 from source.heatmaps.single import render_patch, render_region, stem
 from source.heatmaps.slide_level import load_slide_model
-from source.heatmaps.slide_render import RenderSettings, SlideRenderer
+from source.heatmaps.slide_render import SlideRenderer
 from source.io import atomic_write_csv, safe_join
 from source.log import setup_logging
 from source.models.factory import build_hipt_encoder

@@ -8,9 +8,10 @@ import torch
 
 from source.data.regions import read_region
 from source.heatmaps.attention import AttentionReader, patch_maps, region_maps
-from source.heatmaps.render import blend, side_by_side
+from source.heatmaps.render import blend, side_by_side, with_colorbar
 from source.heatmaps.scores import factorized
-from source.heatmaps.slide_render import RenderSettings, head_list, resize
+from source.heatmaps.settings import RenderSettings
+from source.heatmaps.slide_render import head_list, resize
 from source.heatmaps.stitch import save_png
 
 
@@ -21,7 +22,7 @@ def render_patch(reader: AttentionReader, path: Path, out_dir: Path, settings: R
     maps = patch_maps(reader, torch.from_numpy(image).permute(2, 0, 1), settings.granular, heads)
     drawn = [blend(image, scores, settings.cmap, settings.alpha) for scores in maps]
     for head, picture in zip(heads, drawn):
-        save_png(picture, out_dir / "patch" / f"head_{head}.png")
+        save_png(with_colorbar(picture, settings.cmap), out_dir / "patch" / f"head_{head}.png")
     save_png(side_by_side([image, *drawn], ["patch", *(f"head {h}" for h in heads)]), out_dir / "patch.png")
 
 
@@ -37,12 +38,13 @@ def render_region(reader: AttentionReader, path: Path, out_dir: Path, settings: 
     for level, heads, level_maps in (("patch", patch_heads, maps.patch), ("region", region_heads, maps.region)):
         drawn = [blend(image, scores, settings.cmap, settings.alpha) for scores in level_maps]
         for head, picture in zip(heads, drawn):
-            save_png(picture, out_dir / level / f"head_{head}.png")
+            save_png(with_colorbar(picture, settings.cmap), out_dir / level / f"head_{head}.png")
         panels[level] = side_by_side([image, *drawn], ["region", *(f"{level} head {h}" for h in heads)])
     for j_index, j in enumerate(region_heads):
         for i_index, i in enumerate(patch_heads):
             scores = factorized(maps.region[j_index], maps.patch[i_index])
-            save_png(blend(image, scores, settings.cmap, settings.alpha), out_dir / "hierarchical" / f"rhead_{j}_phead_{i}.png")
+            picture = with_colorbar(blend(image, scores, settings.cmap, settings.alpha), settings.cmap)
+            save_png(picture, out_dir / "hierarchical" / f"rhead_{j}_phead_{i}.png")
     for level, panel in panels.items():
         save_png(panel, out_dir / f"{level}.png")
 

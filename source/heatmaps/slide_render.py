@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,32 +15,13 @@ from source.config.core import ConfigError
 from source.data.regions import Region, read_region
 from source.heatmaps.attention import AttentionReader, region_maps
 from source.heatmaps.export import AttentionExport
-from source.heatmaps.render import blend, highlighted, side_by_side, thresholded
+from source.heatmaps.render import blend, highlighted, side_by_side, thresholded, with_colorbar
 from source.heatmaps.scores import blended, factorized, rank_normalise
+from source.heatmaps.settings import RenderSettings
 from source.heatmaps.slide_level import SlideModel, slide_attention
 from source.heatmaps.stitch import SlideCanvas, save_png
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RenderSettings:
-    """How maps are drawn; also the drawing keys of the heatmap config (its schema extends this class)."""
-
-    region_size: int = 4096
-    patch_size: int = 256
-    downscale: int = 4
-    downsample: int = 32
-    cmap: str = "jet"
-    alpha: float = 0.5
-    threshold: Optional[float] = None
-    highlight: Optional[float] = None
-    opacity: float = 0.3
-    granular: bool = False
-    gamma: float = 0.5
-    heads: Optional[list[int]] = None
-    save_region_maps: bool = True
-    geojson_patches: bool = False
 
 
 def resize(pixels: torch.Tensor | np.ndarray, size: int) -> np.ndarray:
@@ -54,6 +34,17 @@ def pool(scores: np.ndarray, size: int) -> np.ndarray:
     """Average ``(S, S)`` scores down to ``(size, size)`` (S a multiple of size)."""
     factor = scores.shape[0] // size
     return scores.reshape(size, factor, size, factor).mean(axis=(1, 3))
+
+
+def choose_downsample(coordinates: Sequence[tuple[int, int]], settings: RenderSettings) -> int:
+    """The canvas downsample: ``settings.downsample`` when set, else the finest one whose canvas is at
+    most ``canvas_width`` px wide (and high), among the multiples of ``downscale`` dividing ``region_size``."""
+    if settings.downsample:
+        return settings.downsample
+    extent = max(max(x for x, _ in coordinates), max(y for _, y in coordinates)) + settings.region_size
+    candidates = [d for d in range(settings.downscale, settings.region_size + 1, settings.downscale) if settings.region_size % d == 0]
+    fitting = [d for d in candidates if extent / d <= settings.canvas_width]
+    return fitting[0] if fitting else candidates[-1]
 
 
 def head_list(requested: Optional[Sequence[int]], available: int, name: str) -> list[int]:
@@ -80,15 +71,18 @@ class SlideRenderer:
         encoder = reader.encoder
         self.patch_heads = head_list(settings.heads, encoder.vit_patch.num_heads, "ViT_patch")
         self.region_heads = head_list(settings.heads, encoder.vit_region.num_heads, "ViT_region")
+        self.per_head = settings.all_heads or settings.heads is not None
+        """Draw every selected head (and head pair); otherwise only the mean over heads."""
 
     def render(self, slide_id: str, regions: Sequence[Region], out_dir: Path, show_progress: bool = True) -> None:
         """Write every output of the slide under ``out_dir`` (``attention.csv`` last)."""
         s = self.settings
         if not regions:
             raise ValueError(f"slide {slide_id} has no regions")
-        size, tile = s.region_size // s.downscale, s.region_size // s.downsample
-        self.canvases: dict[str, SlideCanvas] = {}
         self.coordinates = [(r.x, r.y) for r in regions]
+        self.downsample = choose_downsample(self.coordinates, s)
+        size, tile = s.region_size // s.downscale, s.region_size // self.downsample
+        self.canvases: dict[str, SlideCanvas] = {}
         export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches)
         factor_tiles, image_tiles, local, global_ = [], [], [], []
         for region in tqdm(regions, desc=slide_id, unit="region", leave=False, disable=not show_progress):
@@ -97,17 +91,28 @@ class SlideRenderer:
             image, image_tile = resize(pixels, size), resize(pixels, tile)
             name = f"{region.x}_{region.y}.png"
             patch_dir, region_dir = out_dir / "patch" / str(s.patch_size), out_dir / "region" / str(s.region_size)
-            for index, head in enumerate(self.patch_heads):
-                self._draw(f"patch_head_{head}", maps.patch[index], image, image_tile, region, patch_dir / f"head_{head}" / name)
-            for index, head in enumerate(self.region_heads):
-                self._draw(f"region_head_{head}", maps.region[index], image, image_tile, region, region_dir / f"head_{head}" / name)
+            hierarchical_dir = out_dir / f"hierarchical_{s.region_size}_{s.patch_size}"
             mean_factorized = np.zeros((size, size))
             for j_index, j in enumerate(self.region_heads):
                 for i_index, i in enumerate(self.patch_heads):
                     scores = factorized(maps.region[j_index], maps.patch[i_index])
                     mean_factorized += scores
-                    path = out_dir / f"hierarchical_{s.region_size}_{s.patch_size}" / f"rhead_{j}_phead_{i}" / name
-                    self._draw(f"rhead_{j}_phead_{i}", scores, image, image_tile, region, path)
+                    if self.per_head:
+                        self._draw(
+                            f"rhead_{j}_phead_{i}", scores, image, image_tile, region, hierarchical_dir / f"rhead_{j}_phead_{i}" / name
+                        )
+            if self.per_head:
+                for index, head in enumerate(self.patch_heads):
+                    self._draw(f"patch_head_{head}", maps.patch[index], image, image_tile, region, patch_dir / f"head_{head}" / name)
+                for index, head in enumerate(self.region_heads):
+                    self._draw(f"region_head_{head}", maps.region[index], image, image_tile, region, region_dir / f"head_{head}" / name)
+            else:  # the mean over heads, re-ranked: one map per level
+                for level, scores, folder in (
+                    ("patch", maps.patch.mean(axis=0), patch_dir),
+                    ("region", maps.region.mean(axis=0), region_dir),
+                    ("factorized", mean_factorized, hierarchical_dir),
+                ):
+                    self._draw(f"{level}_mean", rank_normalise(scores), image, image_tile, region, folder / "mean" / name)
             export.add_region(region.x, region.y, maps.tokens.region.numpy(), self.region_heads)
             if self.slide_model is not None:
                 factor_tiles.append(pool(mean_factorized / (len(self.region_heads) * len(self.patch_heads)), tile))
@@ -125,13 +130,13 @@ class SlideRenderer:
 
     def _canvas(self, name: str, channels: int = 3) -> SlideCanvas:
         if name not in self.canvases:
-            self.canvases[name] = SlideCanvas(self.coordinates, self.settings.region_size, self.settings.downsample, channels)
+            self.canvases[name] = SlideCanvas(self.coordinates, self.settings.region_size, self.downsample, channels)
         return self.canvases[name]
 
     def _draw(self, name: str, scores: np.ndarray, image: np.ndarray, image_tile: np.ndarray, region: Region, path: Path) -> None:
         s = self.settings
         if s.save_region_maps:
-            save_png(blend(image, scores, s.cmap, s.alpha), path)
+            save_png(with_colorbar(blend(image, scores, s.cmap, s.alpha), s.cmap), path)
         self._paste(name, region, pool(scores, image_tile.shape[0]), image_tile)
 
     def _paste(self, name: str, region: Region, scores: np.ndarray, image_tile: np.ndarray) -> None:
@@ -145,6 +150,11 @@ class SlideRenderer:
     def _save(self, out_dir: Path) -> None:
         for name, canvas in self.canvases.items():
             canvas.save(out_dir / "slide" / f"{name}.png", self.settings.cmap)
+        if not self.per_head:
+            names = ["patch_mean", "region_mean", "factorized_mean"] + (["slide"] if "slide" in self.canvases else [])
+            images = [self.canvases[n].pixels for n in names]
+            save_png(side_by_side(images, [n.replace("_", " ") for n in names]), out_dir / "summary.png")
+            return
         for level, heads in (("patch", self.patch_heads), ("region", self.region_heads)):
             images = [self.canvases[f"{level}_head_{h}"].pixels for h in heads]
             save_png(side_by_side(images, [f"{level} head {h}" for h in heads]), out_dir / f"{level}.png")

@@ -8,8 +8,9 @@ from source.data.regions import read_region
 from source.heatmaps.attention import AttentionReader, patch_maps, region_maps
 from source.heatmaps.render import blend
 from source.heatmaps.scores import factorized
+from source.heatmaps.settings import RenderSettings
 from source.heatmaps.single import render_region
-from source.heatmaps.slide_render import RenderSettings, resize
+from source.heatmaps.slide_render import resize
 from source.models.hipt import HIPTEncoder
 from source.models.vit import build_vit, vit4k_xs, vit_small
 from tests.helpers import double_state, reference_vit_patch, reference_vit_region

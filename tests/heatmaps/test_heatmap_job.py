@@ -53,6 +53,7 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
         patch_weights=None,
         region_weights=None,
         heads=[0, 1],
+        downsample=32,
         threshold=0.5,
         highlight=0.6,
         device="cpu",
@@ -61,9 +62,9 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
     )
     assert run_heatmap_job(cfg) == 0
     out = tmp_path / "heatmaps" / "r" / "CMU-1-Small-Region"
-    assert size(out / "patch" / "256" / "head_1" / "1024_2048.png") == (256, 256)
-    assert size(out / "region" / "1024" / "head_0" / "0_0.png") == (256, 256)
-    assert size(out / "hierarchical_1024_256" / "rhead_1_phead_0" / "0_1024.png") == (256, 256)
+    assert size(out / "patch" / "256" / "head_1" / "1024_2048.png") == (256 + 90, 256)  # the map and its colorbar
+    assert size(out / "region" / "1024" / "head_0" / "0_0.png") == (256 + 90, 256)
+    assert size(out / "hierarchical_1024_256" / "rhead_1_phead_0" / "0_1024.png") == (256 + 90, 256)
     assert len(list((out / "hierarchical_1024_256").glob("rhead_*_phead_*/*.png"))) == 4 * 6
     for name in ["patch_head_0", "region_head_1", "rhead_0_phead_1", "slide", "slide_thresh", "slide_highlight", "patch_head_1_highlight"]:
         width, height = size(out / "slide" / f"{name}.png")
@@ -78,6 +79,23 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
     assert (table.level == "region").sum() == 6 * 2 * 16 and (table.level == "slide").sum() == 6
     assert table[table.level == "slide"].score.max() == 1.0
     assert pd.read_csv(tmp_path / "heatmaps" / "r" / "slides.csv").status.tolist() == ["success"]
+
+
+@pytest.mark.parametrize("canvas_width, tile", [(2000, 256), (400, 128)])
+def test_default_draws_the_mean_over_heads_on_a_canvas_sized_for_the_slide(tmp_path, region_dir, canvas_width, tile):
+    cfg = heatmap_config(
+        region_dir=str(region_dir), slide_id="CMU-1-Small-Region", region_size=1024, output_dir=str(tmp_path), run_id="r",
+        device="cpu", canvas_width=canvas_width, **TINY,
+    )  # fmt: skip
+    assert run_heatmap_job(cfg) == 0
+    out = tmp_path / "heatmaps" / "r" / "CMU-1-Small-Region"
+    per_region = sorted(str(p.relative_to(out).parent) for p in out.rglob("*.png") if p.parent.name == "mean")
+    assert per_region == ["hierarchical_1024_256/mean"] * 6 + ["patch/256/mean"] * 6 + ["region/1024/mean"] * 6
+    assert not list(out.rglob("head_*")) and not list(out.rglob("rhead_*")), "no per-head output unless asked"
+    assert sorted(p.name for p in (out / "slide").iterdir()) == ["factorized_mean.png", "patch_mean.png", "region_mean.png"]
+    # the demo slide's regions span 2 x 3 regions of 1024 px: the finest canvas within canvas_width
+    assert size(out / "slide" / "patch_mean.png") == (2 * tile + 90, 3 * tile)
+    assert size(out / "summary.png")[0] > 3 * 2 * tile and size(out / "patch" / "256" / "mean" / "0_0.png") == (256 + 90, 256)
 
 
 def test_one_bad_slide_fails_alone(tmp_path, region_dir):
@@ -135,12 +153,15 @@ def test_command_line_single_inputs_and_errors(tmp_path, demo_regions_1024):
     result = run_cli(script, "--config-name", "default", f"region_fp={region}", f"patch_fp={tmp_path / 'patch.png'}", *tiny, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "out" / "heatmaps" / "r"
-    assert size(out / "patch" / "patch" / "head_2.png") == (256, 256) and (out / "patch" / "patch.png").exists()
-    assert size(out / region.stem / "hierarchical" / "rhead_5_phead_2.png") == (256, 256)
+    assert size(out / "patch" / "patch" / "head_2.png") == (256 + 90, 256) and (out / "patch" / "patch.png").exists()
+    assert size(out / region.stem / "hierarchical" / "rhead_5_phead_2.png") == (256 + 90, 256)
     bad_head = run_cli(script, "--config-name", "default", f"region_fp={region}", "heads=[0,9]", *tiny, cwd=tmp_path)
     assert bad_head.returncode == 2 and "heads: [9] do not exist in ViT_patch" in bad_head.stderr
     missing = run_cli(script, "--config-name", "default", f"region_fp={region}", "patch_weights=/no/vit.pth", cwd=tmp_path)
-    assert missing.returncode == 2 and "'/no/vit.pth' does not exist" in missing.stderr
+    assert missing.returncode == 2 and "'/no/vit.pth' does not exist" in missing.stderr and "set patch_weights=null" in missing.stderr
+    only_patch = run_cli(script, "--config-name", "default", f"patch_fp={tmp_path / 'patch.png'}", "region_weights=/no/vit4k.pth",
+                         *tiny[:2], "output_dir=out", "run_id=p", cwd=tmp_path)  # fmt: skip
+    assert only_patch.returncode == 0, "patch_fp alone needs no ViT_region weights: " + only_patch.stderr[-2000:]
     nothing = run_cli(script, "--config-name", "default", cwd=tmp_path)
     assert nothing.returncode == 2 and "nothing to do" in nothing.stderr
 
