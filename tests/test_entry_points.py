@@ -12,7 +12,7 @@ from tests.helpers import REPO, subprocess_environment
 ENTRY_POINTS = [
     ("extract_features.py", "default", "tiling.spacng=0.5", "tiling.spacing"),
     ("train/classification.py", "single", "data.tunecsv=tune.csv", "data.tune_csv"),
-    ("train/survival_multi.py", "multi", "optim.learning_rate=0.1", "optim.lr_scheduler"),
+    ("train/survival_multi.py", "multi", "optim.learning_rate=0.1", "optim.lr"),
     ("inference/classification.py", "classification", "run_dirr=x", "run_dir"),
     ("pretrain/dino_patch.py", "patch", "+optim.lrr=0.1", "optim.lr"),
     ("pretrain/eval_knn.py", "knn", "++devce=cpu", "device"),

@@ -52,7 +52,7 @@ def test_bad_config_is_one_clear_error_before_any_work(tmp_path, many_slides, ar
     )
     assert result.returncode == code, result.stderr[-2000:]
     assert message in result.stderr
-    assert not (tmp_path / "out").exists(), "no (empty) run folder is left behind"
+    assert not list(tmp_path.glob("out/*/*")), "no (empty) run folder is left behind"
     assert not (tmp_path / "outputs").exists()
 
 

@@ -81,7 +81,7 @@ def _is_known(key: str, baseline: DictConfig) -> bool:
 def _has_path(cfg: DictConfig, path: str) -> bool:
     parent, _, leaf = path.rpartition(".")
     node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
-    return OmegaConf.is_dict(node) and leaf in node
+    return OmegaConf.is_dict(node) and leaf in node.keys()  # keys(): ``in`` is False for a required (???) key
 
 
 def _explain_override_error(error: Exception, known: list[str]) -> str:
@@ -94,10 +94,16 @@ def _explain_override_error(error: Exception, known: list[str]) -> str:
     return f"{full_key}: {first}" if full_key else str(error).splitlines()[0]
 
 
+KEY_ALIASES = {"learning_rate": "lr", "weight_decay": "wd", "epochs": "nepochs", "num_epochs": "nepochs"}
+"""Names other tools use for keys of ours, for the suggestion of an unknown key."""
+
+
 def _unknown_key_message(key: str, known: list[str]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    parent, _, leaf = key.rpartition(".")
+    alias = f"{parent}.{KEY_ALIASES[leaf]}" if parent and leaf in KEY_ALIASES else KEY_ALIASES.get(leaf)
+    close = [alias] if alias in known else difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else "; see the documented keys in the config file"
     return f"unknown config key '{key}'{hint}"
 

@@ -78,7 +78,7 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
     reader = AttentionReader(encoder)
     settings = render_settings(cfg)
     slide_model = load_slide_model(cfg.slide_weights, device) if cfg.slide_weights else None
-    renderer = SlideRenderer(reader, settings, slide_model)
+    renderer = SlideRenderer(reader, settings, slide_model) if needs_region else None  # patch_fp alone: no ViT_region
     if context.is_main and cfg.patch_fp:
         render_patch(reader, Path(cfg.patch_fp), run_dir / stem(cfg.patch_fp), settings)
         logger.info("patch maps: %s", run_dir / stem(cfg.patch_fp))
