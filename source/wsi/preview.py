@@ -47,7 +47,7 @@ def preview_image(
         points = np.round(np.asarray(contour, dtype=np.float64).reshape(-1, 1, 2) * scale).astype(np.int32)
         cv2.polylines(canvas, [points], isClosed=True, color=CONTOUR_COLOUR, thickness=thickness)
     side = max(1, round(tile_size_lv0 * scale))
-    font_scale = max(0.3, side / 120)
+    font_scale = min(max(0.3, side / 120), 1.2)  # readable on small squares, not a poster on big ones
     for index, (x, y) in enumerate(zip(xs, ys)):
         left, top = round(x * scale), round(y * scale)
         cv2.rectangle(canvas, (left, top), (left + side - 1, top + side - 1), REGION_COLOUR, thickness)
@@ -58,7 +58,7 @@ def preview_image(
             cv2.FONT_HERSHEY_SIMPLEX,
             font_scale,
             TEXT_COLOUR,
-            max(1, thickness),
+            max(1, round(2 * font_scale)),
             cv2.LINE_AA,
         )
     return canvas
