@@ -20,15 +20,14 @@ ENTRY_POINTS = [
 ]
 
 
+def run(tmp_path, script, config, override):
+    command = [sys.executable, str(REPO / script), "--config-name", config, override]
+    return subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), cwd=tmp_path)
+
+
 @pytest.mark.parametrize("script, config, override, closest", ENTRY_POINTS)
 def test_unknown_keys_are_one_error_with_the_closest_key(tmp_path, script, config, override, closest):
-    result = subprocess.run(
-        [sys.executable, str(REPO / script), "--config-name", config, override],
-        capture_output=True,
-        text=True,
-        env=subprocess_environment(),
-        cwd=tmp_path,
-    )
+    result = run(tmp_path, script, config, override)
     key = override.split("=")[0].lstrip("+")
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"unknown config key '{key}'; did you mean {closest}?" in result.stderr
@@ -43,11 +42,5 @@ def test_unknown_keys_are_one_error_with_the_closest_key(tmp_path, script, confi
     ],
 )
 def test_badly_typed_values_are_one_error_naming_the_key(tmp_path, script, config, override, message):
-    result = subprocess.run(
-        [sys.executable, str(REPO / script), "--config-name", config, override],
-        capture_output=True,
-        text=True,
-        env=subprocess_environment(),
-        cwd=tmp_path,
-    )
+    result = run(tmp_path, script, config, override)
     assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
