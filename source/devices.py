@@ -61,3 +61,19 @@ def usable_workers(requested: int) -> int:
         logging.getLogger(__name__).info("num_workers %d capped at %d: the CPUs available to this process", requested, limit)
         return limit
     return requested
+
+
+def rng_state() -> dict:
+    """The random state to save for an exact resume: CPU and, once CUDA is in use, every CUDA device's."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state) -> None:
+    """Restore :func:`rng_state` (or a bare CPU state saved by earlier versions)."""
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state)
+        return
+    torch.set_rng_state(state["cpu"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])

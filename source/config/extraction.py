@@ -17,8 +17,10 @@ Level = Enum("Level", {"global": "global", "local": "local"}, type=str)
 
 
 class Precision(str, Enum):
-    """Autocast precision of the encoders (features are always saved as float32)."""
+    """Autocast precision of the encoders (features are always saved as float32); ``auto`` is resolved
+    for the device at start (:func:`source.precision.resolve_precision`) and saved resolved."""
 
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -20,6 +20,7 @@ from source.engines.extract import Extractor, merge_outcomes, write_reports
 from source.engines.feature_store import FeatureStore
 from source.log import setup_logging
 from source.models.factory import build_hipt_encoder
+from source.precision import resolve_precision
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def run_extraction_job(cfg: DictConfig) -> int:
         else resolve_device(cfg.device, context.local_rank)
     )
     context = init_distributed(device)
+    cfg.precision = resolve_precision(cfg.precision.value, device)
     try:
         with open_run(cfg, context, RESUME_KEYS) as run_dir:
             return _extract(cfg, run_dir, context, device, slides)

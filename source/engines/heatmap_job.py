@@ -25,6 +25,7 @@ from source.heatmaps.slide_render import SlideRenderer
 from source.io import atomic_write_csv, safe_join
 from source.log import setup_logging
 from source.models.factory import build_hipt_encoder
+from source.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def run_heatmap_job(cfg: DictConfig) -> int:
     validate_heatmaps(cfg)
     device = resolve_device(cfg.device, context.local_rank)
     context = init_distributed(device)
+    cfg.precision = resolve_precision(cfg.precision.value, device)
     try:
         with open_run(cfg, context) as run_dir:
             return _draw_all(cfg, run_dir, context, device)

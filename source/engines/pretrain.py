@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from source.devices import rng_state, set_rng_state
 from source.distributed import DistributedContext, broadcast_object, gather_objects
 from source.engines.callbacks import EarlyStopping
 from source.io import atomic_torch_save, atomic_write_text
@@ -119,7 +120,7 @@ class DinoTrainer:
 
         The full training state (what ``resume`` needs, about 6x the backbone for ViT-S with its 65,536-wide heads).
         """
-        rng = gather_objects(torch.get_rng_state(), self.context)
+        rng = gather_objects(rng_state(), self.context)
         if not self.context.is_main:
             return
         state = {
@@ -160,7 +161,7 @@ class DinoTrainer:
         self.stopper.load_state_dict(state["early_stopping"])
         self.history = list(state["history"])
         rng = state["rng"]
-        torch.set_rng_state(rng[self.context.rank] if self.context.rank < len(rng) else rng[0])
+        set_rng_state(rng[self.context.rank] if self.context.rank < len(rng) else rng[0])
         self.start_epoch = state["epoch"] + 1
         self.stopped_early = bool(state.get("stopped_early", False))
         logger.info("resumed from %s at epoch %d", path, self.start_epoch + 1)

@@ -23,6 +23,7 @@ from source.io import atomic_write_text
 from source.log import setup_logging
 from source.models.checkpoints import load_pretrained
 from source.models.vit import build_vit
+from source.precision import resolve_precision
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
 from source.pretraining.data import SeededMultiCropDataset, find_images, find_region_tensors, load_grid, load_rgb, read_downstream
 from source.pretraining.dino import DINO
@@ -92,6 +93,7 @@ def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
     validate_pretraining(cfg, stage)
     device = resolve_device(cfg.device, context.local_rank)
     context = init_distributed(device)
+    cfg.speed.precision = resolve_precision(cfg.speed.precision.value, device, "speed.precision")
     try:
         with open_run(cfg, context, RESUME_KEYS) as run_dir:
             _pretrain(cfg, stage, run_dir, context, device)

@@ -16,6 +16,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
+from source.devices import rng_state, set_rng_state
 from source.engines.callbacks import EarlyStopping
 from source.engines.evaluate import Split, predict_split, to_device
 from source.io import atomic_torch_save, atomic_write_csv
@@ -94,7 +95,7 @@ class Trainer:
             "epoch": epoch,
             "early_stopping": self.stopper.state_dict(),
             "history": self.history,
-            "rng": torch.get_rng_state(),
+            "rng": rng_state(),
             "stopped_early": self.stopped_early,
             **self.extra_state,
         }
@@ -112,7 +113,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         self.stopper.load_state_dict(state["early_stopping"])
         self.history = list(state["history"])
-        torch.set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.start_epoch = state["epoch"] + 1
         self.stopped_early = state["stopped_early"]
         logger.info("resumed from %s at epoch %d", path, self.start_epoch + 1)
