@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo benchmark clean
+.PHONY: install test demo benchmark gpu-check clean
 
 $(STAMP): requirements.txt requirements-no-deps.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/heatmaps.py
 	$(PY) benchmarks/pretraining.py
+
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
 
 clean:
 	rm -rf demo/output benchmarks/results .pytest_cache

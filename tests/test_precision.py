@@ -52,3 +52,17 @@ def test_a_run_saves_the_resolved_precision(hardware, tmp_path, region_dir):
                   vit_patch_arch="vit_tiny", pretrain_vit_patch=None, pretrain_vit_region=None, device="cpu", slide_list=None)  # fmt: skip
     assert run_extraction_job(extraction_config(**values)) == 0
     assert OmegaConf.load(tmp_path / "feature_extraction" / "r" / "config.yaml").precision == "fp32"
+
+
+def test_gpu_check_refuses_clearly_without_a_gpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    environment = os.environ | {"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--output", str(tmp_path)],
+                            capture_output=True, text=True, env=environment)  # fmt: skip
+    assert result.returncode == 2 and "gpu-check needs a CUDA GPU" in result.stderr
+    assert not list(tmp_path.iterdir()), "nothing is written"
