@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -69,3 +70,28 @@ def test_two_process_gloo_run_writes_each_slide_once(tmp_path, many_slides):
     slides = pd.read_csv(run_dir / "slides.csv")
     assert slides.slide_id.tolist() == [f"slide_{i}" for i in range(5)] and set(slides.status) == {"success"}
     assert len(pd.read_csv(run_dir / "regions.csv")) == 15
+
+
+def test_two_nodes_with_c10d_rendezvous_write_each_slide_once(tmp_path, many_slides):
+    """Two 'nodes' of one process each on localhost, joined by torchrun's c10d rendezvous (as a Slurm job would be)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = []
+    for node in range(2):
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=hipt-test", f"--node-rank={node}",
+            *extraction_command(f"region_dir={many_slides}", f"output_dir={tmp_path}", "run_id=nodes", "device=cpu",
+                                "num_workers=0", *TINY)[1:],
+        ]  # fmt: skip
+        nodes.append(subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    run_dir = tmp_path / "feature_extraction" / "nodes"
+    writes = slides_written_per_log(run_dir)
+    assert sorted(writes) == [f"slide_{i}" for i in range(5)] and all(len(logs) == 1 for logs in writes.values())
+    assert {logs[0] for logs in writes.values()} == {"log.txt", "log.rank1.txt"}
+    assert pd.read_csv(run_dir / "slides.csv").status.tolist() == ["success"] * 5
