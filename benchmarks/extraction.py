@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import shutil
 import statistics
@@ -31,6 +30,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hardware import describe, machine  # noqa: E402
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
 from source.data.slides import plan_slides  # noqa: E402
 from source.engines.extract import Extractor  # noqa: E402
@@ -153,13 +153,7 @@ def main() -> None:
     reference = features["baseline fp32"]
     cosine = lambda name: torch.nn.functional.cosine_similarity(features[name], reference).min().item()  # noqa: E731
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": str(device),
-        },
+        "machine": machine(device) | {"device": str(device)},
         "region_size": args.region_size,
         "regions": args.regions,
         "repeats": args.repeats,
@@ -183,7 +177,7 @@ def main() -> None:
         result["ratios"]["compiled bf16 / ours fp32"] = rows["compiled bf16"]["regions_per_s"] / rows["ours fp32"]["regions_per_s"]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
-    print(f"\n{args.regions} regions of {args.region_size} px, median of {args.repeats}, {device}, torch {torch.__version__}\n")
+    print(f"\n{args.regions} regions of {args.region_size} px, median of {args.repeats}, {device}; {describe(result['machine'])}\n")
     print("| row | regions/s | patches/s | s per run |\n|---|---:|---:|---:|")
     for name, row in rows.items():
         print(f"| {name} | {row['regions_per_s']:.4f} | {row['patches_per_s']:.1f} | {row['seconds']:.1f} |")

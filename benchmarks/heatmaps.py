@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hardware import describe, machine  # noqa: E402
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
 from source.data.regions import list_regions  # noqa: E402
 from source.heatmaps.attention import AttentionReader  # noqa: E402
@@ -81,9 +81,10 @@ def main() -> None:
         command = [sys.executable, __file__, "--scenario", str(count), str(size)]
         rows[name] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
         print(f"{name}: {rows[name]['seconds_per_region']:.1f} s/region, peak RSS {rows[name]['peak_rss_mb']:.0f} MB", flush=True)
-    result = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}, "rows": rows}
+    result = {"machine": machine(), "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
+    print(f"\n{describe(result['machine'])}")
     print("\n| scenario | regions | region px | s per region | total s | PNGs | peak RSS (MB) |\n|---|---:|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         cells = [name, row["regions"], row["region_size"], f"{row['seconds_per_region']:.1f}", f"{row['seconds']:.0f}", row["pngs"]]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hardware import describe, machine  # noqa: E402
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
 from source.engines.pretrain import clip_gradients, parameter_groups  # noqa: E402
 from source.models.hipt import PRECISIONS  # noqa: E402
@@ -62,7 +62,6 @@ def augmentation_rate(count: int) -> float:
     slide = read_slide_level0(fetch_demo_slide(ROOT / "demo"))
     patches = [Image.fromarray(np.ascontiguousarray(slide[500 + 37 * i : 756 + 37 * i, 600:856])) for i in range(count)]
     augment = PatchMultiCrop()
-    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker runs single-threaded
     start = time.perf_counter()
     for patch in patches:
@@ -79,16 +78,15 @@ def main() -> None:
     parser.add_argument("--augment-images", type=int, default=64)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "pretraining.json")
     args = parser.parse_args()
-    threads = torch.get_num_threads()
     rows = {f"ViT-S/16 DINO step, {p}": training_rate(args.batch, args.steps, p) for p in ("fp32", "bf16")}
     for name, rate in rows.items():
         print(f"{name}: {rate:.2f} images/s", flush=True)
     rows["patch augmentation, 1 worker"] = augmentation_rate(args.augment_images)
-    result = {"machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": threads}, "batch": args.batch,
+    result = {"machine": machine(), "batch": args.batch,
               "images_per_s": rows}  # fmt: skip
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
-    print(f"\nbatch {args.batch}, CPU, {threads} threads, median of {args.steps} steps\n")
+    print(f"\nbatch {args.batch}, median of {args.steps} steps; {describe(result['machine'])}\n")
     print("| row | images/s |\n|---|---:|")
     for name, rate in rows.items():
         print(f"| {name} | {rate:.2f} |")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hardware import describe, machine  # noqa: E402
 from source.data.features import BagDataset, FeatureBank, Split  # noqa: E402
 from source.engines.evaluate import predict_split  # noqa: E402
 from source.engines.optim import build_optimizer  # noqa: E402
@@ -102,13 +102,13 @@ def main() -> None:
     rows["LocalGlobalHIPT (M, 256, 384), ViT_region frozen"] = measure("LocalGlobalHIPT frozen", "local", local, args.epochs)
     rows["LocalGlobalHIPT (M, 256, 384), ViT_region fine-tuned"] = measure("LocalGlobalHIPT fine-tuned", "local", local, args.epochs, False)
     result = {
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine(),
         "regions_per_slide": args.regions,
         "epochs": args.epochs,
         "rows": rows,
     }
     args.output.write_text(json.dumps(result, indent=2))
-    print(f"\nM = {args.regions} regions per slide, CPU, {torch.get_num_threads()} threads, median of {args.epochs} epochs\n")
+    print(f"\nM = {args.regions} regions per slide, median of {args.epochs} epochs; {describe(result['machine'])}\n")
     print("| model | training slides/s | first epoch slides/s | evaluation slides/s | trainable parameters |\n|---|---:|---:|---:|---:|")
     for name, row in rows.items():
         print(

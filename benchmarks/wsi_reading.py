@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hardware import describe, machine  # noqa: E402
 from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
 from source.data.regions import Region, read_region  # noqa: E402
 from source.data.slides import SlidePlan, plan_slides  # noqa: E402
@@ -69,15 +69,6 @@ def write_slide(path: Path, pixels: np.ndarray, spacing: float, downsamples: tup
                 resolutionunit="CENTIMETER",
             )
     return path
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor()
 
 
 def read_rate(read, count: int, repeats: int) -> float:
@@ -174,14 +165,7 @@ def main() -> None:
             end_to_end = {name: statistics.median(values) for name, values in end_to_end.items()}
 
     result = {
-        "machine": {
-            "cpu": cpu_model(),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine(),
         "region_size": size,
         "repeats": args.repeats,
         "reading_per_worker": rows,
@@ -196,11 +180,7 @@ def main() -> None:
         }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
-    machine = result["machine"]
-    print(
-        f"\n{size}-px regions, median of {args.repeats}; {machine['cpu']} ({machine['torch_cpu_capability']}, native bf16: "
-        f"{machine['native_bf16']}), {machine['threads']} threads, torch {machine['torch']}\n"
-    )
+    print(f"\n{size}-px regions, median of {args.repeats}; {describe(result['machine'])}\n")
     print("| read per worker | regions/s | workers for 40 regions/s |\n|---|---:|---:|")
     for name, row in rows.items():
         print(f"| {name} | {row['regions_per_s']:.2f} | {40 / row['regions_per_s']:.1f} |")
