@@ -62,6 +62,7 @@ def augmentation_rate(count: int) -> float:
     slide = read_slide_level0(fetch_demo_slide(ROOT / "demo"))
     patches = [Image.fromarray(np.ascontiguousarray(slide[500 + 37 * i : 756 + 37 * i, 600:856])) for i in range(count)]
     augment = PatchMultiCrop()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a DataLoader worker runs single-threaded
     start = time.perf_counter()
     for patch in patches:
