@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -76,8 +77,20 @@ PATCH_SIDE_WARNING = 512
 """Patch-stage images whose shorter side is above this (median) are warned about: likely regions, not patches."""
 
 
-def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[Path], int]:
-    """``.pt`` files of ``(n*n, dim)`` region features under ``root``; returns them and n.
+@dataclass(frozen=True)
+class RegionRef:
+    """One region of the region stage: a ``(n*n, C)`` file, or row ``row`` of a slide's ``(M, n*n, C)`` file."""
+
+    path: Path
+    row: Optional[int] = None
+
+
+def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRef], int]:
+    """The regions of the ``.pt`` files under ``root`` and their grid side n.
+
+    Files are one region's ``(n*n, dim)`` features (``save_region_features``) or a slide's
+    ``(M, n*n, dim)`` (the ``features/slide/`` folder of a level-local extraction): each of its M rows
+    is a region, read from the file on demand (memory-mapped), so no per-region file is needed.
 
     Raises:
         PretrainingDataError: no folder, no file, a file of another shape, or grids of different sizes.
@@ -88,22 +101,28 @@ def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[Path], i
     files = sorted(root.rglob("*.pt"))
     if not files:
         raise PretrainingDataError(
-            f"data_dir '{root}' holds no .pt region tensor (run extract_features.py level=local save_region_features=true)"
+            f"data_dir '{root}' holds no .pt feature file (run extract_features.py --config-name local: its features/slide/ folder, "
+            "or features/region/ with save_region_features=true)"
         )
-    grid = None
+    grid, regions = None, []
     for path in files:
         try:
             tensor = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except (RuntimeError, OSError, ValueError) as error:
             raise PretrainingDataError(f"region tensor '{path}' is unreadable ({error})") from error
-        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else None
-        side = math.isqrt(shape[0]) if shape and len(shape) == 2 else 0
-        if not shape or len(shape) != 2 or shape[1] != dim or side * side != shape[0]:
-            raise PretrainingDataError(f"region tensor '{path}' has shape {shape}, expected (n*n, {dim}) (level-local region features)")
+        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else ()
+        tokens = shape[-2] if len(shape) in (2, 3) else 0
+        side = math.isqrt(tokens)
+        if len(shape) not in (2, 3) or shape[-1] != dim or side * side != tokens or tokens == 0:
+            raise PretrainingDataError(
+                f"feature file '{path}' has shape {shape}, expected (n*n, {dim}) for a region or (M, n*n, {dim}) for a slide "
+                "(level-local features)"
+            )
         if grid is not None and side != grid:
             raise PretrainingDataError(f"region tensor '{path}' is a {side}x{side} grid but others are {grid}x{grid}")
         grid = side
-    return files, grid
+        regions += [RegionRef(path)] if len(shape) == 2 else [RegionRef(path, row) for row in range(shape[0])]
+    return regions, grid
 
 
 class SeededMultiCropDataset(Dataset):
@@ -136,9 +155,11 @@ def load_rgb(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def load_grid(path: Path) -> torch.Tensor:
-    """A ``(n*n, C)`` region tensor as the grid ``(C, n, n)``."""
-    tokens = torch.load(path, map_location="cpu", weights_only=True).float()
+def load_grid(path: Path | RegionRef) -> torch.Tensor:
+    """A region's ``(n*n, C)`` features (a file, or a row of a slide's file) as the grid ``(C, n, n)``."""
+    ref = path if isinstance(path, RegionRef) else RegionRef(Path(path))
+    tokens = torch.load(ref.path, map_location="cpu", weights_only=True, mmap=ref.row is not None)
+    tokens = (tokens if ref.row is None else tokens[ref.row]).float()
     side = math.isqrt(tokens.shape[0])
     return tokens.T.reshape(tokens.shape[1], side, side)
 

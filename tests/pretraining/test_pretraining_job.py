@@ -252,3 +252,25 @@ def test_one_epoch_clamps_the_warmups_and_regions_as_patches_are_warned(tmp_path
     assert "training.warmup_epochs (10) exceeds training.nepochs (1): clamped to 1" in caplog.text
     assert "model.warmup_teacher_temp_epochs (30) exceeds training.nepochs (1): clamped to 1" in caplog.text
     assert "about 1024 px (median shorter side), far larger than the 256-px patches" in caplog.text
+
+
+def test_region_stage_reads_slide_feature_files_like_region_files(tmp_path, region_tensor_dir):
+    """A features/slide/ folder ([M, n*n, 384] per slide) gives the same regions, hence the same run, as one file per region."""
+    from source.pretraining.data import find_region_tensors, load_grid
+
+    regions = sorted(region_tensor_dir.iterdir())
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[:4]]), slides / "a.pt")
+    torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[4:]]), slides / "b.pt")
+    refs, grid = find_region_tensors(slides)
+    assert grid == 4 and [(r.path.name, r.row) for r in refs] == [("a.pt", i) for i in range(4)] + [("b.pt", i) for i in range(2)]
+    for ref, path in zip(refs, regions):
+        torch.testing.assert_close(load_grid(ref), load_grid(path))
+    short = FAST_REGION | {"training.nepochs": 2}
+    losses = []
+    for name, folder in (("files", region_tensor_dir), ("slides", slides)):
+        cfg = pretraining_config("region", data_dir=str(folder), output_dir=str(tmp_path), run_id=name, **short)
+        assert run_pretraining_job(cfg, "region") == 0
+        losses.append([r["loss"] for r in log(tmp_path / "dino_region" / name)])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
