@@ -118,6 +118,7 @@ def check_overrides(config_path: Path, config_name: str, argv: list[str]) -> Non
 
     name = _config_name(argv, config_name)
     overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    known: list[str] = []
     try:
         with initialize_config_dir(config_dir=str(config_path), version_base=None):
             baseline = compose(name)
@@ -130,7 +131,7 @@ def check_overrides(config_path: Path, config_name: str, argv: list[str]) -> Non
     except ConfigError as error:
         _exit_with_config_error(str(error))
     except Exception as error:  # Hydra's composition errors: a bad value, a missing config file
-        _exit_with_config_error(_explain_override_error(error, known if "known" in locals() else []))
+        _exit_with_config_error(_explain_override_error(error, known))
 
 
 def _exit_with_config_error(message: str) -> None:

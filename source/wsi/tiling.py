@@ -119,8 +119,6 @@ def tile_whole_slide(slide: WholeSlide, settings: TilingSettings, region_size: i
     )
     try:
         result = tile_slide(spec, tiling=tiling, segmentation=segmentation, filtering=filtering, masks=masks)
-    except BadInputError:
-        raise
     except Exception as error:  # hs2p and the backends raise many types; each becomes one sentence
         raise BadInputError(_explain(error, slide, settings)) from error
     return replace(result, tiles=canonicalize_tiling_result(result.tiles))
