@@ -170,6 +170,14 @@ def _validate_input(cfg: DictConfig) -> None:
         )
     if cfg.region_dir and not Path(cfg.region_dir).is_dir():
         raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: check the path")
+    validate_whole_slide_keys(cfg)
+    if cfg.save_region_images and not cfg.wsi_csv:
+        raise ConfigError("save_region_images only applies to wsi_csv input (region_dir input already is region images)")
+
+
+def validate_whole_slide_keys(cfg: DictConfig) -> None:
+    """``wsi_csv`` a file, ``coordinates_dir`` a folder and only with ``wsi_csv``, and the ``tiling`` block
+    (the whole-slide keys shared by extraction, heatmaps and patch pretraining)."""
     if cfg.wsi_csv and not Path(cfg.wsi_csv).is_file():
         raise ConfigError(
             f"wsi_csv '{cfg.wsi_csv}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, spacing_at_level_0]"
@@ -180,9 +188,11 @@ def _validate_input(cfg: DictConfig) -> None:
         raise ConfigError(
             f"coordinates_dir '{cfg.coordinates_dir}' is not a folder of <slide_id>.coordinates.npz / .coordinates.meta.json files"
         )
-    if cfg.save_region_images and not cfg.wsi_csv:
-        raise ConfigError("save_region_images only applies to wsi_csv input (region_dir input already is region images)")
-    tiling = cfg.tiling
+    validate_tiling(cfg.tiling)
+
+
+def validate_tiling(tiling: DictConfig | TilingSettings) -> None:
+    """Check the ``tiling`` block; raise :class:`ConfigError` naming the key."""
     if not tiling.spacing > 0:
         raise ConfigError(f"tiling.spacing must be a positive um/px value (0.5 = 20x, HIPT's), got {tiling.spacing}")
     if not 0 <= tiling.tolerance < 1:

@@ -9,7 +9,7 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from source.config.core import ConfigError
-from source.config.extraction import PATCH_ARCHITECTURES, Precision
+from source.config.extraction import PATCH_ARCHITECTURES, Precision, TilingSettings, validate_whole_slide_keys
 from source.heatmaps.settings import RenderSettings
 
 
@@ -20,6 +20,10 @@ class HeatmapConfig(RenderSettings):
     patch_fp: Optional[str] = None
     region_fp: Optional[str] = None
     region_dir: Optional[str] = None
+    wsi_csv: Optional[str] = None
+    coordinates_dir: Optional[str] = None
+    extraction_run: Optional[str] = None
+    tiling: TilingSettings = field(default_factory=TilingSettings)
     slide_id: Optional[str] = None
     slide_csv: Optional[str] = None
     format: str = "jpg"
@@ -41,15 +45,37 @@ class HeatmapConfig(RenderSettings):
     patch_batch_size: int = 64
 
 
+SLIDE_INPUTS = ("region_dir", "wsi_csv", "extraction_run")
+"""Where slides come from: region image folders, whole-slide images, or the slides of an extraction run."""
+
+
+def slide_input(cfg: DictConfig) -> Optional[str]:
+    """The slide input key that is set (``region_dir``, ``wsi_csv`` or ``extraction_run``), or None."""
+    return next((key for key in SLIDE_INPUTS if cfg[key]), None)
+
+
 def validate_heatmaps(cfg: DictConfig) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
-    if not (cfg.patch_fp or cfg.region_fp or cfg.slide_id or cfg.slide_csv):
-        raise ConfigError("nothing to do: set patch_fp, region_fp, slide_id (with region_dir) or slide_csv (with region_dir)")
+    if not (cfg.patch_fp or cfg.region_fp or cfg.slide_id or cfg.slide_csv or slide_input(cfg)):
+        raise ConfigError(
+            "nothing to do: set patch_fp, region_fp, wsi_csv (whole slides), extraction_run (the slides of an extraction run) "
+            "or region_dir with slide_id / slide_csv"
+        )
     for key in ("patch_fp", "region_fp", "slide_csv"):
         if cfg[key] and not Path(cfg[key]).is_file():
             raise ConfigError(f"{key} '{cfg[key]}' is not a file")
-    if (cfg.slide_id or cfg.slide_csv) and not (cfg.region_dir and Path(cfg.region_dir).is_dir()):
-        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: slide_id / slide_csv need the folder of <slide_id>/imgs/")
+    inputs = [key for key in SLIDE_INPUTS if cfg[key]]
+    if len(inputs) > 1:
+        raise ConfigError(f"give one slide input, not {' and '.join(inputs)}: {', '.join(SLIDE_INPUTS)} are alternatives")
+    if (cfg.slide_id or cfg.slide_csv) and not inputs:
+        raise ConfigError("slide_id / slide_csv pick slides of a slide input: also set wsi_csv, extraction_run or region_dir")
+    if cfg.region_dir and not Path(cfg.region_dir).is_dir():
+        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: give the folder of <slide_id>/imgs/<x>_<y>.<format>")
+    if cfg.extraction_run and not Path(cfg.extraction_run).is_dir():
+        raise ConfigError(
+            f"extraction_run '{cfg.extraction_run}' is not a folder: give output_dir/<experiment_name>/<run_id> of an extraction"
+        )
+    validate_whole_slide_keys(cfg)
     if cfg.region_size % cfg.patch_size:
         raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size})")
     if cfg.downscale < 1 or cfg.patch_size % cfg.downscale or cfg.downscale > 16:

@@ -21,6 +21,16 @@ class RegionSource(Protocol):
     def close(self) -> None:
         """Release open files (the source reopens them when read again)."""
 
+    @property
+    def footprint_lv0(self) -> int:
+        """A region's side in level-0 pixels of the slide."""
+
+    def level0_size(self) -> tuple[int, int]:
+        """The slide's level-0 ``(width, height)`` in pixels."""
+
+    def thumbnail(self, scale: float) -> np.ndarray:
+        """The whole slide at ``scale`` canvas px per level-0 px: ``(round(H * scale), round(W * scale), 3)`` uint8."""
+
 
 @dataclass
 class SlidePlan:

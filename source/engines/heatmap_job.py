@@ -12,12 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.heatmaps import validate_heatmaps
 from source.config.rundir import open_run
-from source.data.labels import read_table
 from source.data.regions import BadInputError
-from source.data.slides import plan_slides, shard_plans
+from source.data.slides import shard_plans
 from source.devices import resolve_device
 from source.distributed import DistributedContext, context_from_env, gather_objects, init_distributed, shutdown
 from source.heatmaps.attention import AttentionReader
+from source.heatmaps.inputs import HeatmapSlides, plan_heatmap_slides, read_heatmap_slides
 from source.heatmaps.settings import RenderSettings
 from source.heatmaps.single import render_patch, render_region, stem
 from source.heatmaps.slide_level import load_slide_model
@@ -37,32 +37,27 @@ def render_settings(cfg: DictConfig) -> RenderSettings:
     return RenderSettings(**values)
 
 
-def slide_ids(cfg: DictConfig) -> list[str]:
-    """``slide_id`` and the ``slide_id`` column of ``slide_csv``, in order, without duplicates."""
-    ids = [cfg.slide_id] if cfg.slide_id else []
-    if cfg.slide_csv:
-        ids += read_table(cfg.slide_csv, ["slide_id"]).slide_id.tolist()
-    return list(dict.fromkeys(ids))
-
-
 def run_heatmap_job(cfg: DictConfig) -> int:
     """Draw every requested map; returns the exit code (1 if a slide failed)."""
     context = context_from_env()
     setup_logging(context.rank)
     validate_heatmaps(cfg)
+    slides = read_heatmap_slides(cfg)
+    if cfg.extraction_run:
+        validate_heatmaps(cfg)  # again with the run's region_size and patch_size
     device = resolve_device(cfg.device, context.local_rank)
     context = init_distributed(device)
     cfg.precision = resolve_precision(cfg.precision.value, device)
     try:
         with open_run(cfg, context) as run_dir:
-            return _draw_all(cfg, run_dir, context, device)
+            return _draw_all(cfg, run_dir, context, device, slides)
     finally:
         shutdown()
 
 
-def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device) -> int:
+def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: HeatmapSlides) -> int:
     torch.manual_seed(cfg.seed)
-    needs_region = bool(cfg.region_fp or cfg.slide_id or cfg.slide_csv)  # patch maps alone need no ViT_region
+    needs_region = bool(cfg.region_fp or slides.ids)  # patch maps alone need no ViT_region
     encoder = build_hipt_encoder(
         "global" if needs_region else "local",
         cfg.patch_weights,
@@ -87,10 +82,11 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
     if context.is_main and cfg.region_fp:
         render_region(reader, Path(cfg.region_fp), run_dir / stem(cfg.region_fp), settings)
         logger.info("region maps: %s", run_dir / stem(cfg.region_fp))
-    plans = plan_slides(cfg.region_dir, slide_ids(cfg), cfg.format) if cfg.region_dir else []
+    plans = plan_heatmap_slides(cfg, slides, run_dir, context)
     outcomes = []
     for plan in shard_plans(plans, context):
         outcome = {"slide_id": plan.slide_id, "num_regions": len(plan.regions), "status": "success", "error": "", "output_dir": ""}
+        outcome |= {key: plan.details.get(key) for key in ("image_path", "tile_size_lv0") if slides.whole_slides is not None}
         try:
             if plan.error:
                 raise BadInputError(plan.error)
@@ -99,11 +95,14 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
             if cfg.resume and (out_dir / "attention.csv").exists():
                 logger.info("slide %s already drawn", plan.slide_id)
             else:
-                renderer.render(plan.slide_id, plan.regions, out_dir, show_progress=context.is_main)
+                renderer.render(plan.slide_id, plan.regions, out_dir, show_progress=context.is_main, source=plan.source)
                 logger.info("slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), out_dir)
         except (BadInputError, ValueError) as error:
             outcome.update(status="failed", error=str(error))
             logger.error("slide %s failed: %s", plan.slide_id, error)
+        finally:
+            if plan.source is not None:
+                plan.source.close()
         outcomes.append(outcome)
     merged = [o for part in gather_objects(outcomes, context) for o in part]
     failed = [o for o in merged if o["status"] != "success"]

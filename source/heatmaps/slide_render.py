@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from source.config.core import ConfigError
 from source.data.regions import Region, read_region
+from source.data.slides import RegionSource
 from source.heatmaps.attention import AttentionReader, region_maps
 from source.heatmaps.export import AttentionExport
 from source.heatmaps.render import blend, highlighted, side_by_side, thresholded, with_colorbar
@@ -36,12 +37,23 @@ def pool(scores: np.ndarray, size: int) -> np.ndarray:
     return scores.reshape(size, factor, size, factor).mean(axis=(1, 3))
 
 
-def choose_downsample(coordinates: Sequence[tuple[int, int]], settings: RenderSettings) -> int:
-    """The canvas downsample: ``settings.downsample`` when set, else the finest one whose canvas is at
-    most ``canvas_width`` px wide (and high), among the multiples of ``downscale`` dividing ``region_size``."""
+def choose_downsample(
+    coordinates: Sequence[tuple[int, int]], settings: RenderSettings, size_lv0: Optional[int] = None, slide_extent_lv0: int = 0
+) -> int:
+    """The canvas downsample (canvas px = ``downsample`` region px): ``settings.downsample`` when set, else
+    the finest one whose canvas is at most ``canvas_width`` px wide (and high), among the multiples of
+    ``downscale`` dividing ``region_size``.
+
+    Args:
+        coordinates: level-0 region corners.
+        size_lv0: a region's side in level-0 px (default ``region_size``).
+        slide_extent_lv0: the slide's longer level-0 side when the canvas covers the whole slide (thumbnail).
+    """
     if settings.downsample:
         return settings.downsample
-    extent = max(max(x for x, _ in coordinates), max(y for _, y in coordinates)) + settings.region_size
+    size_lv0 = size_lv0 or settings.region_size
+    extent_lv0 = max(max(x for x, _ in coordinates) + size_lv0, max(y for _, y in coordinates) + size_lv0, slide_extent_lv0)
+    extent = extent_lv0 * settings.region_size / size_lv0
     candidates = [d for d in range(settings.downscale, settings.region_size + 1, settings.downscale) if settings.region_size % d == 0]
     fitting = [d for d in candidates if extent / d <= settings.canvas_width]
     return fitting[0] if fitting else candidates[-1]
@@ -74,19 +86,36 @@ class SlideRenderer:
         self.per_head = settings.all_heads or settings.heads is not None
         """Draw every selected head (and head pair); otherwise only the mean over heads."""
 
-    def render(self, slide_id: str, regions: Sequence[Region], out_dir: Path, show_progress: bool = True) -> None:
-        """Write every output of the slide under ``out_dir`` (``attention.csv`` last)."""
+    def render(
+        self, slide_id: str, regions: Sequence[Region], out_dir: Path, show_progress: bool = True, source: Optional[RegionSource] = None
+    ) -> None:
+        """Write every output of the slide under ``out_dir`` (``attention.csv`` last).
+
+        Args:
+            regions: the slide's regions (level-0 corners).
+            source: reads the regions from a whole slide, whose thumbnail is then drawn under the
+                slide canvases; ``None``: each region is its image file (``region.path``).
+        """
         s = self.settings
         if not regions:
             raise ValueError(f"slide {slide_id} has no regions")
+        self.slide_id = slide_id
         self.coordinates = [(r.x, r.y) for r in regions]
-        self.downsample = choose_downsample(self.coordinates, s)
+        self.size_lv0 = source.footprint_lv0 if source is not None else s.region_size
+        self.background = None
+        slide_extent = 0
+        if source is not None:  # the whole slide is drawn: size the canvas for it
+            slide_extent = max(source.level0_size())
+        self.downsample = choose_downsample(self.coordinates, s, self.size_lv0, slide_extent)
         size, tile = s.region_size // s.downscale, s.region_size // self.downsample
+        if source is not None:
+            self.background = source.thumbnail(tile / self.size_lv0)
         self.canvases: dict[str, SlideCanvas] = {}
-        export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches)
+        export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches, self.size_lv0)
         factor_tiles, image_tiles, local, global_ = [], [], [], []
         for region in tqdm(regions, desc=slide_id, unit="region", leave=False, disable=not show_progress):
-            pixels = torch.from_numpy(read_region(region.path, s.region_size)).permute(2, 0, 1)
+            array = source.read(region) if source is not None else read_region(region.path, s.region_size)
+            pixels = torch.from_numpy(array).permute(2, 0, 1)
             maps = region_maps(self.reader, pixels, size, s.granular, self.patch_heads, self.region_heads)
             image, image_tile = resize(pixels, size), resize(pixels, tile)
             name = f"{region.x}_{region.y}.png"
@@ -130,7 +159,9 @@ class SlideRenderer:
 
     def _canvas(self, name: str, channels: int = 3) -> SlideCanvas:
         if name not in self.canvases:
-            self.canvases[name] = SlideCanvas(self.coordinates, self.settings.region_size, self.downsample, channels)
+            self.canvases[name] = SlideCanvas(
+                self.coordinates, self.settings.region_size, self.downsample, channels, self.size_lv0, self.background
+            )
         return self.canvases[name]
 
     def _draw(self, name: str, scores: np.ndarray, image: np.ndarray, image_tile: np.ndarray, region: Region, path: Path) -> None:
@@ -149,7 +180,7 @@ class SlideRenderer:
 
     def _save(self, out_dir: Path) -> None:
         for name, canvas in self.canvases.items():
-            canvas.save(out_dir / "slide" / f"{name}.png", self.settings.cmap)
+            canvas.save(out_dir / "slide" / f"{name}.png", self.settings.cmap, title=f"{self.slide_id}: {name.replace('_', ' ')}")
         if not self.per_head:
             names = ["patch_mean", "region_mean", "factorized_mean"] + (["slide"] if "slide" in self.canvases else [])
             images = [self.canvases[n].pixels for n in names]

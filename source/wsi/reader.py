@@ -121,6 +121,25 @@ class WholeSlideRegions:
             self._save(region, pixels)
         return pixels
 
+    @property
+    def footprint_lv0(self) -> int:
+        """A region's side in level-0 pixels (``tile_size_lv0``)."""
+        return self.geometry.tile_size_lv0
+
+    def level0_size(self) -> tuple[int, int]:
+        """The slide's level-0 ``(width, height)`` in pixels."""
+        width, height = (int(v) for v in self._open().dimensions)
+        return width, height
+
+    def thumbnail(self, scale: float) -> np.ndarray:
+        """The whole slide at ``scale`` px per level-0 px: ``(round(H * scale), round(W * scale), 3)`` uint8."""
+        width, height = self.level0_size()
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pixels = np.ascontiguousarray(np.asarray(self._open().get_thumbnail(size))[..., :3])
+        if pixels.shape[:2] != (size[1], size[0]):  # a backend that keeps its own aspect ratio
+            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+        return pixels
+
     def _save(self, region: Region, pixels: np.ndarray) -> None:
         path = safe_join(safe_join(self.save_dir, self.slide_id) / "imgs", f"{region.x}_{region.y}", ".png")
         if not path.exists():

@@ -2,7 +2,7 @@
 
 Columns: ``slide_id`` (or ``sample_id``, as in the HS2P tiler's ``process_list.csv``), ``image_path``,
 optional ``mask_path`` and ``spacing_at_level_0`` (um/px, overrides the file's own). Relative paths
-are taken from the csv's folder. Extra columns (hs2p's ``tiling_status``, ...) are ignored.
+are taken from the csv's folder (and recorded absolute). Extra columns (hs2p's ``tiling_status``, ...) are ignored.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _blank(value: object) -> bool:
 
 def _path(value: object, base: Path) -> Path:
     path = Path(str(value).strip()).expanduser()
-    return path if path.is_absolute() else base / path
+    return path if path.is_absolute() else (base / path).absolute()
 
 
 def _spacing(value: object, csv_path: Path, row: int) -> Optional[float]:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from source.config.heatmaps import HeatmapConfig
 from source.engines.heatmap_job import run_heatmap_job
+from source.heatmaps.stitch import TITLE_HEIGHT
 from source.models.checkpoints import CheckpointError
 from source.models.slide import GlobalHIPT
 from tests.helpers import REPO, training_config
@@ -68,7 +69,7 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
     assert len(list((out / "hierarchical_1024_256").glob("rhead_*_phead_*/*.png"))) == 4 * 6
     for name in ["patch_head_0", "region_head_1", "rhead_0_phead_1", "slide", "slide_thresh", "slide_highlight", "patch_head_1_highlight"]:
         width, height = size(out / "slide" / f"{name}.png")
-        assert width == 64 + 90 and height == 96, name  # 2 x 3 regions of 32 px at downsample 32, + the colorbar
+        assert width == 64 + 90 and height == 96 + TITLE_HEIGHT, name  # 2 x 3 regions of 32 px at downsample 32, + colorbar and title
     with Image.open(out / "slide" / "slide_highlight.png") as image:
         assert image.mode == "RGBA"
     assert size(out / "patch.png")[0] > 2 * 64 and (out / "region.png").exists()
@@ -94,7 +95,7 @@ def test_default_draws_the_mean_over_heads_on_a_canvas_sized_for_the_slide(tmp_p
     assert not list(out.rglob("head_*")) and not list(out.rglob("rhead_*")), "no per-head output unless asked"
     assert sorted(p.name for p in (out / "slide").iterdir()) == ["factorized_mean.png", "patch_mean.png", "region_mean.png"]
     # the demo slide's regions span 2 x 3 regions of 1024 px: the finest canvas within canvas_width
-    assert size(out / "slide" / "patch_mean.png") == (2 * tile + 90, 3 * tile)
+    assert size(out / "slide" / "patch_mean.png") == (2 * tile + 90, 3 * tile + TITLE_HEIGHT)
     assert size(out / "summary.png")[0] > 3 * 2 * tile and size(out / "patch" / "256" / "mean" / "0_0.png") == (256 + 90, 256)
 
 

@@ -1,0 +1,80 @@
+"""Read back what a whole-slide extraction run encoded: its slides, their coordinates and its geometry.
+
+Heatmaps (``extraction_run=<run folder>``) use it to draw exactly the regions whose features were
+extracted: the run's ``slides.csv`` gives each slide's file and level-0 spacing, its ``coordinates/``
+the regions, its ``config.yaml`` the region size and the ``tiling`` block.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from source.config.core import ConfigError
+from source.config.extraction import TilingSettings
+from source.wsi.slide_table import WholeSlide
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractionRun:
+    """The whole-slide inputs of an extraction run, ready to be planned again."""
+
+    folder: Path
+    slides: list[WholeSlide]
+    coordinates_dir: Path
+    tiling: TilingSettings
+    region_size: int
+    patch_size: int
+
+
+def _spacing(value: object) -> float | None:
+    try:
+        spacing = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return spacing if math.isfinite(spacing) and spacing > 0 else None
+
+
+def read_extraction_run(folder: str | Path) -> ExtractionRun:
+    """The slides an extraction run encoded successfully (in its ``slides.csv`` order) and its geometry.
+
+    Failed slides of the run are left out (logged).
+
+    Raises:
+        ConfigError: the folder is not a finished whole-slide extraction run (no ``config.yaml``,
+            ``slides.csv`` or ``coordinates/``), or none of its slides succeeded.
+    """
+    folder = Path(folder)
+    config_path, table_path, coordinates = folder / "config.yaml", folder / "slides.csv", folder / "coordinates"
+    if not config_path.is_file() or not table_path.is_file():
+        raise ConfigError(
+            f"extraction_run '{folder}' is not an extraction run folder (it needs config.yaml and slides.csv): "
+            "give output_dir/<experiment_name>/<run_id> of a finished extract_features.py run"
+        )
+    config = OmegaConf.load(config_path)
+    if not config.get("wsi_csv") or not coordinates.is_dir():
+        raise ConfigError(
+            f"extraction_run '{folder}' read region images (region_dir={config.get('region_dir')}), not whole slides: "
+            f"draw its heatmaps with region_dir={config.get('region_dir')}"
+        )
+    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    done = table[table.status == "success"]
+    skipped = table.slide_id[table.status != "success"].tolist()
+    if skipped:
+        logger.warning("extraction_run: %d slide(s) failed in that run and are left out: %s", len(skipped), ", ".join(skipped))
+    if done.empty:
+        raise ConfigError(f"extraction_run '{folder}': no slide succeeded in that run (see its slides.csv)")
+    slides = [
+        WholeSlide(slide_id=row.slide_id, image_path=Path(row.image_path), spacing_at_level_0=_spacing(row.spacing_at_level_0))
+        for row in done.itertuples()
+    ]
+    known = {f.name for f in fields(TilingSettings)}
+    tiling = TilingSettings(**{k: v for k, v in OmegaConf.to_container(config.tiling).items() if k in known})
+    return ExtractionRun(folder, slides, coordinates, tiling, int(config.region_size), int(config.patch_size))
