@@ -124,8 +124,9 @@ def test_two_process_gloo_run_draws_each_whole_slide_once(slides_dir, tmp_path):
     rows = [{"slide_id": name, "image_path": str(slides_dir / file)} for name, file in
             (("a", "he_025_no2x.tif"), ("b", "he_025_2x.tif"), ("c", "he 0.5 é.tif"))]  # fmt: skip
     csv = write_csv(tmp_path / "slides.csv", rows)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(REPO / "attention_visualization.py")]
-    command += ["--config-name", "default", f"wsi_csv={csv}", "region_size=512", f"output_dir={tmp_path}", "run_id=ddp", "device=cpu"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += [str(REPO / "attention_visualization.py"), "--config-name", "default", f"wsi_csv={csv}", "region_size=512"]
+    command += [f"output_dir={tmp_path}", "run_id=ddp", "device=cpu"]
     command += ["vit_patch_arch=vit_tiny", "patch_weights=null", "region_weights=null", "save_region_maps=false"]
     result = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
