@@ -71,9 +71,9 @@ def inference_entry(config_dir: Path, kind: str) -> None:
 
 def pretraining_entry(config_dir: Path, stage: str) -> None:
     """Run ``pretrain/dino_<stage>.py``: Hydra config ``config/pretraining/<stage>.yaml``."""
-    from source.config.pretraining import PretrainingConfig
+    from source.config.pretraining import PRETRAINING_SCHEMAS
 
-    register_schema("pretraining_schema", PretrainingConfig)
+    register_schema("pretraining_schema", PRETRAINING_SCHEMAS[stage])
 
     def main(cfg: DictConfig) -> None:
         from source.engines.pretraining_job import run_pretraining_job

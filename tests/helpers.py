@@ -141,11 +141,11 @@ def training_config(kind: str, multi: bool = False, **overrides) -> DictConfig:
 
 def pretraining_config(stage: str, **overrides) -> DictConfig:
     """``config/pretraining/<stage>.yaml`` on its schema, with dotted ``overrides``."""
-    from source.config.pretraining import PretrainingConfig
+    from source.config.pretraining import PRETRAINING_SCHEMAS
 
     documented = OmegaConf.load(REPO / "config" / "pretraining" / f"{stage}.yaml")
     documented.pop("defaults")
-    cfg = OmegaConf.merge(OmegaConf.structured(PretrainingConfig), documented)
+    cfg = OmegaConf.merge(OmegaConf.structured(PRETRAINING_SCHEMAS[stage]), documented)
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return cfg

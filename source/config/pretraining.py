@@ -10,7 +10,14 @@ from typing import Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.core import ConfigError
-from source.config.extraction import PATCH_ARCHITECTURES, REGION_ARCHITECTURES, Precision, WandbConfig
+from source.config.extraction import (
+    PATCH_ARCHITECTURES,
+    REGION_ARCHITECTURES,
+    Precision,
+    TilingSettings,
+    WandbConfig,
+    validate_whole_slide_keys,
+)
 
 
 @dataclass
@@ -115,6 +122,29 @@ class PretrainingConfig:
 
 
 @dataclass
+class SlidePatchesConfig:
+    """The ``data`` block of the patch stage."""
+
+    patch_size: int = 256
+    patches_per_epoch: Optional[int] = None
+
+
+@dataclass
+class PatchPretrainingConfig(PretrainingConfig):
+    """Every key of ``config/pretraining/patch.yaml``: the common keys, and whole-slide input."""
+
+    data_dir: Optional[str] = None
+    wsi_csv: Optional[str] = None
+    coordinates_dir: Optional[str] = None
+    tiling: TilingSettings = field(default_factory=TilingSettings)
+    data: SlidePatchesConfig = field(default_factory=SlidePatchesConfig)
+
+
+PRETRAINING_SCHEMAS = {"patch": PatchPretrainingConfig, "region": PretrainingConfig}
+"""The config schema of each stage."""
+
+
+@dataclass
 class KnnEvalConfig:
     """Every key of ``config/pretraining/knn.yaml``."""
 
@@ -135,9 +165,10 @@ class KnnEvalConfig:
 
 def validate_pretraining(cfg: DictConfig, stage: str) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
-
-    if OmegaConf.is_missing(cfg, "data_dir") or not Path(cfg.data_dir).is_dir():
-        raise ConfigError(f"data_dir must be a folder of {'patch images' if stage == 'patch' else 'region tensors (.pt)'}")
+    if stage == "patch":
+        _validate_patch_input(cfg)
+    elif OmegaConf.is_missing(cfg, "data_dir") or not Path(cfg.data_dir).is_dir():
+        raise ConfigError("data_dir must be a folder of region tensors (.pt): the features/slide/ folder of a level-local extraction")
     expected = REGION_ARCHITECTURES if stage == "region" else PATCH_ARCHITECTURES
     if cfg.model.arch not in expected:
         raise ConfigError(f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}")
@@ -167,3 +198,19 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
         raise ConfigError("early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv")
     if cfg.resume and not cfg.run_id:
         raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
+
+
+def _validate_patch_input(cfg: DictConfig) -> None:
+    if bool(cfg.data_dir) == bool(cfg.wsi_csv):
+        given = "both are set" if cfg.data_dir else "neither is set"
+        raise ConfigError(
+            f"give exactly one input, data_dir or wsi_csv ({given}): wsi_csv=slides.csv pretrains on patches read from whole-slide "
+            "images (columns slide_id, image_path[, mask_path][, spacing_at_level_0]); data_dir=/data/patches on patch image files"
+        )
+    if cfg.data_dir and not Path(cfg.data_dir).is_dir():
+        raise ConfigError(f"data_dir '{cfg.data_dir}' is not a folder of patch images")
+    validate_whole_slide_keys(cfg)
+    if cfg.data.patch_size < 16:
+        raise ConfigError(f"data.patch_size must be at least 16 px, got {cfg.data.patch_size}")
+    if cfg.data.patches_per_epoch is not None and cfg.data.patches_per_epoch < 1:
+        raise ConfigError(f"data.patches_per_epoch must be >= 1 or blank (all patches), got {cfg.data.patches_per_epoch}")

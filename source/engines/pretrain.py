@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim import Optimizer
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from source.devices import rng_state, set_rng_state
@@ -172,7 +172,7 @@ class DinoTrainer:
         """One epoch; returns the mean loss over iterations (averaged over ranks)."""
         self.dino.student.train()
         sampler = self.loader.sampler
-        if isinstance(sampler, DistributedSampler):
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler, BalancedEpochSampler
             sampler.set_epoch(epoch)
         self.loader.dataset.epoch = epoch
         iterations = len(self.loader)

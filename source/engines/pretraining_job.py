@@ -25,27 +25,56 @@ from source.models.checkpoints import load_pretrained
 from source.models.vit import build_vit
 from source.precision import resolve_precision
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
-from source.pretraining.data import SeededMultiCropDataset, find_images, find_region_tensors, load_grid, load_rgb, read_downstream
+from source.pretraining.data import (
+    SeededMultiCropDataset,
+    find_images,
+    find_region_tensors,
+    load_grid,
+    load_rgb,
+    read_downstream,
+    seeded_share,
+)
 from source.pretraining.dino import DINO
 from source.pretraining.loss import DINOLoss
 from source.pretraining.monitor import KnnMonitor
+from source.pretraining.sampling import BalancedEpochSampler
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)
-RESUME_KEYS = ("data_dir", "seed", "model", "training", "optim", "aug")
+RESUME_KEYS = ("data_dir", "wsi_csv", "tiling", "data", "seed", "model", "training", "optim", "aug")
 
 
-def training_dataset(cfg: DictConfig, stage: str) -> SeededMultiCropDataset:
-    """Multi-crop views of the patch images (stage ``patch``) or region tensors (stage ``region``)."""
-    aug = cfg.aug
-    if stage == "patch":
-        files = find_images(cfg.data_dir, cfg.training.pct, cfg.seed, cfg.training.max_bad_fraction)
-        augment = PatchMultiCrop(aug.global_crops_scale, aug.local_crops_scale, aug.local_crops_number, aug.global_crops_size,
-                                 aug.local_crops_size, aug.mean, aug.std)  # fmt: skip
-        return SeededMultiCropDataset(files, load_rgb, augment, cfg.seed)
-    files, grid = find_region_tensors(cfg.data_dir)
-    augment = RegionMultiCrop(grid, aug.global_crop_fraction, aug.local_crop_fraction, aug.local_crops_number)
-    return SeededMultiCropDataset(files, load_grid, augment, cfg.seed)
+def training_dataset(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedContext) -> tuple[SeededMultiCropDataset, list[int]]:
+    """Multi-crop views of the patches (stage ``patch``: image files or whole slides) or region tensors
+    (stage ``region``), and the group (slide) of each sample for balanced epochs."""
+    aug, bad = cfg.aug, cfg.training.max_bad_fraction
+    if stage == "region":
+        files, grid = find_region_tensors(cfg.data_dir)
+        augment = RegionMultiCrop(grid, aug.global_crop_fraction, aug.local_crop_fraction, aug.local_crops_number)
+        return SeededMultiCropDataset(files, load_grid, augment, cfg.seed), [0] * len(files)
+    augment = PatchMultiCrop(aug.global_crops_scale, aug.local_crops_scale, aug.local_crops_number, aug.global_crops_size,
+                             aug.local_crops_size, aug.mean, aug.std)  # fmt: skip
+    if not cfg.wsi_csv:
+        files = find_images(cfg.data_dir, cfg.training.pct, cfg.seed, bad)
+        return SeededMultiCropDataset(files, load_rgb, augment, cfg.seed, bad), [0] * len(files)
+    from source.pretraining.slide_patches import slide_patches
+
+    tiling = OmegaConf.to_object(cfg.tiling)
+    refs, groups, reader = slide_patches(cfg.wsi_csv, tiling, cfg.data.patch_size, run_dir, context, cfg.coordinates_dir, cfg.resume)
+    keep = seeded_share(len(refs), cfg.training.pct, cfg.seed)
+    refs, groups = [refs[i] for i in keep], [groups[i] for i in keep]
+    return SeededMultiCropDataset(refs, reader, augment, cfg.seed, bad, describe=reader.describe), groups
+
+
+def epoch_sampler(cfg: DictConfig, stage: str, groups: list[int], context: DistributedContext):
+    """All samples each epoch, shuffled (``DistributedSampler``), or ``data.patches_per_epoch`` balanced across slides."""
+    per_epoch = cfg.data.patches_per_epoch if stage == "patch" else None
+    if per_epoch is None:
+        return DistributedSampler(range(len(groups)), num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=cfg.seed,
+                                  drop_last=True)  # fmt: skip
+    if per_epoch > len(groups) and context.is_main:
+        logger.warning("data.patches_per_epoch=%d exceeds the %d patches: every patch is used each epoch", per_epoch, len(groups))
+    return BalancedEpochSampler(groups, per_epoch, cfg.seed, context.world_size, context.rank)
 
 
 def downstream_loader(stage: str, mean, std):
@@ -104,14 +133,15 @@ def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
 
 def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedContext, device: torch.device) -> None:
     torch.manual_seed(cfg.seed)
-    dataset = training_dataset(cfg, stage)
+    dataset, groups = training_dataset(cfg, stage, run_dir, context)
+    sampler = epoch_sampler(cfg, stage, groups, context)
     batch, global_batch = cfg.training.batch_size_per_gpu, cfg.training.batch_size_per_gpu * context.world_size
-    if global_batch > len(dataset):
+    if global_batch > len(sampler) * context.world_size:
         raise ConfigError(
-            f"training.batch_size_per_gpu={batch} x {context.world_size} process(es) = {global_batch} exceeds the {len(dataset)} "
-            f"samples of data_dir '{cfg.data_dir}'; lower training.batch_size_per_gpu"
+            f"training.batch_size_per_gpu={batch} x {context.world_size} process(es) = {global_batch} exceeds the "
+            f"{len(sampler) * context.world_size} samples of an epoch ({cfg.get('wsi_csv') or cfg.data_dir}); lower "
+            "training.batch_size_per_gpu" + (" or raise data.patches_per_epoch" if stage == "patch" and cfg.data.patches_per_epoch else "")
         )
-    sampler = DistributedSampler(dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=cfg.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=usable_workers(cfg.speed.num_workers), drop_last=True,
                         pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
     dino = build_dino(cfg, stage, 2 + cfg.aug.local_crops_number).to(device)
@@ -127,8 +157,8 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
     tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     trainer = DinoTrainer(dino, optimizer, schedules, loader, settings, run_dir, context, device, stopper, monitor, tracker, config)
-    logger.info("%s stage: %d samples, global batch %d, %d iterations per epoch, %d epochs", stage, len(dataset), global_batch,
-                len(loader), cfg.training.nepochs)  # fmt: skip
+    logger.info("%s stage: %d samples (%d per epoch), global batch %d, %d iterations per epoch, %d epochs", stage, len(dataset),
+                len(sampler) * context.world_size, global_batch, len(loader), cfg.training.nepochs)  # fmt: skip
     if cfg.resume:
         trainer.resume()
     try:

@@ -18,6 +18,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from source.data.regions import BadInputError
+
 logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
@@ -29,6 +31,13 @@ class PretrainingDataError(ValueError):
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The augmentation seed of one sample at one epoch."""
     return (seed * 1_000_003 + epoch * 100_003 + index) % (2**63)
+
+
+def seeded_share(count: int, pct: Optional[float], seed: int = 0) -> np.ndarray:
+    """Sorted indices of a seeded ``pct`` share of ``count`` samples (at least one); all when ``pct`` is None or 1."""
+    if pct is None or pct >= 1:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=max(1, round(pct * count)), replace=False))
 
 
 def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, max_bad_fraction: float = 0.01) -> list[Path]:
@@ -43,9 +52,7 @@ def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, ma
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise PretrainingDataError(f"data_dir '{root}' holds no image ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if pct is not None and pct < 1:
-        keep = np.sort(np.random.default_rng(seed).choice(len(files), size=max(1, round(pct * len(files))), replace=False))
-        files = [files[i] for i in keep]
+    files = [files[i] for i in seeded_share(len(files), pct, seed)]
     good, bad, sizes = [], [], []
     for path in files:
         try:
@@ -128,25 +135,68 @@ def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRe
 class SeededMultiCropDataset(Dataset):
     """Multi-crop views of files, each augmented with a generator seeded by (seed, epoch, index).
 
+    A sample whose ``load`` raises ``BadInputError`` (a patch whose slide tiles cannot be decoded) is
+    replaced by a readable one drawn with a generator seeded by (seed, index, attempt), so the same on
+    every rank and at every epoch, with a warning.
+    More than ``max_bad_fraction`` of this process's reads failing (after :data:`BAD_READS_ALLOWED`
+    failures) is an error, as unreadable image files are.
+
     Args:
         files: the inputs.
         load: file -> the object the augmentation takes (an RGB image or a feature grid).
         augment: object -> list of crops.
         seed: base seed.
+        max_bad_fraction: the share of unreadable samples tolerated.
+        describe: file -> its name in messages (default ``str``).
     """
 
-    def __init__(self, files: Sequence[Path], load: Callable, augment: Callable, seed: int = 0) -> None:
+    def __init__(
+        self,
+        files: Sequence,
+        load: Callable,
+        augment: Callable,
+        seed: int = 0,
+        max_bad_fraction: float = 0.01,
+        describe: Optional[Callable] = None,
+    ) -> None:
         self.files, self.load, self.augment, self.seed = list(files), load, augment, seed
+        self.max_bad_fraction, self.describe = max_bad_fraction, describe or str
         self.epoch = 0
+        self.reads = self.bad_reads = 0
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
-        item = self.load(self.files[index])
+        item = self._load_readable(index)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(sample_seed(self.seed, self.epoch, index))
             return self.augment(item)
+
+    def _load_readable(self, index: int):
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            position = index if attempt == 0 else int(np.random.default_rng([self.seed, index, attempt]).integers(len(self.files)))
+            file = self.files[position]
+            self.reads += 1
+            try:
+                return self.load(file)
+            except BadInputError as error:
+                self.bad_reads += 1
+                if self.bad_reads <= 5:
+                    logger.warning("unreadable sample %s, replaced by another: %s", self.describe(file), error)
+                if self.bad_reads > BAD_READS_ALLOWED and self.bad_reads > self.max_bad_fraction * self.reads:
+                    raise PretrainingDataError(
+                        f"{self.bad_reads} of {self.reads} samples read by this process are unreadable (more than "
+                        f"training.max_bad_fraction={self.max_bad_fraction}), e.g. {self.describe(file)}: {error}. "
+                        "Remove the damaged slides from wsi_csv or raise training.max_bad_fraction"
+                    ) from error
+        raise PretrainingDataError(f"{MAX_REPLACEMENTS + 1} samples in a row, from {self.describe(self.files[index])} on, are unreadable")
+
+
+MAX_REPLACEMENTS = 16
+"""Samples tried after an unreadable one before giving up."""
+BAD_READS_ALLOWED = 5
+"""Unreadable samples a process tolerates before ``max_bad_fraction`` is enforced (early reads are few)."""
 
 
 def load_rgb(path: Path) -> Image.Image:

@@ -145,6 +145,10 @@ class WholeSlidePlanner:
                     f"slide but '{slide.image_path}' is {dimensions[0]}x{dimensions[1]} px: they belong to another slide"
                 )
             contours = result.contours.contours if getattr(result, "contours", None) is not None else None
-            write_preview(handle, safe_join(self.previews, slide.slide_id, ".png"), result.x, result.y, read.tile_size_lv0, contours)
+            path = safe_join(self.previews, slide.slide_id, ".png")
+            try:
+                write_preview(handle, path, result.x, result.y, read.tile_size_lv0, contours)
+            except Exception as error:  # a damaged tile under the thumbnail: the preview is QC, the slide goes on
+                logger.warning("slide %s: no preview (%s: %s); its regions are read as usual", slide.slide_id, type(error).__name__, error)
         finally:
             handle.close()

@@ -18,6 +18,7 @@ from source.io import atomic_path
 CONTOUR_COLOUR = (40, 170, 60)
 REGION_COLOUR = (30, 80, 230)
 TEXT_COLOUR = (20, 20, 20)
+MAX_NUMBERED = 400
 
 
 def preview_image(
@@ -38,7 +39,8 @@ def preview_image(
         contours: tissue contours in level-0 pixels (OpenCV ``(k, 1, 2)`` arrays), drawn in green.
 
     Returns:
-        ``(h, w, 3)`` uint8: contours in green, regions as blue squares numbered 0..M-1.
+        ``(h, w, 3)`` uint8: contours in green, regions as blue squares numbered 0..M-1 (numbers only
+        up to :data:`MAX_NUMBERED` squares: beyond, e.g. the patches of a slide, they would cover it).
     """
     canvas = np.ascontiguousarray(thumbnail[..., :3]).copy()
     scale = canvas.shape[1] / float(slide_width)
@@ -51,6 +53,8 @@ def preview_image(
     for index, (x, y) in enumerate(zip(xs, ys)):
         left, top = round(x * scale), round(y * scale)
         cv2.rectangle(canvas, (left, top), (left + side - 1, top + side - 1), REGION_COLOUR, thickness)
+        if len(xs) > MAX_NUMBERED:
+            continue
         cv2.putText(
             canvas,
             str(index),

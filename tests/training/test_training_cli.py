@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from source.config.heatmaps import HeatmapConfig
-from source.config.pretraining import KnnEvalConfig, PretrainingConfig
+from source.config.pretraining import KnnEvalConfig, PatchPretrainingConfig, PretrainingConfig
 from source.config.training import TRAINING_SCHEMAS, InferenceConfig
 from tests.helpers import REPO, assert_documented
 from tests.training_data import classification_data, survival_data
@@ -27,7 +27,7 @@ def test_training_yaml_has_every_schema_key_each_commented(kind, name):
         ("inference/classification.yaml", InferenceConfig),
         ("inference/survival.yaml", InferenceConfig),
         ("heatmaps/default.yaml", HeatmapConfig),
-        ("pretraining/patch.yaml", PretrainingConfig),
+        ("pretraining/patch.yaml", PatchPretrainingConfig),
         ("pretraining/region.yaml", PretrainingConfig),
         ("pretraining/knn.yaml", KnnEvalConfig),
     ],

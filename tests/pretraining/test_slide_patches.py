@@ -1,0 +1,154 @@
+"""DINO patch pretraining straight from whole-slide images, and epochs balanced across slides."""
+
+import json
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from source.engines import pretrain as pretrain_module
+from source.engines.pretraining_job import run_pretraining_job
+from source.pretraining.data import PretrainingDataError
+from source.pretraining.sampling import BalancedEpochSampler, balanced_quota
+from source.wsi.coordinates import load_coordinates
+from tests.helpers import REPO, pretraining_config, subprocess_environment
+from tests.wsi.conftest import write_csv
+from tests.wsi.slides import write_pyramid
+
+FAST = {
+    "model.arch": "vit_tiny", "model.out_dim": 128, "model.teacher_temp": 0.04, "model.warmup_teacher_temp_epochs": 1,
+    "model.drop_path_rate": 0.0, "training.nepochs": 2, "training.warmup_epochs": 1, "training.batch_size_per_gpu": 8,
+    "aug.global_crops_size": 64, "aug.local_crops_size": 32, "aug.local_crops_number": 2, "speed.num_workers": 0, "optim.lr": 0.05,
+    "device": "cpu", "data.patch_size": 128, "data.patches_per_epoch": 16,
+}  # fmt: skip
+
+
+def log(run_dir):
+    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+
+
+def wsi_run(tmp_path, csv, run_id="run", **overrides):
+    cfg = pretraining_config("patch", wsi_csv=str(csv), output_dir=str(tmp_path), run_id=run_id, **(FAST | overrides))
+    return run_pretraining_job(cfg, "patch"), tmp_path / "dino_patch" / run_id
+
+
+@pytest.fixture(scope="module")
+def wsi_csv(slides_dir, tmp_path_factory):
+    rows = [{"slide_id": "quarter", "image_path": str(slides_dir / "he_025_no2x.tif")},
+            {"slide_id": "half", "image_path": str(slides_dir / "he 0.5 é.tif")}]  # fmt: skip
+    return write_csv(tmp_path_factory.mktemp("wsi_patches") / "slides.csv", rows)
+
+
+def test_patch_stage_from_whole_slides_trains_monitors_and_writes_no_patch(tmp_path, wsi_csv, downstream_csvs):
+    knn = {"downstream.train_csv": str(downstream_csvs[0]), "downstream.test_csv": str(downstream_csvs[1]), "knn.k": 3}
+    code, run_dir = wsi_run(tmp_path, wsi_csv, **knn)
+    assert code == 0
+    records = log(run_dir)
+    assert [r["epoch"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
+    assert all(0 <= r["teacher_auc"] <= 1 for r in records)
+    for slide_id in ("quarter", "half"):  # tiled once at start into 128-px patches at 0.5 um/px, saved like extraction's
+        coordinates = load_coordinates(run_dir / "coordinates", slide_id)
+        assert int(coordinates.requested_tile_size_px) == 128 and coordinates.num_tiles > 16
+        assert (run_dir / "previews" / f"{slide_id}.png").exists()
+    images = [p for p in run_dir.rglob("*") if p.suffix in {".png", ".jpg", ".tif"} and p.parent.name != "previews"]
+    assert not images, "no patch is written to disk"
+    text = (run_dir / "log.txt").read_text()
+    assert "(16 per epoch)" in text and "2 iterations per epoch" in text
+
+
+def test_resume_from_whole_slides_continues_identically(tmp_path, wsi_csv, monkeypatch):
+    assert wsi_run(tmp_path / "a", wsi_csv)[0] == 0
+    original = pretrain_module.DinoTrainer.save
+
+    def killed(self, name, epoch):
+        original(self, name, epoch)
+        if name == "latest" and epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        wsi_run(tmp_path / "b", wsi_csv)
+    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", original)
+    assert wsi_run(tmp_path / "b", wsi_csv, resume=True)[0] == 0
+    full, resumed = tmp_path / "a" / "dino_patch" / "run", tmp_path / "b" / "dino_patch" / "run"
+    assert [r["loss"] for r in log(resumed)] == pytest.approx([r["loss"] for r in log(full)], rel=1e-6)
+    a, b = (torch.load(p / "latest.pt", weights_only=True)["teacher"] for p in (full, resumed))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, wsi_csv):
+    common = [f"wsi_csv={wsi_csv}"] + [f"{k}={v}" for k, v in FAST.items() if k != "training.batch_size_per_gpu"]
+    script = [str(REPO / "pretrain" / "dino_patch.py"), "--config-name", "patch", *common]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for command, batch, out in (([sys.executable], 8, "one"), (torchrun, 4, "two")):
+        result = subprocess.run([*command, *script, f"training.batch_size_per_gpu={batch}", f"output_dir={out}", "run_id=x"],
+                                cwd=tmp_path, env=subprocess_environment(), capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = log(tmp_path / "one" / "dino_patch" / "x"), log(tmp_path / "two" / "dino_patch" / "x")
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+
+
+def corrupt_level0(path):
+    """Overwrite every level-0 tile of a pyramid with bytes no codec decodes (levels below stay readable)."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        spans = list(zip(page.dataoffsets, page.databytecounts))
+    with open(path, "r+b") as handle:
+        for offset, count in spans:
+            handle.seek(offset)
+            handle.write(b"\x00\xff" * (count // 2))
+
+
+def test_unopenable_slides_are_skipped_and_unreadable_patches_count_as_bad(tmp_path, slides_dir, he_pixels, caplog):
+    broken = write_pyramid(tmp_path / "broken.tif", he_pixels, 0.5, (1, 4))
+    corrupt_level0(broken)
+    (tmp_path / "not_a_slide.svs").write_text("<html>404</html>")
+    rows = [{"slide_id": "good", "image_path": str(slides_dir / "he 0.5 é.tif")},
+            {"slide_id": "broken", "image_path": str(broken)},
+            {"slide_id": "missing", "image_path": str(tmp_path / "missing.svs")},
+            {"slide_id": "html", "image_path": str(tmp_path / "not_a_slide.svs")}]  # fmt: skip
+    csv = write_csv(tmp_path / "slides.csv", rows)
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(PretrainingDataError, match="unreadable .*max_bad_fraction=0.01.*slide 'broken'"):
+            wsi_run(tmp_path, csv, "strict")
+    skipped = next(r.getMessage() for r in caplog.records if "slide(s) of wsi_csv are skipped" in r.getMessage())
+    assert "2 of 4" in skipped and "missing: " in skipped and "html: " in skipped and "does not exist" in skipped
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        code, run_dir = wsi_run(tmp_path, csv, "tolerant", **{"training.max_bad_fraction": 0.9})
+    assert code == 0 and all(np.isfinite(r["loss"]) for r in log(run_dir))
+    assert any("unreadable sample slide 'broken' at (" in r.getMessage() for r in caplog.records)
+    rows[0]["image_path"] = rows[1]["image_path"] = str(tmp_path / "gone.svs")
+    with pytest.raises(PretrainingDataError, match="no slide of wsi_csv .* gave patches"):
+        wsi_run(tmp_path, write_csv(tmp_path / "none.csv", rows), "none")
+
+
+def test_balanced_quota_fills_small_slides_first_and_sums_to_the_count():
+    rng = np.random.default_rng(0)
+    assert balanced_quota([100, 100, 100], 30, rng).tolist() == [10, 10, 10]
+    assert balanced_quota([2, 100, 100], 30, rng).tolist() == [2, 14, 14]
+    quota = balanced_quota([5, 50, 50, 50], 100, rng)
+    assert quota.sum() == 100 and quota[0] == 5 and sorted(quota[1:].tolist()) == [31, 32, 32]
+    assert balanced_quota([3, 4], 100, rng).tolist() == [3, 4]
+
+
+def test_balanced_sampler_is_seeded_per_epoch_and_shards_like_one_process():
+    groups = np.repeat(np.arange(4), [3, 40, 40, 200])
+    single = BalancedEpochSampler(groups, 40)
+    order = single.epoch_indices()
+    assert len(set(order.tolist())) == 40 and np.bincount(groups[order], minlength=4).tolist() == [3, 12, 12, 13]
+    single.set_epoch(1)
+    assert not np.array_equal(single.epoch_indices(), order) and np.array_equal(BalancedEpochSampler(groups, 40).epoch_indices(), order)
+    ranks = [BalancedEpochSampler(groups, 40, world_size=2, rank=r) for r in (0, 1)]
+    assert [len(r) for r in ranks] == [20, 20]
+    per_rank = [list(r) for r in ranks]
+    single.set_epoch(0)
+    one = list(single)
+    for step in range(5):  # global batch of 8: 4 per rank
+        together = per_rank[0][4 * step : 4 * step + 4] + per_rank[1][4 * step : 4 * step + 4]
+        assert sorted(together) == sorted(one[8 * step : 8 * step + 8])
