@@ -274,3 +274,23 @@ def test_region_stage_reads_slide_feature_files_like_region_files(tmp_path, regi
         assert run_pretraining_job(cfg, "region") == 0
         losses.append([r["loss"] for r in log(tmp_path / "dino_region" / name)])
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_region_stage_two_process_gloo_run_on_slide_files_gives_the_single_process_loss(tmp_path, region_tensor_dir):
+    regions = sorted(region_tensor_dir.iterdir())
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[:4]]), slides / "a.pt")
+    torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[4:]]), slides / "b.pt")
+    common = [f"data_dir={slides}", "model.drop_path_rate=0", "training.nepochs=2"] + [
+        f"{k}={v}" for k, v in FAST_REGION.items() if k not in {"training.batch_size_per_gpu", "training.nepochs"}
+    ]
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    script = [str(REPO / "pretrain" / "dino_region.py"), "--config-name", "region", *common]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for command, batch, out in (([sys.executable], 2, "one"), (torchrun, 1, "two")):
+        result = subprocess.run([*command, *script, f"training.batch_size_per_gpu={batch}", f"output_dir={out}", "run_id=x"],
+                                cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = log(tmp_path / "one" / "dino_region" / "x"), log(tmp_path / "two" / "dino_region" / "x")
+    assert len(one) == 2 and [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
