@@ -117,7 +117,10 @@ def main() -> None:
         print(f"{name:>14}: {rows[name]['regions_per_s']:.4f} regions/s", flush=True)
 
     with EagerAttention():
-        measure("baseline fp32", lambda: torch.cat([baseline_forward(encoder, (r[None].to(device).float() / 255)) for r in batch]))
+        measure(
+            "baseline fp32",
+            lambda: torch.cat([baseline_forward(encoder, (r[None].to(device).float() / 255)) for r in batch]),
+        )
     for precision in ("fp32", "bf16"):
         encoder.precision = precision
         measure(f"ours {precision}", lambda: encoder(batch).global_)
@@ -132,7 +135,9 @@ def main() -> None:
         times = []
         for repeat in range(args.repeats):
             store = FeatureStore(Path(scratch) / f"run{repeat}")
-            extractor = Extractor(encoder, store, "global", args.region_size, batch_size=1, num_workers=1, show_progress=False)
+            extractor = Extractor(
+                encoder, store, "global", args.region_size, batch_size=1, num_workers=1, show_progress=False
+            )
             start = time.perf_counter()
             extractor.run(plans)
             times.append(time.perf_counter() - start)
@@ -173,18 +178,28 @@ def main() -> None:
         },
     }
     if args.compile:
-        result["ratios"]["compiled fp32 / baseline"] = rows["compiled fp32"]["regions_per_s"] / rows["baseline fp32"]["regions_per_s"]
-        result["ratios"]["compiled bf16 / ours fp32"] = rows["compiled bf16"]["regions_per_s"] / rows["ours fp32"]["regions_per_s"]
+        result["ratios"]["compiled fp32 / baseline"] = (
+            rows["compiled fp32"]["regions_per_s"] / rows["baseline fp32"]["regions_per_s"]
+        )
+        result["ratios"]["compiled bf16 / ours fp32"] = (
+            rows["compiled bf16"]["regions_per_s"] / rows["ours fp32"]["regions_per_s"]
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
-    print(f"\n{args.regions} regions of {args.region_size} px, median of {args.repeats}, {device}; {describe(result['machine'])}\n")
+    print(
+        f"\n{args.regions} regions of {args.region_size} px, median of {args.repeats}, {device}; "
+        f"{describe(result['machine'])}\n"
+    )
     print("| row | regions/s | patches/s | s per run |\n|---|---:|---:|---:|")
     for name, row in rows.items():
         print(f"| {name} | {row['regions_per_s']:.4f} | {row['patches_per_s']:.1f} | {row['seconds']:.1f} |")
     print()
     for name, value in {**result["ratios"], **result["feature_agreement"]}.items():
         print(f"- {name}: {value:.6g}")
-    print(f"- peak RSS: {result['peak_rss_mb']['main process']:.0f} MB (main), {result['peak_rss_mb']['largest worker']:.0f} MB (worker)")
+    print(
+        f"- peak RSS: {result['peak_rss_mb']['main process']:.0f} MB (main), "
+        f"{result['peak_rss_mb']['largest worker']:.0f} MB (worker)"
+    )
     print(f"\nJSON: {args.output}")
 
 

@@ -27,14 +27,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def encode_repeatedly(encoder, pixels, times: int) -> list:
+    """``times`` forwards of ``pixels`` (one timed measurement)."""
+    return [encoder(pixels) for _ in range(times)]
+
+
 def require_gpu() -> None:
     """Exit with code 2 and a message when no CUDA GPU is visible."""
     import torch
 
     if not torch.cuda.is_available():
         print(
-            "ERROR gpu-check needs a CUDA GPU, and none is visible (torch.cuda.is_available() is False). "
-            "Run it on a GPU machine; make test covers the CPU.",
+            "ERROR gpu-check needs a CUDA GPU, and none is visible (torch.cuda.is_available() is False). Run it on a "
+            "GPU machine; make test covers the CPU.",
             file=sys.stderr,
         )
         sys.exit(2)
@@ -95,7 +100,11 @@ def throughput(region, regions: int) -> list[dict]:
             pixels = region.repeat(batch, 1, 1, 1)
             torch.cuda.reset_peak_memory_stats()
             with torch.inference_mode():
-                seconds = timed(lambda: [encoder(pixels) for _ in range(max(1, regions // batch))])
+                seconds = timed(
+                    lambda encoder=encoder, pixels=pixels, batch=batch: [
+                        encoder(pixels) for _ in range(max(1, regions // batch))
+                    ]
+                )
             done = max(1, regions // batch) * batch
             rows.append(
                 {
@@ -106,15 +115,23 @@ def throughput(region, regions: int) -> list[dict]:
                     "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
                 }
             )
-            print(f"{precision} compile={compiled} batch={batch}: {rows[-1]['regions_per_s']:.1f} regions/s", flush=True)
+            print(
+                f"{precision} compile={compiled} batch={batch}: {rows[-1]['regions_per_s']:.1f} regions/s", flush=True
+            )
     return rows
 
 
 def run(command: list[str], cwd: Path) -> dict:
     """Run a command; its exit code, seconds and the end of its output."""
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
-    return {"exit_code": result.returncode, "seconds": time.perf_counter() - start, "tail": (result.stdout + result.stderr)[-1500:]}
+    result = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)}
+    )
+    return {
+        "exit_code": result.returncode,
+        "seconds": time.perf_counter() - start,
+        "tail": (result.stdout + result.stderr)[-1500:],
+    }
 
 
 def stages(scratch: Path, slide: Path) -> dict:
@@ -143,14 +160,24 @@ def stages(scratch: Path, slide: Path) -> dict:
                 "run_id=nccl",
             ],
             scratch,
-        )  # fmt: skip
+        )
     }
     data = classification_data(scratch / "data", n_slides=60, regions=8)
     results["slide-level training, 1 epoch"] = run(
-        [sys.executable, str(ROOT / "train" / "classification.py"), "--config-name", "single", f"features_dir={data['features_dir']}",
-         f"data.train_csv={data['train']}", f"data.tune_csv={data['tune']}", "nepochs=1", "device=cuda", f"output_dir={scratch / 'out'}"],
+        [
+            sys.executable,
+            str(ROOT / "train" / "classification.py"),
+            "--config-name",
+            "single",
+            f"features_dir={data['features_dir']}",
+            f"data.train_csv={data['train']}",
+            f"data.tune_csv={data['tune']}",
+            "nepochs=1",
+            "device=cuda",
+            f"output_dir={scratch / 'out'}",
+        ],
         scratch,
-    )  # fmt: skip
+    )
     patches = scratch / "patches"
     patches.mkdir()
     from PIL import Image
@@ -162,11 +189,21 @@ def stages(scratch: Path, slide: Path) -> dict:
         y, x = 256 * (index // 8), 256 * (index % 8)
         Image.fromarray(pixels[y : y + 256, x : x + 256]).save(patches / f"{index}.png")
     results["DINO patch pretraining, 2 epochs"] = run(
-        [sys.executable, str(ROOT / "pretrain" / "dino_patch.py"), "--config-name", "patch", f"data_dir={patches}", "training.nepochs=2",
-         "training.warmup_epochs=1", "training.batch_size_per_gpu=16", "speed.precision=auto", "device=cuda",
-         f"output_dir={scratch / 'out'}"],
+        [
+            sys.executable,
+            str(ROOT / "pretrain" / "dino_patch.py"),
+            "--config-name",
+            "patch",
+            f"data_dir={patches}",
+            "training.nepochs=2",
+            "training.warmup_epochs=1",
+            "training.batch_size_per_gpu=16",
+            "speed.precision=auto",
+            "device=cuda",
+            f"output_dir={scratch / 'out'}",
+        ],
         scratch,
-    )  # fmt: skip
+    )
     return results
 
 
@@ -202,15 +239,16 @@ def main() -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [
-        f"GPU check on {result['gpu']} ({result['gpu_memory_gb']:.0f} GB, bf16 {result['bf16_supported']}), torch {result['torch']}, "
-        f"CUDA {result['cuda']}, {result['seconds']:.0f} s",
+        f"GPU check on {result['gpu']} ({result['gpu_memory_gb']:.0f} GB, bf16 {result['bf16_supported']}), torch "
+        f"{result['torch']}, CUDA {result['cuda']}, {result['seconds']:.0f} s",
         "",
         "| precision | compile | batch | regions/s (4096 px) | peak GPU memory (GB) |",
         "|---|---|---:|---:|---:|",
         *(
-            f"| {r['precision']} | {r['compile']} | {r['batch_size']} | {r['regions_per_s']:.1f} | {r['peak_memory_gb']:.1f} |"
+            f"| {r['precision']} | {r['compile']} | {r['batch_size']} | {r['regions_per_s']:.1f} | "
+            f"{r['peak_memory_gb']:.1f} |"
             for r in result["extraction_4096px"]
-        ),  # fmt: skip
+        ),
         "",
         *(f"- {name}: {value:.3g}" for name, value in result["correctness"].items()),
         *(f"- {name}: exit {stage['exit_code']}, {stage['seconds']:.0f} s" for name, stage in result["stages"].items()),

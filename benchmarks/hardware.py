@@ -38,4 +38,6 @@ def describe(facts: dict) -> str:
     """One line for a table's caption, e.g. ``Intel Xeon (AVX512, native bf16), 2 threads, torch 2.14.1``."""
     gpu = f"{facts['gpu']} ({facts['gpu_memory_gb']} GB), " if "gpu" in facts else ""
     bf16 = "native bf16" if facts["native_bf16_cpu"] else "no native bf16"
-    return f"{gpu}{facts['cpu']} ({facts['cpu_capability']}, {bf16}), {facts['threads']} threads, torch {facts['torch']}"
+    return (
+        f"{gpu}{facts['cpu']} ({facts['cpu_capability']}, {bf16}), {facts['threads']} threads, torch {facts['torch']}"
+    )

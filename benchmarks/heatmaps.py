@@ -46,7 +46,9 @@ def write_regions(folder: Path, count: int, size: int) -> None:
     for index in range(count):
         offset = (index * 97) % 500
         tile = mosaic[offset : offset + size, offset : offset + size]
-        Image.fromarray(np.ascontiguousarray(tile)).save(images / f"{(index % columns) * size}_{(index // columns) * size}.jpg", quality=90)
+        Image.fromarray(np.ascontiguousarray(tile)).save(
+            images / f"{(index % columns) * size}_{(index // columns) * size}.jpg", quality=90
+        )
 
 
 def scenario(count: int, size: int) -> dict:
@@ -61,8 +63,14 @@ def scenario(count: int, size: int) -> dict:
         renderer.render("bench", regions, Path(scratch) / "out", show_progress=False)
         seconds = time.perf_counter() - start
         pngs = len(list((Path(scratch) / "out").rglob("*.png")))
-    return {"regions": count, "region_size": size, "seconds": seconds, "seconds_per_region": seconds / count, "pngs": pngs,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
+    return {
+        "regions": count,
+        "region_size": size,
+        "seconds": seconds,
+        "seconds_per_region": seconds / count,
+        "pngs": pngs,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -77,17 +85,35 @@ def main() -> None:
         print(json.dumps(scenario(*args.scenario)))
         return
     rows = {}
-    for name, count, size in (("one region", 1, args.region_size), ("one slide", args.slide_regions, args.slide_region_size)):
+    for name, count, size in (
+        ("one region", 1, args.region_size),
+        ("one slide", args.slide_regions, args.slide_region_size),
+    ):
         command = [sys.executable, __file__, "--scenario", str(count), str(size)]
-        rows[name] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
-        print(f"{name}: {rows[name]['seconds_per_region']:.1f} s/region, peak RSS {rows[name]['peak_rss_mb']:.0f} MB", flush=True)
+        rows[name] = json.loads(
+            subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        )
+        print(
+            f"{name}: {rows[name]['seconds_per_region']:.1f} s/region, peak RSS {rows[name]['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     result = {"machine": machine(), "rows": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
     print(f"\n{describe(result['machine'])}")
-    print("\n| scenario | regions | region px | s per region | total s | PNGs | peak RSS (MB) |\n|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| scenario | regions | region px | s per region | total s | PNGs | peak RSS (MB) "
+        "|\n|---|---:|---:|---:|---:|---:|---:|"
+    )
     for name, row in rows.items():
-        cells = [name, row["regions"], row["region_size"], f"{row['seconds_per_region']:.1f}", f"{row['seconds']:.0f}", row["pngs"]]
+        cells = [
+            name,
+            row["regions"],
+            row["region_size"],
+            f"{row['seconds_per_region']:.1f}",
+            f"{row['seconds']:.0f}",
+            row["pngs"],
+        ]
         print("| " + " | ".join(map(str, cells)) + f" | {row['peak_rss_mb']:.0f} |")
     print(f"\nJSON: {args.output}")
 

@@ -38,7 +38,10 @@ def training_rate(batch: int, steps: int, precision: str) -> float:
     """Images per second of DINO steps (student forward/backward, teacher forward, AdamW, EMA)."""
     torch.manual_seed(0)
     dino = DINO(
-        build_vit("vit_small", drop_path_rate=0.1), build_vit("vit_small"), {"out_dim": 65536}, DINOLoss(65536, 10, 0.04, 0.07, 30, 100)
+        build_vit("vit_small", drop_path_rate=0.1),
+        build_vit("vit_small"),
+        {"out_dim": 65536},
+        DINOLoss(65536, 10, 0.04, 0.07, 30, 100),
     )
     optimizer = torch.optim.AdamW(parameter_groups(dino.student), lr=1e-4)
     crops = [torch.randn(batch, 3, 224, 224) for _ in range(2)] + [torch.randn(batch, 3, 96, 96) for _ in range(8)]
@@ -83,8 +86,7 @@ def main() -> None:
     for name, rate in rows.items():
         print(f"{name}: {rate:.2f} images/s", flush=True)
     rows["patch augmentation, 1 worker"] = augmentation_rate(args.augment_images)
-    result = {"machine": machine(), "batch": args.batch,
-              "images_per_s": rows}  # fmt: skip
+    result = {"machine": machine(), "batch": args.batch, "images_per_s": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
     print(f"\nbatch {args.batch}, median of {args.steps} steps; {describe(result['machine'])}\n")

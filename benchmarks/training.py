@@ -59,7 +59,9 @@ def measure(name: str, level: str, split: Split, epochs: int, freeze: bool = Tru
     encode_once(model, {"train": split}, torch.device("cpu"))  # frozen ViT_region: encoded in the first epoch only
     optimizer = build_optimizer(model.parameters(), "adam", 2e-4, 1e-5)
     settings = TrainerSettings(nepochs=epochs, accumulation=8, show_progress=False)
-    trainer = Trainer(model, ClassificationTask(2), optimizer, None, settings, ROOT / "benchmarks" / "results", torch.device("cpu"))
+    trainer = Trainer(
+        model, ClassificationTask(2), optimizer, None, settings, ROOT / "benchmarks" / "results", torch.device("cpu")
+    )
     train_times, eval_times = [], []
     for epoch in range(epochs + 1):
         start = time.perf_counter()
@@ -70,7 +72,11 @@ def measure(name: str, level: str, split: Split, epochs: int, freeze: bool = Tru
         train_times.append(train_time)
         eval_times.append(time.perf_counter() - start)
     slides = len(split.dataset)
-    first, train_times, eval_times = train_times[0], train_times[1:], eval_times[1:]  # the first epoch warms up (and encodes)
+    first, train_times, eval_times = (
+        train_times[0],
+        train_times[1:],
+        eval_times[1:],
+    )  # the first epoch warms up (and encodes)
     row = {
         "slides": slides,
         "first_epoch_slides_per_s": slides / first,
@@ -79,8 +85,8 @@ def measure(name: str, level: str, split: Split, epochs: int, freeze: bool = Tru
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     print(
-        f"{name}: {row['train_slides_per_s']:.1f} slides/s training ({row['first_epoch_slides_per_s']:.1f} in epoch 1), "
-        f"{row['eval_slides_per_s']:.1f} slides/s evaluation",
+        f"{name}: {row['train_slides_per_s']:.1f} slides/s training ({row['first_epoch_slides_per_s']:.1f} in epoch "
+        f"1), {row['eval_slides_per_s']:.1f} slides/s evaluation",
         flush=True,
     )
     return row
@@ -96,11 +102,17 @@ def main() -> None:
     args = parser.parse_args()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     rows = {
-        "GlobalHIPT (M, 192)": measure("GlobalHIPT", "global", make_split(args.slides, (args.regions, 192), "global"), args.epochs),
+        "GlobalHIPT (M, 192)": measure(
+            "GlobalHIPT", "global", make_split(args.slides, (args.regions, 192), "global"), args.epochs
+        ),
     }
     local = make_split(args.local_slides, (args.regions, 256, 384), "local")
-    rows["LocalGlobalHIPT (M, 256, 384), ViT_region frozen"] = measure("LocalGlobalHIPT frozen", "local", local, args.epochs)
-    rows["LocalGlobalHIPT (M, 256, 384), ViT_region fine-tuned"] = measure("LocalGlobalHIPT fine-tuned", "local", local, args.epochs, False)
+    rows["LocalGlobalHIPT (M, 256, 384), ViT_region frozen"] = measure(
+        "LocalGlobalHIPT frozen", "local", local, args.epochs
+    )
+    rows["LocalGlobalHIPT (M, 256, 384), ViT_region fine-tuned"] = measure(
+        "LocalGlobalHIPT fine-tuned", "local", local, args.epochs, False
+    )
     result = {
         "machine": machine(),
         "regions_per_slide": args.regions,
@@ -109,11 +121,14 @@ def main() -> None:
     }
     args.output.write_text(json.dumps(result, indent=2))
     print(f"\nM = {args.regions} regions per slide, median of {args.epochs} epochs; {describe(result['machine'])}\n")
-    print("| model | training slides/s | first epoch slides/s | evaluation slides/s | trainable parameters |\n|---|---:|---:|---:|---:|")
+    print(
+        "| model | training slides/s | first epoch slides/s | evaluation slides/s | trainable parameters "
+        "|\n|---|---:|---:|---:|---:|"
+    )
     for name, row in rows.items():
         print(
-            f"| {name} | {row['train_slides_per_s']:.1f} | {row['first_epoch_slides_per_s']:.1f} | {row['eval_slides_per_s']:.1f} "
-            f"| {row['trainable_parameters']:,} |"
+            f"| {name} | {row['train_slides_per_s']:.1f} | {row['first_epoch_slides_per_s']:.1f} | "
+            f"{row['eval_slides_per_s']:.1f} | {row['trainable_parameters']:,} |"
         )
     print(f"\nJSON: {args.output}")
 

@@ -46,6 +46,12 @@ from source.wsi.reader import WholeSlideRegions  # noqa: E402
 from source.wsi.tiling import PyramidRead  # noqa: E402
 
 
+def read_scaled(source, points, scale: int, index: int):
+    """Read region ``index`` of ``points`` with its corner scaled to level 0."""
+    x, y = points[index]
+    return source.read(Region(x * scale, y * scale))
+
+
 def write_slide(path: Path, pixels: np.ndarray, spacing: float, downsamples: tuple[int, ...]) -> Path:
     """A tiled JPEG pyramid (256-px tiles, q90), as scanners write them."""
     import cv2
@@ -55,7 +61,9 @@ def write_slide(path: Path, pixels: np.ndarray, spacing: float, downsamples: tup
             level = (
                 pixels
                 if factor == 1
-                else cv2.resize(pixels, (pixels.shape[1] // factor, pixels.shape[0] // factor), interpolation=cv2.INTER_AREA)
+                else cv2.resize(
+                    pixels, (pixels.shape[1] // factor, pixels.shape[0] // factor), interpolation=cv2.INTER_AREA
+                )
             )
             per_cm = 1e4 / (spacing * factor)
             writer.write(
@@ -106,8 +114,12 @@ def main() -> None:
         quarter = write_slide(scratch / "quarter.tif", mosaic, 0.25, (1, 4, 16))
         corners = [((i % 3) * size, (i // 3 % 3) * size) for i in range(max(args.reads, args.regions))]
         sources = {
-            "TIFF 0.5 um/px, openslide": WholeSlideRegions("half", PyramidRead(half, "openslide", 0.5, 0, size, size, size)),
-            "TIFF 0.5 um/px, tifffile (reader: auto)": WholeSlideRegions("half", PyramidRead(half, "tifffile", 0.5, 0, size, size, size)),
+            "TIFF 0.5 um/px, openslide": WholeSlideRegions(
+                "half", PyramidRead(half, "openslide", 0.5, 0, size, size, size)
+            ),
+            "TIFF 0.5 um/px, tifffile (reader: auto)": WholeSlideRegions(
+                "half", PyramidRead(half, "tifffile", 0.5, 0, size, size, size)
+            ),
             "TIFF 0.25 um/px no 2x, openslide + INTER_AREA": WholeSlideRegions(
                 "quarter", PyramidRead(quarter, "openslide", 0.25, 0, 2 * size, 2 * size, size)
             ),
@@ -125,14 +137,22 @@ def main() -> None:
         for name, source in sources.items():
             points = half_corners if "0.25" in name else corners if "TIFF" in name else [(0, 0)] * len(corners)
             scale = 2 if "0.25" in name else 1
-            rate = read_rate(lambda i: source.read(Region(points[i][0] * scale, points[i][1] * scale)), args.reads, args.repeats)
+            rate = read_rate(
+                lambda i, source=source, points=points, scale=scale: source.read(
+                    Region(points[i][0] * scale, points[i][1] * scale)
+                ),
+                args.reads,
+                args.repeats,
+            )
             rows[name] = {"regions_per_s": rate}
             print(f"{name:>42}: {rate:.2f} regions/s", flush=True)
         jpeg_root = scratch / "regions"
         images = jpeg_root / "half" / "imgs"
         images.mkdir(parents=True)
         for x, y in corners:
-            Image.fromarray(sources["TIFF 0.5 um/px, openslide"].read(Region(x, y))).save(images / f"{x}_{y}.jpg", quality=90)
+            Image.fromarray(sources["TIFF 0.5 um/px, openslide"].read(Region(x, y))).save(
+                images / f"{x}_{y}.jpg", quality=90
+            )
         files = sorted(images.iterdir())
         rate = read_rate(lambda i: read_region(files[i], size), args.reads, args.repeats)
         rows["JPEG file (region_dir)"] = {"regions_per_s": rate}
@@ -145,19 +165,26 @@ def main() -> None:
             chosen = corners[: args.regions]
             plans = {
                 "wsi_csv, reader auto (tifffile)": [
-                    SlidePlan("half", [Region(x, y) for x, y in chosen], source=sources["TIFF 0.5 um/px, tifffile (reader: auto)"])
+                    SlidePlan(
+                        "half",
+                        [Region(x, y) for x, y in chosen],
+                        source=sources["TIFF 0.5 um/px, tifffile (reader: auto)"],
+                    )
                 ],
                 "wsi_csv, reader openslide": [
                     SlidePlan("half", [Region(x, y) for x, y in chosen], source=sources["TIFF 0.5 um/px, openslide"])
                 ],
                 "region_dir (JPEG files)": [
-                    SlidePlan(p.slide_id, [r for r in p.regions if (r.x, r.y) in chosen]) for p in plan_slides(jpeg_root, ["half"], "jpg")
+                    SlidePlan(p.slide_id, [r for r in p.regions if (r.x, r.y) in chosen])
+                    for p in plan_slides(jpeg_root, ["half"], "jpg")
                 ],
             }
             for repeat in range(args.repeats):
                 for name, plan in plans.items():
                     store = FeatureStore(scratch / f"{name[:3]}{repeat}")
-                    extractor = Extractor(encoder, store, "global", size, batch_size=1, num_workers=1, show_progress=False)
+                    extractor = Extractor(
+                        encoder, store, "global", size, batch_size=1, num_workers=1, show_progress=False
+                    )
                     start = time.perf_counter()
                     extractor.run(plan)
                     end_to_end.setdefault(name, []).append(args.regions / (time.perf_counter() - start))
@@ -176,7 +203,9 @@ def main() -> None:
     result["workers_for_40_regions_per_s"] = {name: 40 / row["regions_per_s"] for name, row in rows.items()}
     if end_to_end:
         result["wsi_over_region_dir"] = {
-            name: value / end_to_end["region_dir (JPEG files)"] for name, value in end_to_end.items() if name.startswith("wsi_csv")
+            name: value / end_to_end["region_dir (JPEG files)"]
+            for name, value in end_to_end.items()
+            if name.startswith("wsi_csv")
         }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2))
@@ -190,7 +219,10 @@ def main() -> None:
             print(f"| {name} | {value:.4f} |")
         for name, ratio in result["wsi_over_region_dir"].items():
             print(f"- {name} / region_dir: {ratio:.3f} (target >= 0.9)")
-    print(f"- TIFF read with tifffile vs JPEG file decoding: {tiff_rate / rows['JPEG file (region_dir)']['regions_per_s']:.2f}x")
+    print(
+        "- TIFF read with tifffile vs JPEG file decoding: "
+        f"{tiff_rate / rows['JPEG file (region_dir)']['regions_per_s']:.2f}x"
+    )
     print(f"\nJSON: {args.output}")
 
 

@@ -1,6 +1,7 @@
 """Predict with trained classification checkpoints on named csvs (several checkpoints: averaged ensemble).
 
-    python3 inference/classification.py --config-name classification run_dir=output/<experiment>/<run_id> test_csvs.cohort=cohort.csv
+    python3 inference/classification.py --config-name classification run_dir=output/<experiment>/<run_id> \\
+        test_csvs.cohort=cohort.csv
 
 Config: config/inference/classification.yaml (every key documented there).
 """

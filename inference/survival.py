@@ -1,6 +1,7 @@
 """Predict with trained survival checkpoints on named csvs (several checkpoints: averaged ensemble).
 
-    python3 inference/survival.py --config-name survival run_dir=output/<experiment>/<run_id> test_csvs.cohort=cohort.csv
+    python3 inference/survival.py --config-name survival run_dir=output/<experiment>/<run_id> \\
+        test_csvs.cohort=cohort.csv
 
 Config: config/inference/survival.yaml (every key documented there).
 """

@@ -1,4 +1,5 @@
-"""Hierarchical DINO pretraining, region stage: ViT_region on [n*n, 384] region tensors (features/region/ of level local).
+"""Hierarchical DINO pretraining, region stage: ViT_region on [n*n, 384] region tensors (features/region/ of level
+local).
 
     python3 pretrain/dino_region.py --config-name region data_dir=... [key=value ...]
     python3 -m torch.distributed.run --nproc_per_node=N pretrain/dino_region.py --config-name region data_dir=...

@@ -28,8 +28,8 @@ def main() -> int:
     if run_id != "demo":
         banner = "!" * 88
         logging.warning(
-            "\n%s\nOfficial weights not found in checkpoints/: the demo runs with RANDOM weights and its\n"
-            "features are meaningless. See the README, section 'Pretrained weights'.\n%s",
+            "\n%s\nOfficial weights not found in checkpoints/: the demo runs with RANDOM weights and its\nfeatures "
+            "are meaningless. See the README, section 'Pretrained weights'.\n%s",
             banner,
             banner,
         )
@@ -38,9 +38,9 @@ def main() -> int:
     run_dir = ROOT / "demo" / "output" / "demo" / run_id
     if code == 0:
         print(
-            f"\nDemo features: {run_dir}/features/slide/{SLIDE_ID}.pt (one [M, 192] tensor), {run_dir}/features/region/\n"
-            f"Preview of the encoded regions: {run_dir}/previews/{SLIDE_ID}.png\n"
-            f"Tables: {run_dir}/slides.csv, {run_dir}/regions.csv; coordinates: {run_dir}/coordinates/"
+            f"\nDemo features: {run_dir}/features/slide/{SLIDE_ID}.pt (one [M, 192] tensor), "
+            f"{run_dir}/features/region/\nPreview of the encoded regions: {run_dir}/previews/{SLIDE_ID}.png\nTables: "
+            f"{run_dir}/slides.csv, {run_dir}/regions.csv; coordinates: {run_dir}/coordinates/"
         )
     return code
 

@@ -23,7 +23,9 @@ def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
         raise ConfigError(f"device={spec} but no CUDA GPU is visible: use device=auto or device=cpu")
     device = torch.device(f"cuda:{local_rank}") if spec == "cuda" else torch.device(spec)
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={spec} (rank-local GPU {device.index}) but only {torch.cuda.device_count()} GPU(s) are visible")
+        raise ConfigError(
+            f"device={spec} (rank-local GPU {device.index}) but only {torch.cuda.device_count()} GPU(s) are visible"
+        )
     return device
 
 
@@ -58,7 +60,9 @@ def usable_workers(requested: int) -> int:
         cpus = os.cpu_count() or 1
     limit = max(1, cpus // max(1, processes_per_node))
     if requested > limit:
-        logging.getLogger(__name__).info("num_workers %d capped at %d: the CPUs available to this process", requested, limit)
+        logging.getLogger(__name__).info(
+            "num_workers %d capped at %d: the CPUs available to this process", requested, limit
+        )
         return limit
     return requested
 

@@ -61,8 +61,15 @@ def resolve_precision(requested: str, device: torch.device, key: str = "precisio
     native = {"bf16": cpu_has_native_bf16, "fp16": cpu_has_native_fp16}
     if device.type == "cpu" and requested in native and not native[requested]():
         logger.warning(
-            "%s=%s on a CPU without native %s (PyTorch reports %s): it is emulated and runs several times slower than fp32 "
-            "(%.1fx slower measured on an AVX2 CPU). Use %s=fp32, or %s=auto to pick the fastest precision of the machine.",
-            key, requested, requested, capability, SLOW_ON_CPU_FACTOR, key, key,
-        )  # fmt: skip
+            "%s=%s on a CPU without native %s (PyTorch reports %s): it is emulated and runs several times slower "
+            "than fp32 (%.1fx slower measured on an AVX2 CPU). Use %s=fp32, or %s=auto to pick the fastest precision "
+            "of the machine.",
+            key,
+            requested,
+            requested,
+            capability,
+            SLOW_ON_CPU_FACTOR,
+            key,
+            key,
+        )
     return requested

@@ -25,7 +25,9 @@ class Tracker:
         active: False on ranks other than 0.
     """
 
-    def __init__(self, wandb_cfg: DictConfig, run_dir: Path, default_name: str, config: DictConfig, active: bool = True) -> None:
+    def __init__(
+        self, wandb_cfg: DictConfig, run_dir: Path, default_name: str, config: DictConfig, active: bool = True
+    ) -> None:
         self._run: Optional[Any] = None
         if not (active and wandb_cfg.enable):
             os.environ.setdefault("WANDB_MODE", "disabled")

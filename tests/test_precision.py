@@ -24,7 +24,12 @@ def hardware(monkeypatch):
 
 @pytest.mark.parametrize(
     "device, cpu_bf16, cuda_bf16, expected",
-    [(CPU, False, False, "fp32"), (CPU, True, False, "bf16"), (CUDA, False, True, "bf16"), (CUDA, False, False, "fp16")],
+    [
+        (CPU, False, False, "fp32"),
+        (CPU, True, False, "bf16"),
+        (CUDA, False, True, "bf16"),
+        (CUDA, False, False, "fp16"),
+    ],
 )
 def test_auto_resolves_to_what_the_device_runs_natively(hardware, caplog, device, cpu_bf16, cuda_bf16, expected):
     hardware.update(cpu_bf16=cpu_bf16, cuda_bf16=cuda_bf16)
@@ -48,8 +53,19 @@ def test_a_run_saves_the_resolved_precision(hardware, tmp_path, region_dir):
     from source.engines.extraction_job import run_extraction_job
     from tests.helpers import extraction_config
 
-    values = dict(region_dir=str(region_dir), output_dir=str(tmp_path), run_id="r", region_size=1024, num_workers=0, precision="auto",
-                  vit_patch_arch="vit_tiny", pretrain_vit_patch=None, pretrain_vit_region=None, device="cpu", slide_list=None)  # fmt: skip
+    values = dict(
+        region_dir=str(region_dir),
+        output_dir=str(tmp_path),
+        run_id="r",
+        region_size=1024,
+        num_workers=0,
+        precision="auto",
+        vit_patch_arch="vit_tiny",
+        pretrain_vit_patch=None,
+        pretrain_vit_region=None,
+        device="cpu",
+        slide_list=None,
+    )
     assert run_extraction_job(extraction_config(**values)) == 0
     assert OmegaConf.load(tmp_path / "feature_extraction" / "r" / "config.yaml").precision == "fp32"
 
@@ -62,7 +78,11 @@ def test_gpu_check_refuses_clearly_without_a_gpu(tmp_path):
     from tests.helpers import REPO
 
     environment = os.environ | {"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--output", str(tmp_path)],
-                            capture_output=True, text=True, env=environment)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     assert result.returncode == 2 and "gpu-check needs a CUDA GPU" in result.stderr
     assert not list(tmp_path.iterdir()), "nothing is written"

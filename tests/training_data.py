@@ -11,7 +11,7 @@ import torch
 
 def write_features(features_dir: Path, slide_ids, bags) -> None:
     features_dir.mkdir(parents=True, exist_ok=True)
-    for slide_id, bag in zip(slide_ids, bags):
+    for slide_id, bag in zip(slide_ids, bags, strict=True):
         torch.save(torch.as_tensor(bag, dtype=torch.float32), features_dir / f"{slide_id}.pt")
 
 
@@ -54,7 +54,13 @@ def classification_data(
 
 
 def survival_data(
-    root: Path, n_patients: int = 90, regions: int = 8, dim: int = 192, signal: float = 1.0, seed: int = 0, slides_per_patient: int = 1
+    root: Path,
+    n_patients: int = 90,
+    regions: int = 8,
+    dim: int = 192,
+    signal: float = 1.0,
+    seed: int = 0,
+    slides_per_patient: int = 1,
 ) -> dict[str, Path]:
     """Patients whose hazard grows with the projection of their features on one direction (signal=0: noise)."""
     rng = np.random.default_rng(seed)
@@ -72,7 +78,14 @@ def survival_data(
             slide_id = f"case_{p:03d}_s{s}"
             slide_ids.append(slide_id)
             bags.append(bag)
-            rows.append({"case_id": f"case_{p:03d}", "slide_id": slide_id, "censorship": censored, "survival_months": round(time, 3)})
+            rows.append(
+                {
+                    "case_id": f"case_{p:03d}",
+                    "slide_id": slide_id,
+                    "censorship": censored,
+                    "survival_months": round(time, 3),
+                }
+            )
     write_features(root / "features", slide_ids, bags)
     frame = pd.DataFrame(rows)
     cases = frame.case_id.unique()

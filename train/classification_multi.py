@@ -1,4 +1,5 @@
-"""Slide-level classification training on every fold of data.fold_dir (fold_<i>/{train,tune,test}.csv), then summary.csv.
+"""Slide-level classification training on every fold of data.fold_dir (fold_<i>/{train,tune,test}.csv), then
+summary.csv.
 
     python3 train/classification_multi.py --config-name multi features_dir=... [key=value ...]
 

@@ -87,7 +87,9 @@ def _has_path(cfg: DictConfig, path: str) -> bool:
 def _explain_override_error(error: Exception, known: list[str]) -> str:
     cause = error.__cause__ or error
     text = str(cause)
-    full_key = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("full_key:")), None)
+    full_key = next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("full_key:")), None
+    )
     first = text.splitlines()[0] if text else str(error)
     if full_key and ("not in" in first or "is not in struct" in first):
         return _unknown_key_message(full_key, known)

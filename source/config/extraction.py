@@ -130,14 +130,21 @@ def validate_extraction(cfg: DictConfig) -> None:
     """
     _validate_input(cfg)
     if cfg.slide_list is not None and not Path(cfg.slide_list).is_file():
-        raise ConfigError(f"slide_list '{cfg.slide_list}' is not a file: give a .txt with one slide id or path per line, or null")
+        raise ConfigError(
+            f"slide_list '{cfg.slide_list}' is not a file: give a .txt with one slide id or path per line, or null"
+        )
     for key in ("region_size", "patch_size", "mini_patch_size", "batch_size", "patch_batch_size"):
         if cfg[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]}")
     if cfg.patch_size % cfg.mini_patch_size:
-        raise ConfigError(f"patch_size ({cfg.patch_size}) must be a multiple of mini_patch_size ({cfg.mini_patch_size})")
+        raise ConfigError(
+            f"patch_size ({cfg.patch_size}) must be a multiple of mini_patch_size ({cfg.mini_patch_size})"
+        )
     if cfg.region_size % cfg.patch_size:
-        raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size}), e.g. 1024, 2048 or 4096")
+        raise ConfigError(
+            f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size}), e.g. 1024, 2048 or "
+            "4096"
+        )
     if cfg.num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
     for key in ("mean", "std"):
@@ -172,7 +179,9 @@ def _validate_input(cfg: DictConfig) -> None:
         raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: check the path")
     validate_whole_slide_keys(cfg)
     if cfg.save_region_images and not cfg.wsi_csv:
-        raise ConfigError("save_region_images only applies to wsi_csv input (region_dir input already is region images)")
+        raise ConfigError(
+            "save_region_images only applies to wsi_csv input (region_dir input already is region images)"
+        )
 
 
 def validate_whole_slide_keys(cfg: DictConfig) -> None:
@@ -180,13 +189,15 @@ def validate_whole_slide_keys(cfg: DictConfig) -> None:
     (the whole-slide keys shared by extraction, heatmaps and patch pretraining)."""
     if cfg.wsi_csv and not Path(cfg.wsi_csv).is_file():
         raise ConfigError(
-            f"wsi_csv '{cfg.wsi_csv}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, spacing_at_level_0]"
+            f"wsi_csv '{cfg.wsi_csv}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, "
+            "spacing_at_level_0]"
         )
     if cfg.coordinates_dir and not cfg.wsi_csv:
         raise ConfigError("coordinates_dir needs wsi_csv: reused coordinates are read from the whole-slide images")
     if cfg.coordinates_dir and not Path(cfg.coordinates_dir).is_dir():
         raise ConfigError(
-            f"coordinates_dir '{cfg.coordinates_dir}' is not a folder of <slide_id>.coordinates.npz / .coordinates.meta.json files"
+            f"coordinates_dir '{cfg.coordinates_dir}' is not a folder of <slide_id>.coordinates.npz / "
+            ".coordinates.meta.json files"
         )
     validate_tiling(cfg.tiling)
 
@@ -208,4 +219,6 @@ def validate_tiling(tiling: DictConfig | TilingSettings) -> None:
     if tiling.reader not in TILING_BACKENDS:
         raise ConfigError(f"tiling.reader must be one of {list(TILING_BACKENDS)}, got '{tiling.reader}'")
     if tiling.segmentation not in SEGMENTATION_METHODS:
-        raise ConfigError(f"tiling.segmentation must be one of {list(SEGMENTATION_METHODS)}, got '{tiling.segmentation}'")
+        raise ConfigError(
+            f"tiling.segmentation must be one of {list(SEGMENTATION_METHODS)}, got '{tiling.segmentation}'"
+        )

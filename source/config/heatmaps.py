@@ -58,33 +58,46 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
     if not (cfg.patch_fp or cfg.region_fp or cfg.slide_id or cfg.slide_csv or slide_input(cfg)):
         raise ConfigError(
-            "nothing to do: set patch_fp, region_fp, wsi_csv (whole slides), extraction_run (the slides of an extraction run) "
-            "or region_dir with slide_id / slide_csv"
+            "nothing to do: set patch_fp, region_fp, wsi_csv (whole slides), extraction_run (the slides of an "
+            "extraction run) or region_dir with slide_id / slide_csv"
         )
     for key in ("patch_fp", "region_fp", "slide_csv"):
         if cfg[key] and not Path(cfg[key]).is_file():
             raise ConfigError(f"{key} '{cfg[key]}' is not a file")
     inputs = [key for key in SLIDE_INPUTS if cfg[key]]
     if len(inputs) > 1:
-        raise ConfigError(f"give one slide input, not {' and '.join(inputs)}: {', '.join(SLIDE_INPUTS)} are alternatives")
+        raise ConfigError(
+            f"give one slide input, not {' and '.join(inputs)}: {', '.join(SLIDE_INPUTS)} are alternatives"
+        )
     if (cfg.slide_id or cfg.slide_csv) and not inputs:
-        raise ConfigError("slide_id / slide_csv pick slides of a slide input: also set wsi_csv, extraction_run or region_dir")
+        raise ConfigError(
+            "slide_id / slide_csv pick slides of a slide input: also set wsi_csv, extraction_run or region_dir"
+        )
     if cfg.region_dir and not Path(cfg.region_dir).is_dir():
-        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: give the folder of <slide_id>/imgs/<x>_<y>.<format>")
+        raise ConfigError(
+            f"region_dir '{cfg.region_dir}' is not a folder: give the folder of <slide_id>/imgs/<x>_<y>.<format>"
+        )
     if cfg.extraction_run and not Path(cfg.extraction_run).is_dir():
         raise ConfigError(
-            f"extraction_run '{cfg.extraction_run}' is not a folder: give output_dir/<experiment_name>/<run_id> of an extraction"
+            f"extraction_run '{cfg.extraction_run}' is not a folder: give output_dir/<experiment_name>/<run_id> of an "
+            "extraction"
         )
     validate_whole_slide_keys(cfg)
     if cfg.region_size % cfg.patch_size:
         raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size})")
     if cfg.downscale < 1 or cfg.patch_size % cfg.downscale or cfg.downscale > 16:
-        raise ConfigError(f"downscale ({cfg.downscale}) must divide patch_size ({cfg.patch_size}) and be at most 16 (one pixel per token)")
+        raise ConfigError(
+            f"downscale ({cfg.downscale}) must divide patch_size ({cfg.patch_size}) and be at most 16 (one pixel per "
+            "token)"
+        )
     if cfg.canvas_width < 64:
         raise ConfigError(f"canvas_width must be at least 64 px, got {cfg.canvas_width}")
-    if cfg.downsample is not None and (cfg.downsample < 1 or cfg.downsample % cfg.downscale or cfg.region_size % cfg.downsample):
+    if cfg.downsample is not None and (
+        cfg.downsample < 1 or cfg.downsample % cfg.downscale or cfg.region_size % cfg.downsample
+    ):
         raise ConfigError(
-            f"downsample ({cfg.downsample}) must be a multiple of downscale ({cfg.downscale}) and divide region_size ({cfg.region_size})"
+            f"downsample ({cfg.downsample}) must be a multiple of downscale ({cfg.downscale}) and divide region_size "
+            f"({cfg.region_size})"
         )
     for key in ("alpha", "opacity", "gamma", "threshold", "highlight"):
         if cfg[key] is not None and not 0 <= cfg[key] <= 1:

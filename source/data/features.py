@@ -27,7 +27,8 @@ class FeatureFileError(ValueError):
 
 
 def check_features(tensor: torch.Tensor, level: str, dim: int, path: Path) -> None:
-    """Raise :class:`FeatureFileError` unless ``tensor`` is ``(M, dim)`` (global) or ``(M, n*n, dim)`` (local), finite."""
+    """Raise :class:`FeatureFileError` unless ``tensor`` is ``(M, dim)`` (global) or ``(M, n*n, dim)`` (local),
+    finite."""
     if not isinstance(tensor, torch.Tensor):
         raise FeatureFileError(f"{path} holds a {type(tensor).__name__}, not a tensor")
     shape = tuple(tensor.shape)
@@ -38,7 +39,9 @@ def check_features(tensor: torch.Tensor, level: str, dim: int, path: Path) -> No
         ok = tensor.dim() == 3 and shape[2] == dim and shape[0] > 0 and math.isqrt(shape[1]) ** 2 == shape[1]
         expected = f"(M, n*n, {dim})"
     if not ok:
-        raise FeatureFileError(f"{path} has shape {shape} but level {level} needs {expected}; check level and features_dir")
+        raise FeatureFileError(
+            f"{path} has shape {shape} but level {level} needs {expected}; check level and features_dir"
+        )
     if not torch.isfinite(tensor).all():
         raise FeatureFileError(f"{path} holds NaN or inf values; extract this slide again")
 
@@ -73,7 +76,9 @@ class FeatureBank:
         try:
             tensor = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
-            raise FeatureFileError(f"{path} cannot be read ({str(error).splitlines()[0]}): extract this slide again") from error
+            raise FeatureFileError(
+                f"{path} cannot be read ({str(error).splitlines()[0]}): extract this slide again"
+            ) from error
         if not isinstance(tensor, torch.Tensor):
             raise FeatureFileError(f"{path} holds a {type(tensor).__name__}, not a tensor")
         tensor = tensor.float()

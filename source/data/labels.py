@@ -56,7 +56,9 @@ def read_table(path: str | Path, required: Sequence[str]) -> pd.DataFrame:
             frame[column] = frame[column].astype(str).str.strip()
     duplicated = frame.slide_id.duplicated(keep=False)
     if duplicated.any():
-        raise LabelTableError(f"{path}: duplicate slide_id in row(s) {_rows(frame, duplicated)}; each slide may appear once")
+        raise LabelTableError(
+            f"{path}: duplicate slide_id in row(s) {_rows(frame, duplicated)}; each slide may appear once"
+        )
     for row, slide_id in frame.slide_id.items():
         try:
             safe_join(".", slide_id)
@@ -98,7 +100,9 @@ def encode_classes(
         classes = numeric.to_numpy(dtype=np.int64)
     outside = (classes < 0) | (classes >= num_classes)
     if outside.any():
-        raise LabelTableError(f"{path}: class index outside 0..{num_classes - 1} (num_classes) in row(s) {_rows(frame, outside)}")
+        raise LabelTableError(
+            f"{path}: class index outside 0..{num_classes - 1} (num_classes) in row(s) {_rows(frame, outside)}"
+        )
     return classes
 
 
@@ -129,7 +133,10 @@ def check_no_overlap(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str
                 shared = sorted(set(tables[first][column].astype(str)) & set(tables[second][column].astype(str)))
                 if shared:
                     listed = ", ".join(shared[:5]) + (f" and {len(shared) - 5} more" if len(shared) > 5 else "")
-                    problems.append(f"{len(shared)} {column}(s) in both {paths[first]} ({first}) and {paths[second]} ({second}): {listed}")
+                    problems.append(
+                        f"{len(shared)} {column}(s) in both {paths[first]} ({first}) and {paths[second]} ({second}): "
+                        f"{listed}"
+                    )
                     break  # shared patients imply the slide overlap, if any: one line per pair
     if not problems:
         return
@@ -137,7 +144,9 @@ def check_no_overlap(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str
     if allow:
         logger.warning("%s (allowed by data.allow_overlap)", message)
         return
-    raise LabelTableError(f"{message}. Make disjoint splits (python3 -m source.data.make_folds), or set data.allow_overlap=true")
+    raise LabelTableError(
+        f"{message}. Make disjoint splits (python3 -m source.data.make_folds), or set data.allow_overlap=true"
+    )
 
 
 def check_survival_columns(frame: pd.DataFrame, time_column: str, path: str | Path) -> None:
@@ -153,16 +162,22 @@ def check_survival_columns(frame: pd.DataFrame, time_column: str, path: str | Pa
     censorship = pd.to_numeric(frame["censorship"], errors="coerce")
     bad_status = ~censorship.isin([0, 1])
     if bad_status.any():
-        raise LabelTableError(f"{path}: censorship must be 0 (event) or 1 (censored); row(s) {_rows(frame, bad_status)} are not")
+        raise LabelTableError(
+            f"{path}: censorship must be 0 (event) or 1 (censored); row(s) {_rows(frame, bad_status)} are not"
+        )
     frame[time_column] = times.astype(float)
     frame["censorship"] = censorship.astype(int)
     per_patient = frame.groupby("case_id")[[time_column, "censorship"]].nunique()
     inconsistent = per_patient[(per_patient > 1).any(axis=1)].index.tolist()
     if inconsistent:
-        raise LabelTableError(f"{path}: case_id(s) {inconsistent[:5]} have slides with different {time_column} or censorship")
+        raise LabelTableError(
+            f"{path}: case_id(s) {inconsistent[:5]} have slides with different {time_column} or censorship"
+        )
 
 
-def survival_bin_edges(train: pd.DataFrame, time_column: str, nbins: int, all_splits: Sequence[pd.DataFrame]) -> np.ndarray:
+def survival_bin_edges(
+    train: pd.DataFrame, time_column: str, nbins: int, all_splits: Sequence[pd.DataFrame]
+) -> np.ndarray:
     """Bin edges of the discrete-time model from the **training split only**.
 
     The inner edges are the quantiles of the uncensored training patients' times; the outer edges are
@@ -178,12 +193,14 @@ def survival_bin_edges(train: pd.DataFrame, time_column: str, nbins: int, all_sp
     events = patients.loc[patients.censorship == 0, time_column].to_numpy(dtype=float)
     if len(np.unique(events)) < nbins:
         raise LabelTableError(
-            f"the training split has {len(np.unique(events))} distinct event times (uncensored patients), "
-            f"fewer than nbins={nbins}; lower nbins"
+            f"the training split has {len(np.unique(events))} distinct event times (uncensored patients), fewer than "
+            f"nbins={nbins}; lower nbins"
         )
     edges = np.quantile(events, np.linspace(0, 1, nbins + 1))
     if len(np.unique(edges)) != len(edges):
-        raise LabelTableError(f"training event times give repeated quantile edges {edges.tolist()} for nbins={nbins}; lower nbins")
+        raise LabelTableError(
+            f"training event times give repeated quantile edges {edges.tolist()} for nbins={nbins}; lower nbins"
+        )
     every_time = np.concatenate([split[time_column].to_numpy(dtype=float) for split in all_splits])
     edges[0] = min(edges[0], every_time.min()) - 1e-6
     edges[-1] = max(edges[-1], every_time.max()) + 1e-6
@@ -213,5 +230,7 @@ def discover_folds(fold_dir: str | Path) -> list[tuple[int, Path]]:
     for _, folder in folds:
         absent = [name for name in ("train.csv", "tune.csv") if not (folder / name).is_file()]
         if absent:
-            raise LabelTableError(f"fold folder '{folder}' lacks {absent}; each fold needs train.csv and tune.csv (test.csv optional)")
+            raise LabelTableError(
+                f"fold folder '{folder}' lacks {absent}; each fold needs train.csv and tune.csv (test.csv optional)"
+            )
     return folds

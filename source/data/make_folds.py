@@ -54,7 +54,9 @@ def make_folds(
             patients, or fewer than 2 (3 with a test split) folds.
     """
     if folds < (3 if test else 2):
-        raise FoldError(f"--folds must be at least {3 if test else 2} {'with' if test else 'without'} a test split, got {folds}")
+        raise FoldError(
+            f"--folds must be at least {3 if test else 2} {'with' if test else 'without'} a test split, got {folds}"
+        )
     try:
         frame = pd.read_csv(csv)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
@@ -77,9 +79,13 @@ def make_folds(
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m source.data.make_folds", description=__doc__.split("\n\n")[0])
     parser.add_argument("csv", help="labelled csv: slide_id, optional case_id, the stratification column")
-    parser.add_argument("out_dir", help="folder to write fold_<i>/train.csv, tune.csv, test.csv into (the data.fold_dir of multi.yaml)")
+    parser.add_argument(
+        "out_dir", help="folder to write fold_<i>/train.csv, tune.csv, test.csv into (the data.fold_dir of multi.yaml)"
+    )
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
-    parser.add_argument("--stratify", default="label", help="column whose proportions each part keeps (label, censorship, ...)")
+    parser.add_argument(
+        "--stratify", default="label", help="column whose proportions each part keeps (label, censorship, ...)"
+    )
     parser.add_argument("--no-test", dest="test", action="store_false", help="only train and tune in each fold")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -56,7 +56,9 @@ class RegionDataset(Dataset):
         sources: per slide index, its region source, or ``None`` when its regions are image files.
     """
 
-    def __init__(self, items: Sequence[RegionItem], region_size: int, sources: Sequence[RegionSource | None] = ()) -> None:
+    def __init__(
+        self, items: Sequence[RegionItem], region_size: int, sources: Sequence[RegionSource | None] = ()
+    ) -> None:
         self.items = list(items)
         self.region_size = region_size
         self.sources = list(sources)

@@ -19,7 +19,21 @@ from PIL import Image
 from source.io import UnsafePathError, safe_join
 
 REGION_NAME = re.compile(r"^(\d+)_(\d+)$")
-SLIDE_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".czi", ".svslide", ".dcm", ".isyntax"}
+SLIDE_SUFFIXES = {
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".mrxs",
+    ".scn",
+    ".vms",
+    ".vmu",
+    ".bif",
+    ".czi",
+    ".svslide",
+    ".dcm",
+    ".isyntax",
+}
 """Suffixes that mark a ``slide_list`` line as a slide file path (its stem is the slide id)."""
 
 
@@ -57,14 +71,18 @@ def discover_slide_ids(region_dir: str | Path, slide_list: Optional[str | Path] 
     """Slide ids to process: those of ``slide_list`` if given, else every sub-folder of ``region_dir``, sorted."""
     if slide_list is not None:
         return read_slide_list(slide_list)
-    return sorted(entry.name for entry in Path(region_dir).iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    return sorted(
+        entry.name for entry in Path(region_dir).iterdir() if entry.is_dir() and not entry.name.startswith(".")
+    )
 
 
 def parse_region_name(path: Path) -> tuple[int, int]:
     """``<x>_<y>.<ext>`` -> ``(x, y)``; raise :class:`BadInputError` for any other name."""
     match = REGION_NAME.match(path.stem)
     if match is None:
-        raise BadInputError(f"region file '{path}' is not named <x>_<y>.{path.suffix.lstrip('.')} (level-0 coordinates)")
+        raise BadInputError(
+            f"region file '{path}' is not named <x>_<y>.{path.suffix.lstrip('.')} (level-0 coordinates)"
+        )
     return int(match.group(1)), int(match.group(2))
 
 
@@ -109,10 +127,14 @@ def read_region(path: str | Path, region_size: int) -> np.ndarray:
             image.load()
             pixels = np.array(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise BadInputError(f"region '{path}' cannot be decoded ({error}): the file is unreadable or truncated") from error
+        raise BadInputError(
+            f"region '{path}' cannot be decoded ({error}): the file is unreadable or truncated"
+        ) from error
     height, width = pixels.shape[:2]
     if height != width:
         raise BadInputError(f"region '{path}' is {width}x{height} px, not square")
     if height != region_size:
-        raise BadInputError(f"region '{path}' is {width}x{height} px but region_size is {region_size}: set region_size={height}")
+        raise BadInputError(
+            f"region '{path}' is {width}x{height} px but region_size is {region_size}: set region_size={height}"
+        )
     return pixels

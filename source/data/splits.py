@@ -24,7 +24,9 @@ from source.tasks.classification import TARGET
 logger = logging.getLogger(__name__)
 
 
-def drop_missing_features(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str], bank: FeatureBank) -> dict[str, pd.DataFrame]:
+def drop_missing_features(
+    tables: Mapping[str, pd.DataFrame], paths: Mapping[str, str], bank: FeatureBank
+) -> dict[str, pd.DataFrame]:
     """Validate every feature file; drop rows whose file is missing (one warning for all of them).
 
     Raises:
@@ -38,10 +40,15 @@ def drop_missing_features(tables: Mapping[str, pd.DataFrame], paths: Mapping[str
         all_missing += [f"{slide_id} ({name})" for slide_id in frame.slide_id if slide_id in missing]
         kept[name] = frame[~frame.slide_id.isin(missing)].reset_index(drop=True)
         if kept[name].empty:
-            raise LabelTableError(f"{paths[name]}: none of its slides has a feature file in {bank.features_dir}; check features_dir")
+            raise LabelTableError(
+                f"{paths[name]}: none of its slides has a feature file in {bank.features_dir}; check features_dir"
+            )
     if all_missing:
         logger.warning(
-            "%d slide(s) have no feature file in %s and are dropped: %s", len(all_missing), bank.features_dir, ", ".join(all_missing)
+            "%d slide(s) have no feature file in %s and are dropped: %s",
+            len(all_missing),
+            bank.features_dir,
+            ", ".join(all_missing),
         )
     return kept
 
@@ -82,7 +89,9 @@ def classification_splits(
         tables["train"] = subsample(tables["train"], pct, seed)
         classes = np.unique(tables["train"][TARGET])
         if len(classes) < 2:
-            raise LabelTableError(f"{paths['train']}: the training split has a single class ({classes.tolist()}); it needs at least two")
+            raise LabelTableError(
+                f"{paths['train']}: the training split has a single class ({classes.tolist()}); it needs at least two"
+            )
     splits = {}
     for name, frame in tables.items():
         counts = frame[TARGET].value_counts()
@@ -153,7 +162,9 @@ def survival_splits(
     return SurvivalTables(splits, edges)
 
 
-def unlabelled_split(name: str, path: str, bank: FeatureBank, target_names: list[str], by_patient: bool = False) -> Split:
+def unlabelled_split(
+    name: str, path: str, bank: FeatureBank, target_names: list[str], by_patient: bool = False
+) -> Split:
     """A split without labels, for prediction only: slides (or, ``by_patient``, the slides of each ``case_id``).
 
     The targets are zeros (they only fill the bag); metrics and losses of such a split are meaningless.

@@ -44,10 +44,17 @@ class SlideOutcome:
 def _success(plan: SlidePlan, store: FeatureStore) -> SlideOutcome:
     slide_path = store.slide_path(plan.slide_id)
     rows = [
-        (index, region.x, region.y, str(store.region_path(plan.slide_id, region) if store.save_region_features else slide_path))
+        (
+            index,
+            region.x,
+            region.y,
+            str(store.region_path(plan.slide_id, region) if store.save_region_features else slide_path),
+        )
         for index, region in enumerate(plan.regions)
     ]
-    return SlideOutcome(plan.slide_id, "success", len(plan.regions), str(slide_path), regions=rows, details=plan.details)
+    return SlideOutcome(
+        plan.slide_id, "success", len(plan.regions), str(slide_path), regions=rows, details=plan.details
+    )
 
 
 def _failure(plan: SlidePlan, error: str, num_regions: int = 0) -> SlideOutcome:
@@ -141,7 +148,7 @@ class Extractor:
             if rows:
                 features = self._features(batch.pixels[rows] if len(rows) < len(batch.keys) else batch.pixels)
                 encoded += len(rows)
-                for row, feature in zip(rows, features):
+                for row, feature in zip(rows, features, strict=True):
                     slide, region = batch.keys[row]
                     buffers[slide][region] = feature
             for slide, _ in [*batch.keys, *((s, r) for s, r, _ in batch.failures)]:
@@ -160,16 +167,26 @@ class Extractor:
                 plan.source.close()
         elapsed = time.perf_counter() - started
         if encoded:
-            logger.info("encoded %d of %d regions in %.1f s (%.2f regions/s)", encoded, total, elapsed, encoded / max(elapsed, 1e-9))
+            logger.info(
+                "encoded %d of %d regions in %.1f s (%.2f regions/s)",
+                encoded,
+                total,
+                elapsed,
+                encoded / max(elapsed, 1e-9),
+            )
         else:
-            logger.error("no region was encoded: every one of the %d regions failed or belongs to a failed slide", total)
+            logger.error(
+                "no region was encoded: every one of the %d regions failed or belongs to a failed slide", total
+            )
 
     def _finish(self, plan: SlidePlan, features: list[Optional[torch.Tensor]], error: Optional[str]) -> SlideOutcome:
         if error is not None:
             logger.error("slide %s failed: %s", plan.slide_id, error)
             return _failure(plan, error, len(plan.regions))
         self.store.write(plan.slide_id, plan.regions, torch.stack(features))  # type: ignore[arg-type]
-        logger.info("slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id))
+        logger.info(
+            "slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id)
+        )
         return _success(plan, self.store)
 
 
@@ -204,7 +221,9 @@ def write_reports(
     return run_dir / "slides.csv", run_dir / "regions.csv"
 
 
-def merge_outcomes(local: list[SlideOutcome], plans: Sequence[SlidePlan], context: DistributedContext) -> list[SlideOutcome]:
+def merge_outcomes(
+    local: list[SlideOutcome], plans: Sequence[SlidePlan], context: DistributedContext
+) -> list[SlideOutcome]:
     """Every rank's outcomes, in plan order (all ranks get the merged list)."""
     by_id = {o.slide_id: o for part in gather_objects(local, context) for o in part}
     return [by_id[plan.slide_id] for plan in plans]

@@ -95,28 +95,35 @@ def read_inputs(cfg: DictConfig) -> list:
 
         slides = read_wsi_csv(cfg.wsi_csv, only)
         if not slides:
-            raise ConfigError(f"no slide to process: none of the slide ids of slide_list '{cfg.slide_list}' is in wsi_csv '{cfg.wsi_csv}'")
+            raise ConfigError(
+                f"no slide to process: none of the slide ids of slide_list '{cfg.slide_list}' is in wsi_csv "
+                f"'{cfg.wsi_csv}'"
+            )
         return slides
     region_dir = Path(cfg.region_dir)
     if (region_dir / "imgs").is_dir():
         raise ConfigError(
-            f"region_dir '{region_dir}' holds imgs/ itself: it looks like one slide's folder. region_dir must be the folder "
-            f"that contains <slide_id>/imgs/, here region_dir={region_dir.absolute().parent}"
+            f"region_dir '{region_dir}' holds imgs/ itself: it looks like one slide's folder. region_dir must be the "
+            f"folder that contains <slide_id>/imgs/, here region_dir={region_dir.absolute().parent}"
         )
     slide_ids = discover_slide_ids(region_dir, cfg.slide_list)
     if not slide_ids:
         images = [p for p in region_dir.iterdir() if p.suffix.lower().lstrip(".") == str(cfg.format).lower()]
         hint = (
-            f" It holds .{cfg.format} images itself: it looks like a slide's imgs/ folder; region_dir must be "
-            f"the folder that contains <slide_id>/imgs/, here region_dir={region_dir.absolute().parent.parent}"
+            f" It holds .{cfg.format} images itself: it looks like a slide's imgs/ folder; region_dir must be the "
+            f"folder that contains <slide_id>/imgs/, here region_dir={region_dir.absolute().parent.parent}"
             if images
             else ""
         )
-        raise ConfigError(f"no slide folder in region_dir '{region_dir}': expected <slide_id>/imgs/<x>_<y>.{cfg.format}.{hint}")
+        raise ConfigError(
+            f"no slide folder in region_dir '{region_dir}': expected <slide_id>/imgs/<x>_<y>.{cfg.format}.{hint}"
+        )
     return slide_ids
 
 
-def plan_from_config(cfg: DictConfig, run_dir: Path, context: DistributedContext, slides: list) -> tuple[list[SlidePlan], list[str]]:
+def plan_from_config(
+    cfg: DictConfig, run_dir: Path, context: DistributedContext, slides: list
+) -> tuple[list[SlidePlan], list[str]]:
     """The plans of the slides of :func:`read_inputs` and the extra ``slides.csv`` columns of that input.
 
     Whole-slide input: each rank tiles its share (or reads ``coordinates_dir``) and writes coordinates
@@ -169,7 +176,9 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
     failed = [o for o in outcomes if o.status != "success"]
     if context.is_main:
         slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size, extra_columns)
-        tracker.log({"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60})
+        tracker.log(
+            {"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60}
+        )
         tracker.finish()
         for outcome in failed:
             logger.error("FAILED %s: %s", outcome.slide_id, outcome.error)

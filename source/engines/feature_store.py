@@ -51,7 +51,9 @@ class FeatureStore:
             logger.warning("%s is unreadable (%s): recomputing slide %s", path, error, slide_id)
             return False
         if rows != len(regions):
-            logger.warning("%s has %d rows but slide %s has %d regions now: recomputing", path, rows, slide_id, len(regions))
+            logger.warning(
+                "%s has %d rows but slide %s has %d regions now: recomputing", path, rows, slide_id, len(regions)
+            )
             return False
         if self.save_region_features:
             return all(self.region_path(slide_id, region).exists() for region in regions)
@@ -73,7 +75,7 @@ class FeatureStore:
     def write(self, slide_id: str, regions: Sequence[Region], features: torch.Tensor) -> Path:
         """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files first, slide file last."""
         if self.save_region_features:
-            for region, row in zip(regions, features):
+            for region, row in zip(regions, features, strict=True):
                 atomic_torch_save(row.clone(), self.region_path(slide_id, region))
         path = self.slide_path(slide_id)
         atomic_torch_save(features.contiguous(), path)

@@ -55,7 +55,9 @@ def run_heatmap_job(cfg: DictConfig) -> int:
         shutdown()
 
 
-def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: HeatmapSlides) -> int:
+def _draw_all(
+    cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: HeatmapSlides
+) -> int:
     torch.manual_seed(cfg.seed)
     needs_region = bool(cfg.region_fp or slides.ids)  # patch maps alone need no ViT_region
     encoder = build_hipt_encoder(
@@ -85,8 +87,16 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
     plans = plan_heatmap_slides(cfg, slides, run_dir, context)
     outcomes = []
     for plan in shard_plans(plans, context):
-        outcome = {"slide_id": plan.slide_id, "num_regions": len(plan.regions), "status": "success", "error": "", "output_dir": ""}
-        outcome |= {key: plan.details.get(key) for key in ("image_path", "tile_size_lv0") if slides.whole_slides is not None}
+        outcome = {
+            "slide_id": plan.slide_id,
+            "num_regions": len(plan.regions),
+            "status": "success",
+            "error": "",
+            "output_dir": "",
+        }
+        outcome |= {
+            key: plan.details.get(key) for key in ("image_path", "tile_size_lv0") if slides.whole_slides is not None
+        }
         try:
             if plan.error:
                 raise BadInputError(plan.error)
@@ -110,5 +120,11 @@ def _draw_all(cfg: DictConfig, run_dir: Path, context: DistributedContext, devic
         order = {plan.slide_id: i for i, plan in enumerate(plans)}
         table = pd.DataFrame(sorted(merged, key=lambda o: order[o["slide_id"]]))
         atomic_write_csv(table, run_dir / "slides.csv")
-        logger.info("done: %d/%d slide(s) drawn, %d failed; outputs in %s", len(merged) - len(failed), len(merged), len(failed), run_dir)
+        logger.info(
+            "done: %d/%d slide(s) drawn, %d failed; outputs in %s",
+            len(merged) - len(failed),
+            len(merged),
+            len(failed),
+            run_dir,
+        )
     return 1 if failed else 0

@@ -17,7 +17,13 @@ from source.data.splits import unlabelled_split
 from source.devices import resolve_device
 from source.distributed import DistributedContext
 from source.engines.evaluate import predict_split
-from source.engines.training_job import build_model_from_config, build_task_and_splits, encode_once, feature_bank, write_results
+from source.engines.training_job import (
+    build_model_from_config,
+    build_task_and_splits,
+    encode_once,
+    feature_bank,
+    write_results,
+)
 from source.log import setup_logging
 from source.models.checkpoints import CheckpointError, read_checkpoint
 
@@ -25,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 def find_checkpoints(cfg: DictConfig) -> list[Path]:
-    """``checkpoints`` as given, or ``run_dir/<checkpoint_name>.pt`` / every ``run_dir/fold_<i>/<checkpoint_name>.pt``."""
+    """``checkpoints`` as given, or ``run_dir/<checkpoint_name>.pt`` / every
+    ``run_dir/fold_<i>/<checkpoint_name>.pt``."""
     if cfg.checkpoints:
         paths = [Path(p) for p in cfg.checkpoints]
     elif cfg.run_dir:
@@ -56,7 +63,8 @@ def split_by_labels(test_csvs: DictConfig, kind: str, train_cfg: DictConfig) -> 
 
 
 def ensemble(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Average the prediction columns (``prob_*`` or ``risk``) of several models; ``pred`` / ``pred_label`` are recomputed."""
+    """Average the prediction columns (``prob_*`` or ``risk``) of several models; ``pred`` / ``pred_label`` are
+    recomputed."""
     result = tables[0].copy()
     probability_columns = [c for c in result.columns if c.startswith("prob_")]
     for column in probability_columns + (["risk"] if "risk" in result.columns else []):
@@ -82,7 +90,9 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
             state = read_checkpoint(path)
             if not isinstance(state.get("task"), dict) or state["task"].get("kind") != kind:
                 found = state["task"].get("kind") if isinstance(state.get("task"), dict) else None
-                raise CheckpointError(f"checkpoint '{path}' is not a {kind} model of train/*.py (its task is {found!r})")
+                raise CheckpointError(
+                    f"checkpoint '{path}' is not a {kind} model of train/*.py (its task is {found!r})"
+                )
             train_cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
             if cfg.features_dir:
                 train_cfg.features_dir = cfg.features_dir
@@ -91,7 +101,9 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
             task, splits, _ = build_task_and_splits(kind, train_cfg, labelled, bank, state["task"])
             by_patient = kind == "survival" and train_cfg.model.agg_method is not None
             targets = ["label"] if kind == "classification" else ["bin", "censorship"]
-            splits |= {name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled}
+            splits |= {
+                name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled
+            }
             model = build_model_from_config(train_cfg, task.num_outputs, load_vit_region=False).to(device)
             model.load_state_dict(state["model"])
             encode_once(model, splits, device)
@@ -101,7 +113,10 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
         results = {}
         for name, outputs in per_model.items():
             predictions = ensemble([table for table, _ in outputs])
-            results[name] = (predictions, float(np.mean([loss for _, loss in outputs])) if len(outputs) == 1 else float("nan"))
+            results[name] = (
+                predictions,
+                float(np.mean([loss for _, loss in outputs])) if len(outputs) == 1 else float("nan"),
+            )
         metrics = write_results(task, results, run_dir, unlabelled)
         for name in unlabelled:
             logger.info("%s: no labels, predictions only (%s)", name, run_dir / f"{name}_predictions.csv")

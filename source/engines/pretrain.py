@@ -116,7 +116,8 @@ class DinoTrainer:
 
     # -- snapshots ------------------------------------------------------------------------------------
     def save(self, name: str, epoch: int) -> None:
-        """Student, teacher (``backbone.*`` / ``head.*``), optimiser, scaler, epoch, loss centre, config, RNG of every rank.
+        """Student, teacher (``backbone.*`` / ``head.*``), optimiser, scaler, epoch, loss centre, config, RNG of every
+        rank.
 
         The full training state (what ``resume`` needs, about 6x the backbone for ViT-S with its 65,536-wide heads).
         """
@@ -139,7 +140,8 @@ class DinoTrainer:
         atomic_torch_save(state, self.run_dir / f"{name}.pt")
 
     def save_teacher(self, name: str, epoch: int) -> None:
-        """Only the teacher backbone (``teacher`` -> ``backbone.*``), epoch, history and config: the file extraction loads."""
+        """Only the teacher backbone (``teacher`` -> ``backbone.*``), epoch, history and config: the file extraction
+        loads."""
         if not self.context.is_main:
             return
         backbone = {k: v for k, v in self.dino.teacher.state_dict().items() if k.startswith("backbone.")}
@@ -177,8 +179,12 @@ class DinoTrainer:
         self.loader.dataset.epoch = epoch
         iterations = len(self.loader)
         losses = []
-        autocast = torch.autocast(self.device.type, dtype=PRECISIONS[self.settings.precision], enabled=self.settings.precision != "fp32")
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch", disable=not self.settings.show_progress)
+        autocast = torch.autocast(
+            self.device.type, dtype=PRECISIONS[self.settings.precision], enabled=self.settings.precision != "fp32"
+        )
+        bar = tqdm(
+            self.loader, desc=f"epoch {epoch + 1}", leave=False, unit="batch", disable=not self.settings.show_progress
+        )
         for step, crops in enumerate(bar):
             it = epoch * iterations + step
             for index, group in enumerate(self.optimizer.param_groups):
@@ -190,8 +196,8 @@ class DinoTrainer:
                 loss = self.dino(crops, epoch)
             if not self._finite_everywhere(loss):
                 raise TrainingDivergedError(
-                    f"the loss is not finite (here {loss.item()}) at epoch {epoch + 1}, iteration {step + 1}: training stopped. "
-                    "Lower optim.lr or training.clip_grad, or use speed.precision=fp32."
+                    f"the loss is not finite (here {loss.item()}) at epoch {epoch + 1}, iteration {step + 1}: training "
+                    "stopped. Lower optim.lr or training.clip_grad, or use speed.precision=fp32."
                 )
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
@@ -234,8 +240,14 @@ class DinoTrainer:
         if self.stopped_early:
             logger.info("this run stopped early at epoch %d; nothing to resume", self.start_epoch)
             return
-        epochs = tqdm(range(self.start_epoch, settings.nepochs), desc="epochs", unit="epoch", initial=self.start_epoch,
-                      total=settings.nepochs, disable=not settings.show_progress)  # fmt: skip
+        epochs = tqdm(
+            range(self.start_epoch, settings.nepochs),
+            desc="epochs",
+            unit="epoch",
+            initial=self.start_epoch,
+            total=settings.nepochs,
+            disable=not settings.show_progress,
+        )
         for epoch in epochs:
             loss = self.train_epoch(epoch)
             last = (epoch + 1) * len(self.loader) - 1
@@ -267,6 +279,10 @@ class DinoTrainer:
                     self.tracker.log(record)
             logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
             if stop:
-                logger.info("early stopping at epoch %d: teacher %s has not improved for %d evaluations", epoch + 1, settings.tracking,
-                            self.stopper.patience)  # fmt: skip
+                logger.info(
+                    "early stopping at epoch %d: teacher %s has not improved for %d evaluations",
+                    epoch + 1,
+                    settings.tracking,
+                    self.stopper.patience,
+                )
                 break

@@ -44,7 +44,9 @@ logger = logging.getLogger(__name__)
 RESUME_KEYS = ("data_dir", "wsi_csv", "tiling", "data", "seed", "model", "training", "optim", "aug")
 
 
-def training_dataset(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedContext) -> tuple[SeededMultiCropDataset, list[int]]:
+def training_dataset(
+    cfg: DictConfig, stage: str, run_dir: Path, context: DistributedContext
+) -> tuple[SeededMultiCropDataset, list[int]]:
     """Multi-crop views of the patches (stage ``patch``: image files or whole slides) or region tensors
     (stage ``region``), and the group (slide) of each sample for balanced epochs."""
     aug, bad = cfg.aug, cfg.training.max_bad_fraction
@@ -52,28 +54,46 @@ def training_dataset(cfg: DictConfig, stage: str, run_dir: Path, context: Distri
         files, grid = find_region_tensors(cfg.data_dir)
         augment = RegionMultiCrop(grid, aug.global_crop_fraction, aug.local_crop_fraction, aug.local_crops_number)
         return SeededMultiCropDataset(files, load_grid, augment, cfg.seed), [0] * len(files)
-    augment = PatchMultiCrop(aug.global_crops_scale, aug.local_crops_scale, aug.local_crops_number, aug.global_crops_size,
-                             aug.local_crops_size, aug.mean, aug.std)  # fmt: skip
+    augment = PatchMultiCrop(
+        aug.global_crops_scale,
+        aug.local_crops_scale,
+        aug.local_crops_number,
+        aug.global_crops_size,
+        aug.local_crops_size,
+        aug.mean,
+        aug.std,
+    )
     if not cfg.wsi_csv:
         files = find_images(cfg.data_dir, cfg.training.pct, cfg.seed, bad)
         return SeededMultiCropDataset(files, load_rgb, augment, cfg.seed, bad), [0] * len(files)
     from source.pretraining.slide_patches import slide_patches
 
     tiling = OmegaConf.to_object(cfg.tiling)
-    refs, groups, reader = slide_patches(cfg.wsi_csv, tiling, cfg.data.patch_size, run_dir, context, cfg.coordinates_dir, cfg.resume)
+    refs, groups, reader = slide_patches(
+        cfg.wsi_csv, tiling, cfg.data.patch_size, run_dir, context, cfg.coordinates_dir, cfg.resume
+    )
     keep = seeded_share(len(refs), cfg.training.pct, cfg.seed)
     refs, groups = [refs[i] for i in keep], [groups[i] for i in keep]
     return SeededMultiCropDataset(refs, reader, augment, cfg.seed, bad, describe=reader.describe), groups
 
 
 def epoch_sampler(cfg: DictConfig, stage: str, groups: list[int], context: DistributedContext):
-    """All samples each epoch, shuffled (``DistributedSampler``), or ``data.patches_per_epoch`` balanced across slides."""
+    """All samples each epoch, shuffled (``DistributedSampler``), or ``data.patches_per_epoch`` balanced across
+    slides."""
     per_epoch = cfg.data.patches_per_epoch if stage == "patch" else None
     if per_epoch is None:
-        return DistributedSampler(range(len(groups)), num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=cfg.seed,
-                                  drop_last=True)  # fmt: skip
+        return DistributedSampler(
+            range(len(groups)),
+            num_replicas=context.world_size,
+            rank=context.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=True,
+        )
     if per_epoch > len(groups) and context.is_main:
-        logger.warning("data.patches_per_epoch=%d exceeds the %d patches: every patch is used each epoch", per_epoch, len(groups))
+        logger.warning(
+            "data.patches_per_epoch=%d exceeds the %d patches: every patch is used each epoch", per_epoch, len(groups)
+        )
     return BalancedEpochSampler(groups, per_epoch, cfg.seed, context.world_size, context.rank)
 
 
@@ -96,8 +116,16 @@ def knn_monitor(cfg: DictConfig, stage: str, run_dir: Path, mean, std) -> KnnMon
         raise ConfigError(f"downstream.test_csv has labels {unknown} absent from downstream.train_csv")
     test_labels = torch.as_tensor([classes.index(test_classes[i]) for i in test_labels]).numpy()
     save_dir = run_dir / "knn_features" if cfg.knn.save_features else None
-    return KnnMonitor((train_files, train_labels), (test_files, test_labels), len(classes), downstream_loader(stage, mean, std),
-                      cfg.knn.k, cfg.knn.temperature, cfg.downstream.batch_size, save_dir)  # fmt: skip
+    return KnnMonitor(
+        (train_files, train_labels),
+        (test_files, test_labels),
+        len(classes),
+        downstream_loader(stage, mean, std),
+        cfg.knn.k,
+        cfg.knn.temperature,
+        cfg.downstream.batch_size,
+        save_dir,
+    )
 
 
 def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
@@ -106,10 +134,19 @@ def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
     student, teacher = build_vit(model.arch, drop_path_rate=model.drop_path_rate), build_vit(model.arch)
     if model.pretrained_weights:
         load_pretrained(
-            student, model.pretrained_weights, entry=model.checkpoint_key, name=f"{stage} student", key="model.pretrained_weights"
+            student,
+            model.pretrained_weights,
+            entry=model.checkpoint_key,
+            name=f"{stage} student",
+            key="model.pretrained_weights",
         )
     loss = DINOLoss(
-        model.out_dim, crops, model.warmup_teacher_temp, model.teacher_temp, model.warmup_teacher_temp_epochs, cfg.training.nepochs
+        model.out_dim,
+        crops,
+        model.warmup_teacher_temp,
+        model.teacher_temp,
+        model.warmup_teacher_temp_epochs,
+        cfg.training.nepochs,
     )
     head = {"out_dim": model.out_dim, "use_bn": model.use_bn_in_head, "norm_last_layer": model.norm_last_layer}
     return DINO(student, teacher, head, loss)
@@ -140,25 +177,52 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
         raise ConfigError(
             f"training.batch_size_per_gpu={batch} x {context.world_size} process(es) = {global_batch} exceeds the "
             f"{len(sampler) * context.world_size} samples of an epoch ({cfg.get('wsi_csv') or cfg.data_dir}); lower "
-            "training.batch_size_per_gpu" + (" or raise data.patches_per_epoch" if stage == "patch" and cfg.data.patches_per_epoch else "")
+            "training.batch_size_per_gpu"
+            + (" or raise data.patches_per_epoch" if stage == "patch" and cfg.data.patches_per_epoch else "")
         )
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=usable_workers(cfg.speed.num_workers), drop_last=True,
-                        pin_memory=device.type == "cuda", persistent_workers=False)  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=usable_workers(cfg.speed.num_workers),
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
     dino = build_dino(cfg, stage, 2 + cfg.aug.local_crops_number).to(device)
     if context.enabled:
-        dino.student_forward = DistributedDataParallel(dino.student, device_ids=[device] if device.type == "cuda" else None)
+        dino.student_forward = DistributedDataParallel(
+            dino.student, device_ids=[device] if device.type == "cuda" else None
+        )
     optimizer = torch.optim.AdamW(parameter_groups(dino.student))
     schedules = build_schedules(cfg, len(loader), global_batch)
     stopping = cfg.early_stopping
     stopper = EarlyStopping(stopping.min_max == "max", stopping.patience, stopping.min_epoch, stopping.enable)
-    settings = DinoSettings(cfg.training.nepochs, cfg.training.freeze_last_layer, cfg.training.clip_grad, cfg.speed.precision.value,
-                            stopping.tune_every, stopping.tracking, stopping.save_every, show_progress=context.is_main)  # fmt: skip
+    settings = DinoSettings(
+        cfg.training.nepochs,
+        cfg.training.freeze_last_layer,
+        cfg.training.clip_grad,
+        cfg.speed.precision.value,
+        stopping.tune_every,
+        stopping.tracking,
+        stopping.save_every,
+        show_progress=context.is_main,
+    )
     monitor = knn_monitor(cfg, stage, run_dir, cfg.aug.mean, cfg.aug.std)
     tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    trainer = DinoTrainer(dino, optimizer, schedules, loader, settings, run_dir, context, device, stopper, monitor, tracker, config)
-    logger.info("%s stage: %d samples (%d per epoch), global batch %d, %d iterations per epoch, %d epochs", stage, len(dataset),
-                len(sampler) * context.world_size, global_batch, len(loader), cfg.training.nepochs)  # fmt: skip
+    trainer = DinoTrainer(
+        dino, optimizer, schedules, loader, settings, run_dir, context, device, stopper, monitor, tracker, config
+    )
+    logger.info(
+        "%s stage: %d samples (%d per epoch), global batch %d, %d iterations per epoch, %d epochs",
+        stage,
+        len(dataset),
+        len(sampler) * context.world_size,
+        global_batch,
+        len(loader),
+        cfg.training.nepochs,
+    )
     if cfg.resume:
         trainer.resume()
     try:

@@ -124,7 +124,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
         count = len(split.dataset)
         if self.settings.weighted_sampling and split.sample_weights is not None:
-            weights = torch.tensor(np.array(split.sample_weights, dtype=np.float64))  # a copy: pandas may hand out read-only arrays
+            weights = torch.tensor(
+                np.array(split.sample_weights, dtype=np.float64)
+            )  # a copy: pandas may hand out read-only arrays
             return torch.multinomial(weights, count, replacement=True, generator=generator).tolist()
         return torch.randperm(count, generator=generator).tolist()
 
@@ -136,7 +138,9 @@ class Trainer:
         order = self._order(split, epoch)
         group = self.settings.accumulation
         losses, rows = [], []
-        bar = tqdm(order, desc=f"epoch {epoch + 1} train", leave=False, unit="slide", disable=not self.settings.show_progress)
+        bar = tqdm(
+            order, desc=f"epoch {epoch + 1} train", leave=False, unit="slide", disable=not self.settings.show_progress
+        )
         for step, index in enumerate(bar):
             bag = split.dataset[index]
             logits = self.model(to_device(bag.features, self.device)).float()

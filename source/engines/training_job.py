@@ -50,19 +50,30 @@ def build_task_and_splits(
     if kind == "classification":
         mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
         allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
-        splits = classification_splits(paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow)
+        splits = classification_splits(
+            paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow
+        )
         names = task_state.get("class_names") if task_state else None
         names = names or class_names_of(cfg.num_classes, mapping)
         return ClassificationTask(cfg.num_classes, names), splits, {"kind": kind, "class_names": names}
     edges = np.asarray(task_state["edges"]) if task_state else None
     tables = survival_splits(
-        paths, bank, cfg.label_name, cfg.nbins, cfg.model.agg_method, cfg.model.max_regions, cfg.training.pct, cfg.seed, edges,
+        paths,
+        bank,
+        cfg.label_name,
+        cfg.nbins,
+        cfg.model.agg_method,
+        cfg.model.max_regions,
+        cfg.training.pct,
+        cfg.seed,
+        edges,
         bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
-    )  # fmt: skip
+    )
     task = SurvivalTask(cfg.nbins, cfg.label_name, tables.edges)
     if task_state:
         task.training_outcomes = np.array(
-            list(zip(task_state["train_events"], task_state["train_times"])), dtype=[("event", bool), ("time", float)]
+            list(zip(task_state["train_events"], task_state["train_times"], strict=True)),
+            dtype=[("event", bool), ("time", float)],
         )
         return task, tables.splits, task_state
     train = tables.splits["train"].frame
@@ -105,13 +116,17 @@ def check_against_data(cfg: DictConfig, task: Task, splits: dict[str, Split]) ->
     """
     tracking = cfg.early_stopping.tracking
     if tracking is not None and tracking not in ("loss", *task.metric_names):
-        raise ConfigError(f"early_stopping.tracking '{tracking}' is not a metric of this task; use one of {['loss', *task.metric_names]}")
+        raise ConfigError(
+            f"early_stopping.tracking '{tracking}' is not a metric of this task; use one of "
+            f"{['loss', *task.metric_names]}"
+        )
     positions = cfg.model.slide_pos_embed
     if positions.use:
         largest = max(split.dataset.largest_bag() for split in splits.values())
         if largest > positions.max_len:
             raise ConfigError(
-                f"model.slide_pos_embed.max_len is {positions.max_len} but a bag has {largest} regions; raise it (or set model.max_regions)"
+                f"model.slide_pos_embed.max_len is {positions.max_len} but a bag has {largest} regions; raise it (or "
+                "set model.max_regions)"
             )
 
 
@@ -122,8 +137,8 @@ def check_resumed_schedule(cfg: DictConfig, latest: Path) -> None:
     before = torch.load(latest, map_location="cpu", weights_only=True)["config"]["nepochs"]
     if before != cfg.nepochs:
         raise ConfigError(
-            f"resume: the cosine schedule of this run was built for nepochs={before}; resume with nepochs={before} "
-            "(or use another run_id to train longer)"
+            f"resume: the cosine schedule of this run was built for nepochs={before}; resume with nepochs={before} (or "
+            "use another run_id to train longer)"
         )
 
 
@@ -140,7 +155,8 @@ def encode_once(model: torch.nn.Module, splits: dict[str, Split], device: torch.
 def write_results(
     task: Task, results: dict[str, tuple[pd.DataFrame, float]], out_dir: Path, unlabelled: Sequence[str] = ()
 ) -> dict[str, dict[str, float]]:
-    """``<split>_predictions.csv``, and for labelled splits the task's plots and ``metrics.json``; returns the metrics."""
+    """``<split>_predictions.csv``, and for labelled splits the task's plots and ``metrics.json``; returns the
+    metrics."""
     metrics = {}
     for split, (predictions, loss) in results.items():
         atomic_write_csv(predictions, out_dir / f"{split}_predictions.csv")
@@ -151,15 +167,17 @@ def write_results(
     undefined = atomic_write_json(out_dir / "metrics.json", metrics)
     if undefined:
         logger.info(
-            "%s: %s written as null (not a finite number: e.g. an ensemble of checkpoints has no single loss, a split "
-            "with one class has no AUC)",
+            "%s: %s written as null (not a finite number: e.g. an ensemble of checkpoints has no single loss, a "
+            "split with one class has no AUC)",
             out_dir / "metrics.json",
             ", ".join(undefined),
         )
     return metrics
 
 
-def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path, device: torch.device, tracker: Tracker) -> dict:
+def train_fold(
+    kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path, device: torch.device, tracker: Tracker
+) -> dict:
     """Train on one train/tune(/test) set of csvs in ``run_dir``; returns the final tune/test metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -170,7 +188,11 @@ def train_fold(kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path,
     encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
     tracking = cfg.early_stopping.tracking or task.default_tracking
-    maximize = cfg.early_stopping.min_max == "max" if cfg.early_stopping.min_max else task.higher_is_better.get(tracking, False)
+    maximize = (
+        cfg.early_stopping.min_max == "max"
+        if cfg.early_stopping.min_max
+        else task.higher_is_better.get(tracking, False)
+    )
     sched = cfg.optim.lr_scheduler
     scheduler = build_scheduler(
         optimizer,
@@ -222,7 +244,9 @@ def summarize_folds(fold_metrics: dict[int, dict], out_path: Path) -> pd.DataFra
     for split in splits:
         names = sorted({name for metrics in fold_metrics.values() for name in metrics.get(split, {})})
         for name in names:
-            values = {f"fold_{fold}": metrics.get(split, {}).get(name, np.nan) for fold, metrics in fold_metrics.items()}
+            values = {
+                f"fold_{fold}": metrics.get(split, {}).get(name, np.nan) for fold, metrics in fold_metrics.items()
+            }
             array = np.array(list(values.values()), dtype=float)
             rows.append({"split": split, "metric": name, "mean": np.nanmean(array), "std": np.nanstd(array), **values})
     summary = pd.DataFrame(rows)
@@ -250,10 +274,18 @@ def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
                     fold_metrics[fold] = json.loads((fold_dir / "metrics.json").read_text())
                     continue
                 logger.info("fold %d (%s)", fold, folder)
-                paths = {name: str(folder / f"{name}.csv") for name in ("train", "tune", "test") if (folder / f"{name}.csv").is_file()}
+                paths = {
+                    name: str(folder / f"{name}.csv")
+                    for name in ("train", "tune", "test")
+                    if (folder / f"{name}.csv").is_file()
+                }
                 fold_metrics[fold] = train_fold(kind, cfg, paths, fold_dir, device, tracker)
             summary = summarize_folds(fold_metrics, run_dir / "summary.csv")
-            logger.info("summary over %d folds:\n%s", len(fold_metrics), summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+            logger.info(
+                "summary over %d folds:\n%s",
+                len(fold_metrics),
+                summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+            )
             return 0
         finally:
             tracker.finish()

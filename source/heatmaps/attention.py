@@ -130,7 +130,9 @@ def region_maps(
     """
     side = pixels.shape[-1]
     if side % size:
-        raise ValueError(f"region of {side} px cannot be shown at {size} px (region_size must be a multiple of the output size)")
+        raise ValueError(
+            f"region of {side} px cannot be shown at {size} px (region_size must be a multiple of the output size)"
+        )
     scale = side // size
     base = reader.region(pixels)
     grid = math.isqrt(base.patch.shape[0])
@@ -150,7 +152,9 @@ def region_maps(
     return RegionMaps(patch, region, base)
 
 
-def patch_maps(reader: AttentionReader, pixels: torch.Tensor, granular: bool = False, heads: Optional[Sequence[int]] = None) -> np.ndarray:
+def patch_maps(
+    reader: AttentionReader, pixels: torch.Tensor, granular: bool = False, heads: Optional[Sequence[int]] = None
+) -> np.ndarray:
     """Maps of one patch image ``(3, p, p)`` at full resolution: ``(Hp, p, p)``, rank-normalised per head."""
     size = pixels.shape[-1]
     _, attention = reader.patches(pixels.unsqueeze(0))

@@ -64,7 +64,12 @@ class AttentionExport:
     """
 
     def __init__(
-        self, slide_id: str, region_size: int, patch_size: int, patches_in_geojson: bool = False, size_lv0: Optional[int] = None
+        self,
+        slide_id: str,
+        region_size: int,
+        patch_size: int,
+        patches_in_geojson: bool = False,
+        size_lv0: Optional[int] = None,
     ) -> None:
         self.slide_id, self.region_size, self.patch_size = slide_id, region_size, patch_size
         self.size_lv0 = int(size_lv0 or region_size)
@@ -81,20 +86,35 @@ class AttentionExport:
             return
         scores = region_token_scores(np.asarray(tokens)[list(heads)])
         grid = int(round(scores.shape[1] ** 0.5))
-        corners = [(level0(x + (p % grid) * self.patch_lv0), level0(y + (p // grid) * self.patch_lv0)) for p in range(scores.shape[1])]
+        corners = [
+            (level0(x + (p % grid) * self.patch_lv0), level0(y + (p // grid) * self.patch_lv0))
+            for p in range(scores.shape[1])
+        ]
         side = level0(self.patch_lv0)
         for h, head in enumerate(heads):
             self.rows += [
-                {"slide_id": self.slide_id, "level": "region", "x": px, "y": py, "size_lv0": side, "region_x": x, "region_y": y,
-                 "patch": p, "head": head, "score": scores[h, p]}
+                {
+                    "slide_id": self.slide_id,
+                    "level": "region",
+                    "x": px,
+                    "y": py,
+                    "size_lv0": side,
+                    "region_x": x,
+                    "region_y": y,
+                    "patch": p,
+                    "head": head,
+                    "score": scores[h, p],
+                }
                 for p, (px, py) in enumerate(corners)
-            ]  # fmt: skip
+            ]
         if self.patches_in_geojson:
             for p, (px, py) in enumerate(corners):
                 measurements = {f"region_head_{head}": scores[h, p] for h, head in enumerate(heads)}
                 self.patch_features.append(feature(px, py, side, f"{x}_{y}_patch_{p}", measurements, "patch"))
 
-    def write(self, out_dir: Path, slide_scores: Optional[np.ndarray] = None, slide_weights: Optional[np.ndarray] = None) -> None:
+    def write(
+        self, out_dir: Path, slide_scores: Optional[np.ndarray] = None, slide_weights: Optional[np.ndarray] = None
+    ) -> None:
         """Write both files; ``slide_scores`` (rank-normalised) and raw ``slide_weights`` are per region when known."""
         features = []
         for index, (x, y) in enumerate(self.regions):
@@ -102,9 +122,19 @@ class AttentionExport:
             if slide_scores is not None:
                 measurements = {"slide_attention_rank": slide_scores[index], "slide_attention": slide_weights[index]}
                 self.rows.append(
-                    {"slide_id": self.slide_id, "level": "slide", "x": x, "y": y, "size_lv0": self.size_lv0, "region_x": x, "region_y": y,
-                     "patch": None, "head": 0, "score": slide_scores[index]}
-                )  # fmt: skip
+                    {
+                        "slide_id": self.slide_id,
+                        "level": "slide",
+                        "x": x,
+                        "y": y,
+                        "size_lv0": self.size_lv0,
+                        "region_x": x,
+                        "region_y": y,
+                        "patch": None,
+                        "head": 0,
+                        "score": slide_scores[index],
+                    }
+                )
             features.append(feature(x, y, self.size_lv0, f"{x}_{y}", measurements, "region"))
         collection = {"type": "FeatureCollection", "features": features + self.patch_features}
         atomic_write_text(out_dir / "attention.geojson", json.dumps(collection))

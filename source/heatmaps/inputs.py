@@ -59,9 +59,14 @@ def read_heatmap_slides(cfg: DictConfig) -> HeatmapSlides:
         from source.wsi.extraction_run import read_extraction_run
 
         run = read_extraction_run(cfg.extraction_run)
-        changed = {k: (cfg[k], v) for k, v in (("region_size", run.region_size), ("patch_size", run.patch_size)) if cfg[k] != v}
+        changed = {
+            k: (cfg[k], v) for k, v in (("region_size", run.region_size), ("patch_size", run.patch_size)) if cfg[k] != v
+        }
         if changed:
-            logger.info("extraction_run: %s", ", ".join(f"{k}={new} (the run's, not {old})" for k, (old, new) in changed.items()))
+            logger.info(
+                "extraction_run: %s",
+                ", ".join(f"{k}={new} (the run's, not {old})" for k, (old, new) in changed.items()),
+            )
         cfg.region_size, cfg.patch_size, cfg.tiling = run.region_size, run.patch_size, run.tiling
         slides, coordinates_dir = run.slides, str(run.coordinates_dir)
     elif cfg.wsi_csv:
@@ -82,7 +87,9 @@ def read_heatmap_slides(cfg: DictConfig) -> HeatmapSlides:
     return HeatmapSlides(ids, slides, coordinates_dir)
 
 
-def plan_heatmap_slides(cfg: DictConfig, slides: HeatmapSlides, run_dir: Path, context: DistributedContext) -> list[SlidePlan]:
+def plan_heatmap_slides(
+    cfg: DictConfig, slides: HeatmapSlides, run_dir: Path, context: DistributedContext
+) -> list[SlidePlan]:
     """A plan per requested slide, in order; a slide that cannot be drawn gets an error instead.
 
     Whole-slide input: each rank tiles its share (or reads the saved coordinates) and writes
@@ -93,7 +100,11 @@ def plan_heatmap_slides(cfg: DictConfig, slides: HeatmapSlides, run_dir: Path, c
     from source.wsi.planning import WholeSlidePlanner
 
     tiling = OmegaConf.to_object(cfg.tiling)
-    planner = WholeSlidePlanner(tiling, cfg.region_size, cfg.patch_size, run_dir, slides.coordinates_dir, resume=cfg.resume)
+    planner = WholeSlidePlanner(
+        tiling, cfg.region_size, cfg.patch_size, run_dir, slides.coordinates_dir, resume=cfg.resume
+    )
     by_id = {plan.slide_id: plan for plan in planner.plan(slides.whole_slides, context)}
     missing = "is not a row of wsi_csv" if cfg.wsi_csv else "did not succeed in extraction_run"
-    return [by_id.get(slide_id) or SlidePlan(slide_id, error=f"slide '{slide_id}' {missing}") for slide_id in slides.ids]
+    return [
+        by_id.get(slide_id) or SlidePlan(slide_id, error=f"slide '{slide_id}' {missing}") for slide_id in slides.ids
+    ]

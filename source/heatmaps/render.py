@@ -14,7 +14,9 @@ def colour_lookup(cmap: str) -> np.ndarray:
     try:
         colormap = matplotlib.colormaps[cmap]
     except KeyError as error:
-        raise ValueError(f"unknown colormap '{cmap}'; use a matplotlib name such as jet, coolwarm or viridis") from error
+        raise ValueError(
+            f"unknown colormap '{cmap}'; use a matplotlib name such as jet, coolwarm or viridis"
+        ) from error
     return (colormap(np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
 
 
@@ -74,7 +76,7 @@ def side_by_side(images: Sequence[np.ndarray], titles: Sequence[str], gap: int =
     height, width = images[0].shape[:2]
     panel = Image.new("RGB", (len(images) * (width + gap) - gap, height + 18), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
-    for index, (image, title) in enumerate(zip(images, titles)):
+    for index, (image, title) in enumerate(zip(images, titles, strict=True)):
         left = index * (width + gap)
         panel.paste(Image.fromarray(image[..., :3]), (left, 18))
         draw.text((left + 2, 3), title, fill=(0, 0, 0))

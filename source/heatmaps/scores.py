@@ -1,4 +1,5 @@
-"""Attention scores -> pixel maps: rank normalisation, patch mosaics, upsampling, shift-and-average, factorized and blended maps.
+"""Attention scores -> pixel maps: rank normalisation, patch mosaics, upsampling, shift-and-average, factorized and
+blended maps.
 
 Conventions (every map is ``(H, S, S)``: heads x pixels at the output resolution):
     rank normalisation: ``rank(v) / N`` with average ranks for ties, so scores lie in (0, 1];

@@ -21,7 +21,7 @@ def render_patch(reader: AttentionReader, path: Path, out_dir: Path, settings: R
     heads = head_list(settings.heads, reader.encoder.vit_patch.num_heads, "ViT_patch")
     maps = patch_maps(reader, torch.from_numpy(image).permute(2, 0, 1), settings.granular, heads)
     drawn = [blend(image, scores, settings.cmap, settings.alpha) for scores in maps]
-    for head, picture in zip(heads, drawn):
+    for head, picture in zip(heads, drawn, strict=True):
         save_png(with_colorbar(picture, settings.cmap), out_dir / "patch" / f"head_{head}.png")
     save_png(side_by_side([image, *drawn], ["patch", *(f"head {h}" for h in heads)]), out_dir / "patch.png")
 
@@ -37,7 +37,7 @@ def render_region(reader: AttentionReader, path: Path, out_dir: Path, settings: 
     panels = {}
     for level, heads, level_maps in (("patch", patch_heads, maps.patch), ("region", region_heads, maps.region)):
         drawn = [blend(image, scores, settings.cmap, settings.alpha) for scores in level_maps]
-        for head, picture in zip(heads, drawn):
+        for head, picture in zip(heads, drawn, strict=True):
             save_png(with_colorbar(picture, settings.cmap), out_dir / level / f"head_{head}.png")
         panels[level] = side_by_side([image, *drawn], ["region", *(f"{level} head {h}" for h in heads)])
     for j_index, j in enumerate(region_heads):

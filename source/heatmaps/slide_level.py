@@ -33,7 +33,10 @@ def load_slide_model(path: str | Path, device: torch.device) -> SlideModel:
     path = Path(path)
     state = read_checkpoint(path)
     if not {"model", "config", "task"} <= set(state):
-        raise CheckpointError(f"slide_weights '{path}' is not a checkpoint of train/*.py (best.pt / latest.pt): it lacks model/config/task")
+        raise CheckpointError(
+            f"slide_weights '{path}' is not a checkpoint of train/*.py (best.pt / latest.pt): it lacks "
+            "model/config/task"
+        )
     kind = state["task"].get("kind")
     if kind not in TRAINING_SCHEMAS:
         raise CheckpointError(f"slide_weights '{path}' has an unknown task {kind!r}")

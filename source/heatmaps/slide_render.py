@@ -38,7 +38,10 @@ def pool(scores: np.ndarray, size: int) -> np.ndarray:
 
 
 def choose_downsample(
-    coordinates: Sequence[tuple[int, int]], settings: RenderSettings, size_lv0: Optional[int] = None, slide_extent_lv0: int = 0
+    coordinates: Sequence[tuple[int, int]],
+    settings: RenderSettings,
+    size_lv0: Optional[int] = None,
+    slide_extent_lv0: int = 0,
 ) -> int:
     """The canvas downsample (canvas px = ``downsample`` region px): ``settings.downsample`` when set, else
     the finest one whose canvas is at most ``canvas_width`` px wide (and high), among the multiples of
@@ -52,9 +55,15 @@ def choose_downsample(
     if settings.downsample:
         return settings.downsample
     size_lv0 = size_lv0 or settings.region_size
-    extent_lv0 = max(max(x for x, _ in coordinates) + size_lv0, max(y for _, y in coordinates) + size_lv0, slide_extent_lv0)
+    extent_lv0 = max(
+        max(x for x, _ in coordinates) + size_lv0, max(y for _, y in coordinates) + size_lv0, slide_extent_lv0
+    )
     extent = extent_lv0 * settings.region_size / size_lv0
-    candidates = [d for d in range(settings.downscale, settings.region_size + 1, settings.downscale) if settings.region_size % d == 0]
+    candidates = [
+        d
+        for d in range(settings.downscale, settings.region_size + 1, settings.downscale)
+        if settings.region_size % d == 0
+    ]
     fitting = [d for d in candidates if extent / d <= settings.canvas_width]
     return fitting[0] if fitting else candidates[-1]
 
@@ -78,7 +87,9 @@ class SlideRenderer:
         slide_model: a trained slide aggregator for slide-level attention, or None.
     """
 
-    def __init__(self, reader: AttentionReader, settings: RenderSettings, slide_model: Optional[SlideModel] = None) -> None:
+    def __init__(
+        self, reader: AttentionReader, settings: RenderSettings, slide_model: Optional[SlideModel] = None
+    ) -> None:
         self.reader, self.settings, self.slide_model = reader, settings, slide_model
         encoder = reader.encoder
         self.patch_heads = head_list(settings.heads, encoder.vit_patch.num_heads, "ViT_patch")
@@ -87,7 +98,12 @@ class SlideRenderer:
         """Draw every selected head (and head pair); otherwise only the mean over heads."""
 
     def render(
-        self, slide_id: str, regions: Sequence[Region], out_dir: Path, show_progress: bool = True, source: Optional[RegionSource] = None
+        self,
+        slide_id: str,
+        regions: Sequence[Region],
+        out_dir: Path,
+        show_progress: bool = True,
+        source: Optional[RegionSource] = None,
     ) -> None:
         """Write every output of the slide under ``out_dir`` (``attention.csv`` last).
 
@@ -128,20 +144,41 @@ class SlideRenderer:
                     mean_factorized += scores
                     if self.per_head:
                         self._draw(
-                            f"rhead_{j}_phead_{i}", scores, image, image_tile, region, hierarchical_dir / f"rhead_{j}_phead_{i}" / name
+                            f"rhead_{j}_phead_{i}",
+                            scores,
+                            image,
+                            image_tile,
+                            region,
+                            hierarchical_dir / f"rhead_{j}_phead_{i}" / name,
                         )
             if self.per_head:
                 for index, head in enumerate(self.patch_heads):
-                    self._draw(f"patch_head_{head}", maps.patch[index], image, image_tile, region, patch_dir / f"head_{head}" / name)
+                    self._draw(
+                        f"patch_head_{head}",
+                        maps.patch[index],
+                        image,
+                        image_tile,
+                        region,
+                        patch_dir / f"head_{head}" / name,
+                    )
                 for index, head in enumerate(self.region_heads):
-                    self._draw(f"region_head_{head}", maps.region[index], image, image_tile, region, region_dir / f"head_{head}" / name)
+                    self._draw(
+                        f"region_head_{head}",
+                        maps.region[index],
+                        image,
+                        image_tile,
+                        region,
+                        region_dir / f"head_{head}" / name,
+                    )
             else:  # the mean over heads, re-ranked: one map per level
                 for level, scores, folder in (
                     ("patch", maps.patch.mean(axis=0), patch_dir),
                     ("region", maps.region.mean(axis=0), region_dir),
                     ("factorized", mean_factorized, hierarchical_dir),
                 ):
-                    self._draw(f"{level}_mean", rank_normalise(scores), image, image_tile, region, folder / "mean" / name)
+                    self._draw(
+                        f"{level}_mean", rank_normalise(scores), image, image_tile, region, folder / "mean" / name
+                    )
             export.add_region(region.x, region.y, maps.tokens.region.numpy(), self.region_heads)
             if self.slide_model is not None:
                 factor_tiles.append(pool(mean_factorized / (len(self.region_heads) * len(self.patch_heads)), tile))
@@ -152,7 +189,9 @@ class SlideRenderer:
         if self.slide_model is not None:
             weights = slide_attention(self.slide_model, torch.stack(local), torch.stack(global_))
             slide_scores = rank_normalise(weights)
-            for region, score, factor_tile, image_tile in zip(regions, slide_scores, factor_tiles, image_tiles):
+            for region, score, factor_tile, image_tile in zip(
+                regions, slide_scores, factor_tiles, image_tiles, strict=True
+            ):
                 self._paste("slide", region, blended(score, factor_tile, s.gamma), image_tile)
         self._save(out_dir)
         export.write(out_dir, slide_scores, weights)
@@ -164,7 +203,9 @@ class SlideRenderer:
             )
         return self.canvases[name]
 
-    def _draw(self, name: str, scores: np.ndarray, image: np.ndarray, image_tile: np.ndarray, region: Region, path: Path) -> None:
+    def _draw(
+        self, name: str, scores: np.ndarray, image: np.ndarray, image_tile: np.ndarray, region: Region, path: Path
+    ) -> None:
         s = self.settings
         if s.save_region_maps:
             save_png(with_colorbar(blend(image, scores, s.cmap, s.alpha), s.cmap), path)
@@ -174,13 +215,21 @@ class SlideRenderer:
         s = self.settings
         self._canvas(name).paste(region.x, region.y, blend(image_tile, scores, s.cmap, s.alpha))
         if s.threshold is not None:
-            self._canvas(f"{name}_thresh").paste(region.x, region.y, thresholded(image_tile, scores, s.cmap, s.alpha, s.threshold))
+            self._canvas(f"{name}_thresh").paste(
+                region.x, region.y, thresholded(image_tile, scores, s.cmap, s.alpha, s.threshold)
+            )
         if s.highlight is not None:
-            self._canvas(f"{name}_highlight", 4).paste(region.x, region.y, highlighted(image_tile, scores, s.highlight, s.opacity))
+            self._canvas(f"{name}_highlight", 4).paste(
+                region.x, region.y, highlighted(image_tile, scores, s.highlight, s.opacity)
+            )
 
     def _save(self, out_dir: Path) -> None:
         for name, canvas in self.canvases.items():
-            canvas.save(out_dir / "slide" / f"{name}.png", self.settings.cmap, title=f"{self.slide_id}: {name.replace('_', ' ')}")
+            canvas.save(
+                out_dir / "slide" / f"{name}.png",
+                self.settings.cmap,
+                title=f"{self.slide_id}: {name.replace('_', ' ')}",
+            )
         if not self.per_head:
             names = ["patch_mean", "region_mean", "factorized_mean"] + (["slide"] if "slide" in self.canvases else [])
             images = [self.canvases[n].pixels for n in names]

@@ -51,7 +51,8 @@ class SinusoidalPositionalEncoding(nn.Module):
         """Args: ``(M, D)`` with M <= max_len. Returns ``(M, D)``."""
         if features.shape[0] > self.table.shape[0]:
             raise ValueError(
-                f"bag of {features.shape[0]} regions exceeds max_len={self.table.shape[0]}; raise model.slide_pos_embed.max_len"
+                f"bag of {features.shape[0]} regions exceeds max_len={self.table.shape[0]}; raise "
+                "model.slide_pos_embed.max_len"
             )
         return features + self.table[: features.shape[0]]
 
@@ -68,7 +69,8 @@ class LearnedPositionalEncoding(nn.Module):
         """Args: ``(M, D)`` with M <= max_len. Returns ``(M, D)``."""
         if features.shape[0] > self.table.num_embeddings:
             raise ValueError(
-                f"bag of {features.shape[0]} regions exceeds max_len={self.table.num_embeddings}; raise model.slide_pos_embed.max_len"
+                f"bag of {features.shape[0]} regions exceeds max_len={self.table.num_embeddings}; raise "
+                "model.slide_pos_embed.max_len"
             )
         return features + self.table.weight[: features.shape[0]]
 
@@ -108,7 +110,9 @@ class SlideAggregator(nn.Module):
         super().__init__()
         self.phi = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout))
         self.positions = build_positional_encoding(pos_embed, dim, max_len)
-        layer = nn.TransformerEncoderLayer(dim, num_heads, dim_feedforward=dim, dropout=dropout, activation="relu", batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, num_heads, dim_feedforward=dim, dropout=dropout, activation="relu", batch_first=True
+        )
         self.transformer = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
         self.pool = GatedAttentionPooling(dim, dim, dropout)
         self.rho = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout))

@@ -77,13 +77,13 @@ def _sniff(path: Path, key: Optional[str] = None) -> str:
     kind = placeholder_kind(head)
     if kind == "a git-LFS pointer file":
         raise CheckpointError(
-            f"checkpoint '{path}' is a git-LFS pointer file ({size} bytes), not the weights. Run "
-            "'git lfs pull' in its repository or download the real file."
+            f"checkpoint '{path}' is a git-LFS pointer file ({size} bytes), not the weights. Run 'git lfs pull' in its "
+            "repository or download the real file."
         )
     if kind == "an HTML page":
         raise CheckpointError(
-            f"checkpoint '{path}' is an HTML page ({size} bytes), saved by a failed download (for instance a "
-            "Google Drive quota or virus-scan page). Download the file again."
+            f"checkpoint '{path}' is an HTML page ({size} bytes), saved by a failed download (for instance a Google "
+            "Drive quota or virus-scan page). Download the file again."
         )
     if head.startswith(_ZIP_MAGIC) or head[:1] == b"\x80":
         return "torch"
@@ -122,7 +122,9 @@ def read_checkpoint(path: str | Path, key: Optional[str] = None) -> Mapping[str,
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as error:
-            raise CheckpointError(f"checkpoint '{path}' is a corrupt safetensors file ({error}); convert it again") from error
+            raise CheckpointError(
+                f"checkpoint '{path}' is a corrupt safetensors file ({error}); convert it again"
+            ) from error
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -130,14 +132,15 @@ def read_checkpoint(path: str | Path, key: Optional[str] = None) -> Mapping[str,
         message = str(error)
         if "Unsupported global" in message or "weights_only" in message.lower():
             raise CheckpointError(
-                f"checkpoint '{path}' holds Python objects that are not allowed for safe loading, so it was not "
-                f"loaded (no code from it was run). Details: {message.splitlines()[0]}. Save a plain state dict "
-                "of the backbone instead."
+                f"checkpoint '{path}' holds Python objects that are not allowed for safe loading, so it was not loaded "
+                f"(no code from it was run). Details: {message.splitlines()[0]}. Save a plain state dict of the "
+                "backbone instead."
             ) from error
         raise CheckpointError(f"checkpoint '{path}' is corrupt ({message}); download it again") from error
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"checkpoint '{path}' could not be read: it is truncated or corrupt ({str(error).splitlines()[0]}). Download it again."
+            f"checkpoint '{path}' could not be read: it is truncated or corrupt ({str(error).splitlines()[0]}). "
+            "Download it again."
         ) from error
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(loaded).__name__}, not a state dict")
@@ -169,8 +172,8 @@ def select_state_dict(
         if fallback in checkpoint and _is_state_dict(checkpoint[fallback]):
             return checkpoint[fallback], fallback, sorted(k for k in checkpoint if k != fallback)
     raise CheckpointError(
-        f"checkpoint '{path}' has no '{entry}' state dict; its entries are {sorted(checkpoint)}. "
-        "Set the checkpoint key (for instance 'student') to one of them."
+        f"checkpoint '{path}' has no '{entry}' state dict; its entries are {sorted(checkpoint)}. Set the checkpoint "
+        "key (for instance 'student') to one of them."
     )
 
 
@@ -235,7 +238,11 @@ def load_pretrained(
     adopted = _adopt_pos_grid(model, backbone, name) if adopt_pos_grid else None
     expected = model.state_dict()
     resized = None
-    if "pos_embed" in backbone and "pos_embed" in expected and backbone["pos_embed"].shape != expected["pos_embed"].shape:
+    if (
+        "pos_embed" in backbone
+        and "pos_embed" in expected
+        and backbone["pos_embed"].shape != expected["pos_embed"].shape
+    ):
         old, new = backbone["pos_embed"], expected["pos_embed"]
         if old.shape[-1] == new.shape[-1]:
             side = int(round((new.shape[1] - 1) ** 0.5))
@@ -255,7 +262,8 @@ def load_pretrained(
         if misshaped:
             problems.append(f"wrong shapes: {', '.join(misshaped[:8])}{' ...' if len(misshaped) > 8 else ''}")
         raise CheckpointError(
-            f"checkpoint '{path}' does not fit {name} ({'; '.join(problems)}). Is it the checkpoint of this encoder and architecture?"
+            f"checkpoint '{path}' does not fit {name} ({'; '.join(problems)}). Is it the checkpoint of this encoder "
+            "and architecture?"
         )
     unexpected = sorted(k for k in backbone if k not in expected)
     model.load_state_dict({k: backbone[k] for k in expected}, strict=True)
@@ -270,8 +278,20 @@ def load_pretrained(
         f"; {len(unexpected)} unused backbone tensors ({', '.join(unexpected[:4])})" if unexpected else "",
     )
     if unexpected:
-        logger.warning("%s: checkpoint '%s' has %d tensors the model does not use: %s", name, path, len(unexpected), unexpected[:8])
-    return LoadReport(path, used, len(expected), ignored_head, ignored_entries, unexpected, resized, adopted, _normalisation(checkpoint))
+        logger.warning(
+            "%s: checkpoint '%s' has %d tensors the model does not use: %s", name, path, len(unexpected), unexpected[:8]
+        )
+    return LoadReport(
+        path,
+        used,
+        len(expected),
+        ignored_head,
+        ignored_entries,
+        unexpected,
+        resized,
+        adopted,
+        _normalisation(checkpoint),
+    )
 
 
 def _adopt_pos_grid(model: nn.Module, backbone: Mapping[str, torch.Tensor], name: str) -> Optional[int]:

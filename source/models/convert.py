@@ -28,7 +28,12 @@ def convert_to_safetensors(source: str | Path, target: str | Path, entry: str = 
     source, target = Path(source), Path(target)
     backbone, ignored_head, used, _ = backbone_state_dict(read_checkpoint(source), entry, source)
     tensors = {k: v.detach().contiguous().clone() for k, v in backbone.items()}
-    metadata = {"format": "pt", "converted_from": source.name, "entry": used or "", "dropped_head_tensors": str(ignored_head)}
+    metadata = {
+        "format": "pt",
+        "converted_from": source.name,
+        "entry": used or "",
+        "dropped_head_tensors": str(ignored_head),
+    }
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     save_file(tensors, str(temporary), metadata=metadata)

@@ -19,14 +19,21 @@ TOKEN_SIZE = 16
 
 
 def load_or_warn(
-    model: VisionTransformer, weights: Optional[str | Path], entry: str, name: str, key: str, warn: bool = True, adopt_pos_grid: bool = True
+    model: VisionTransformer,
+    weights: Optional[str | Path],
+    entry: str,
+    name: str,
+    key: str,
+    warn: bool = True,
+    adopt_pos_grid: bool = True,
 ) -> Optional[LoadReport]:
     """Load ``weights`` into ``model``; with ``weights=None`` keep the random init and warn once (if ``warn``)."""
     if weights is None and not warn:
         return None
     if weights is None:
         logger.warning(
-            "%s has RANDOM weights (%s is null): its features carry no pretrained knowledge. Set %s to a checkpoint for real use.",
+            "%s has RANDOM weights (%s is null): its features carry no pretrained knowledge. Set %s to a checkpoint "
+            "for real use.",
             name,
             key,
             key,
@@ -107,13 +114,22 @@ def build_hipt_encoder(
         trained_mean, trained_std = report.normalisation
         if not (np.allclose(trained_mean, mean) and np.allclose(trained_std, std)):
             logger.warning(
-                "vit_patch was pretrained with mean %s / std %s but this run uses mean %s / std %s: set mean and std to match",
-                trained_mean, trained_std, list(mean), list(std),
-            )  # fmt: skip
+                "vit_patch was pretrained with mean %s / std %s but this run uses mean %s / std %s: set mean and std "
+                "to match",
+                trained_mean,
+                trained_std,
+                list(mean),
+                list(std),
+            )
     vit_region = None
     if level == "global":
         vit_region = build_vit_region(
-            region_arch, pretrain_vit_region, checkpoint_key, img_size_pretrained, input_dim=vit_patch.embed_dim, key=keys[1]
+            region_arch,
+            pretrain_vit_region,
+            checkpoint_key,
+            img_size_pretrained,
+            input_dim=vit_patch.embed_dim,
+            key=keys[1],
         ).eval()
     return HIPTEncoder(vit_patch, vit_region, patch_size, patch_batch_size, mean, std, precision)
 
@@ -154,5 +170,7 @@ def build_slide_model(
             warn_random=load_vit_region,
             key="model.pretrain_vit_region",
         )
-        model = LocalGlobalHIPT(vit_region, num_outputs, dropout, pos_embed, max_len, freeze_vit_region, freeze_pos_embed)
+        model = LocalGlobalHIPT(
+            vit_region, num_outputs, dropout, pos_embed, max_len, freeze_vit_region, freeze_pos_embed
+        )
     return PatientHIPT(model, num_outputs, dropout) if patient_pooling else model

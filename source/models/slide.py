@@ -29,7 +29,12 @@ class GlobalHIPT(nn.Module):
     """
 
     def __init__(
-        self, num_outputs: int, dim: int = 192, dropout: float = 0.25, pos_embed: Optional[str] = None, max_len: int = 512
+        self,
+        num_outputs: int,
+        dim: int = 192,
+        dropout: float = 0.25,
+        pos_embed: Optional[str] = None,
+        max_len: int = 512,
     ) -> None:
         super().__init__()
         self.aggregator = SlideAggregator(dim, dropout=dropout, pos_embed=pos_embed, max_len=max_len)
@@ -112,7 +117,8 @@ class PatientHIPT(nn.Module):
         self.classifier = nn.Linear(dim, num_outputs)
 
     def forward_with_attention(self, bag: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: bag, one ``(M_s, ...)`` tensor per slide. Returns logits ``(C,)`` and attention over slides ``(S,)``."""
+        """Args: bag, one ``(M_s, ...)`` tensor per slide. Returns logits ``(C,)`` and attention over slides
+        ``(S,)``."""
         slides = torch.stack([self.slide_model.embed(slide)[0] for slide in bag])
         pooled, attention = self.pool(slides)
         return self.classifier(pooled), attention

@@ -30,7 +30,9 @@ class PatchMultiCrop:
         flip_and_jitter = transforms.Compose(
             [
                 transforms.RandomHorizontalFlip(p=0.5),
-                transforms.RandomApply([transforms.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8),
+                transforms.RandomApply(
+                    [transforms.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)], p=0.8
+                ),
                 transforms.RandomGrayscale(p=0.2),
             ]
         )
@@ -69,7 +71,11 @@ class PatchMultiCrop:
 
     def __call__(self, image: Image.Image) -> list[torch.Tensor]:
         """An RGB image -> ``[global (3, G, G), global, local (3, L, L) x local_number]``."""
-        return [self.global_first(image), self.global_second(image), *(self.local(image) for _ in range(self.local_number))]
+        return [
+            self.global_first(image),
+            self.global_second(image),
+            *(self.local(image) for _ in range(self.local_number)),
+        ]
 
 
 class RegionMultiCrop:
@@ -78,7 +84,9 @@ class RegionMultiCrop:
     horizontally with probability 0.5.
     """
 
-    def __init__(self, grid: int, global_fraction: float = 0.875, local_fraction: float = 0.375, local_number: int = 8) -> None:
+    def __init__(
+        self, grid: int, global_fraction: float = 0.875, local_fraction: float = 0.375, local_number: int = 8
+    ) -> None:
         self.global_side = max(1, round(global_fraction * grid))
         self.local_side = max(1, round(local_fraction * grid))
         self.local_number = local_number
@@ -94,4 +102,6 @@ class RegionMultiCrop:
 
     def __call__(self, grid: torch.Tensor) -> list[torch.Tensor]:
         """``(C, n, n)`` -> ``[global (C, g, g) x 2, local (C, l, l) x local_number]``."""
-        return [self.crop(grid, self.global_side) for _ in range(2)] + [self.crop(grid, self.local_side) for _ in range(self.local_number)]
+        return [self.crop(grid, self.global_side) for _ in range(2)] + [
+            self.crop(grid, self.local_side) for _ in range(self.local_number)
+        ]

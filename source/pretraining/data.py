@@ -40,7 +40,9 @@ def seeded_share(count: int, pct: Optional[float], seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, size=max(1, round(pct * count)), replace=False))
 
 
-def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, max_bad_fraction: float = 0.01) -> list[Path]:
+def find_images(
+    root: str | Path, pct: Optional[float] = None, seed: int = 0, max_bad_fraction: float = 0.01
+) -> list[Path]:
     """Image files under ``root`` (recursive, sorted), a seeded ``pct`` share of them, unreadable ones skipped.
 
     Raises:
@@ -63,17 +65,19 @@ def find_images(root: str | Path, pct: Optional[float] = None, seed: int = 0, ma
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
             bad.append(path)
     if bad:
-        logger.warning("%d of %d images are unreadable and skipped, e.g. %s", len(bad), len(files), [str(p) for p in bad[:3]])
+        logger.warning(
+            "%d of %d images are unreadable and skipped, e.g. %s", len(bad), len(files), [str(p) for p in bad[:3]]
+        )
         if len(bad) > max_bad_fraction * len(files):
             raise PretrainingDataError(
-                f"{len(bad)} of {len(files)} images in '{root}' are unreadable (more than max_bad_fraction={max_bad_fraction}), "
-                f"e.g. {bad[0]}; fix or remove them"
+                f"{len(bad)} of {len(files)} images in '{root}' are unreadable (more than "
+                f"max_bad_fraction={max_bad_fraction}), e.g. {bad[0]}; fix or remove them"
             )
     if sizes and np.median(sizes) > PATCH_SIDE_WARNING:
         logger.warning(
-            "the images of data_dir '%s' are about %d px (median shorter side), far larger than the 256-px patches the patch stage "
-            "expects: its crops would see a small part of each image at the wrong scale. Give 256-px patches (regions cut into "
-            "patches), or use the region stage for region-level pretraining",
+            "the images of data_dir '%s' are about %d px (median shorter side), far larger than the 256-px patches "
+            "the patch stage expects: its crops would see a small part of each image at the wrong scale. Give 256-px "
+            "patches (regions cut into patches), or use the region stage for region-level pretraining",
             root,
             int(np.median(sizes)),
         )
@@ -108,8 +112,8 @@ def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRe
     files = sorted(root.rglob("*.pt"))
     if not files:
         raise PretrainingDataError(
-            f"data_dir '{root}' holds no .pt feature file (run extract_features.py --config-name local: its features/slide/ folder, "
-            "or features/region/ with save_region_features=true)"
+            f"data_dir '{root}' holds no .pt feature file (run extract_features.py --config-name local: its "
+            "features/slide/ folder, or features/region/ with save_region_features=true)"
         )
     grid, regions = None, []
     for path in files:
@@ -122,8 +126,8 @@ def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRe
         side = math.isqrt(tokens)
         if len(shape) not in (2, 3) or shape[-1] != dim or side * side != tokens or tokens == 0:
             raise PretrainingDataError(
-                f"feature file '{path}' has shape {shape}, expected (n*n, {dim}) for a region or (M, n*n, {dim}) for a slide "
-                "(level-local features)"
+                f"feature file '{path}' has shape {shape}, expected (n*n, {dim}) for a region or (M, n*n, {dim}) for a "
+                "slide (level-local features)"
             )
         if grid is not None and side != grid:
             raise PretrainingDataError(f"region tensor '{path}' is a {side}x{side} grid but others are {grid}x{grid}")
@@ -175,7 +179,11 @@ class SeededMultiCropDataset(Dataset):
 
     def _load_readable(self, index: int):
         for attempt in range(MAX_REPLACEMENTS + 1):
-            position = index if attempt == 0 else int(np.random.default_rng([self.seed, index, attempt]).integers(len(self.files)))
+            position = (
+                index
+                if attempt == 0
+                else int(np.random.default_rng([self.seed, index, attempt]).integers(len(self.files)))
+            )
             file = self.files[position]
             self.reads += 1
             try:
@@ -190,7 +198,9 @@ class SeededMultiCropDataset(Dataset):
                         f"training.max_bad_fraction={self.max_bad_fraction}), e.g. {self.describe(file)}: {error}. "
                         "Remove the damaged slides from wsi_csv or raise training.max_bad_fraction"
                     ) from error
-        raise PretrainingDataError(f"{MAX_REPLACEMENTS + 1} samples in a row, from {self.describe(self.files[index])} on, are unreadable")
+        raise PretrainingDataError(
+            f"{MAX_REPLACEMENTS + 1} samples in a row, from {self.describe(self.files[index])} on, are unreadable"
+        )
 
 
 MAX_REPLACEMENTS = 16
@@ -233,7 +243,9 @@ def read_downstream(csv: str | Path, label_name: str) -> tuple[list[Path], np.nd
     paths = [Path(p) if Path(p).is_absolute() else csv.parent / p for p in table.tile_path.astype(str)]
     absent = [i + 2 for i, p in enumerate(paths) if not p.is_file()]
     if absent:
-        raise PretrainingDataError(f"{csv}: tile_path of row(s) {absent[:5]} does not exist (e.g. {paths[absent[0] - 2]})")
+        raise PretrainingDataError(
+            f"{csv}: tile_path of row(s) {absent[:5]} does not exist (e.g. {paths[absent[0] - 2]})"
+        )
     classes = sorted(table[label_name].astype(str).unique())
     labels = table[label_name].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
     return paths, labels, classes

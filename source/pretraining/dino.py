@@ -42,7 +42,9 @@ class DINO(nn.Module):
         loss: the DINO loss.
     """
 
-    def __init__(self, student_backbone: nn.Module, teacher_backbone: nn.Module, head_kwargs: dict, loss: DINOLoss) -> None:
+    def __init__(
+        self, student_backbone: nn.Module, teacher_backbone: nn.Module, head_kwargs: dict, loss: DINOLoss
+    ) -> None:
         super().__init__()
         dim = student_backbone.embed_dim
         self.student = MultiCropWrapper(student_backbone, DINOHead(dim, **head_kwargs))
@@ -62,5 +64,5 @@ class DINO(nn.Module):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """``teacher = momentum * teacher + (1 - momentum) * student`` for every parameter."""
-        for student, teacher in zip(self.student.parameters(), self.teacher.parameters()):
+        for student, teacher in zip(self.student.parameters(), self.teacher.parameters(), strict=True):
             teacher.mul_(momentum).add_(student.detach(), alpha=1 - momentum)

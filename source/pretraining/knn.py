@@ -52,5 +52,7 @@ def knn_metrics(probabilities: torch.Tensor | np.ndarray, labels: torch.Tensor |
         elif probabilities.shape[1] == 2:
             metrics["auc"] = float(roc_auc_score(labels, probabilities[:, 1]))
         else:
-            metrics["auc"] = float(roc_auc_score(labels, probabilities, multi_class="ovr", labels=list(range(probabilities.shape[1]))))
+            metrics["auc"] = float(
+                roc_auc_score(labels, probabilities, multi_class="ovr", labels=list(range(probabilities.shape[1])))
+            )
     return metrics

@@ -48,7 +48,9 @@ class BalancedEpochSampler(Sampler[int]):
         world_size, rank: the processes sharing each epoch.
     """
 
-    def __init__(self, groups: Sequence[int], per_epoch: int, seed: int = 0, world_size: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self, groups: Sequence[int], per_epoch: int, seed: int = 0, world_size: int = 1, rank: int = 0
+    ) -> None:
         self.groups = np.asarray(groups)
         self.per_epoch = min(int(per_epoch), len(self.groups))
         self.seed, self.world_size, self.rank = seed, world_size, rank
@@ -63,7 +65,9 @@ class BalancedEpochSampler(Sampler[int]):
         """The epoch's global order: ``(per_epoch,)`` dataset indices (the same on every rank)."""
         rng = np.random.default_rng([self.seed, self.epoch])
         quota = balanced_quota([len(m) for m in self.members], self.per_epoch, rng)
-        chosen = [rng.choice(members, size=int(k), replace=False) for members, k in zip(self.members, quota) if k]
+        chosen = [
+            rng.choice(members, size=int(k), replace=False) for members, k in zip(self.members, quota, strict=True) if k
+        ]
         return rng.permutation(np.concatenate(chosen))
 
     def __len__(self) -> int:

@@ -23,7 +23,9 @@ def cosine_schedule(
 
 def teacher_temperature_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
     """One value per epoch: linear from ``warmup_temp`` to ``temp`` over ``warmup_epochs``, then ``temp``."""
-    return np.concatenate((np.linspace(warmup_temp, temp, warmup_epochs), np.full(max(epochs - warmup_epochs, 0), temp)))[:epochs]
+    return np.concatenate(
+        (np.linspace(warmup_temp, temp, warmup_epochs), np.full(max(epochs - warmup_epochs, 0), temp))
+    )[:epochs]
 
 
 def scaled_learning_rate(lr: float, global_batch: int) -> float:

@@ -45,7 +45,9 @@ class SlidePatchReader:
         max_open: slides kept open per process.
     """
 
-    def __init__(self, slide_ids: Sequence[str], sources: Sequence[RegionSource], max_open: int = MAX_OPEN_SLIDES) -> None:
+    def __init__(
+        self, slide_ids: Sequence[str], sources: Sequence[RegionSource], max_open: int = MAX_OPEN_SLIDES
+    ) -> None:
         self.slide_ids, self.sources, self.max_open = list(slide_ids), list(sources), max_open
         self._recent: OrderedDict[int, None] = OrderedDict()
 
@@ -102,9 +104,13 @@ def slide_patches(
             "; ".join(f"{plan.slide_id}: {plan.error}" for plan in skipped),
         )
     if not usable:
-        raise PretrainingDataError(f"no slide of wsi_csv '{wsi_csv}' gave patches to pretrain on (see the warnings above)")
+        raise PretrainingDataError(
+            f"no slide of wsi_csv '{wsi_csv}' gave patches to pretrain on (see the warnings above)"
+        )
     refs = [PatchRef(index, region.x, region.y) for index, plan in enumerate(usable) for region in plan.regions]
     groups = [ref.slide for ref in refs]
     if context.is_main:
-        logger.info("%d patches of %d px at %s um/px from %d slide(s)", len(refs), patch_size, settings.spacing, len(usable))
+        logger.info(
+            "%d patches of %d px at %s um/px from %d slide(s)", len(refs), patch_size, settings.spacing, len(usable)
+        )
     return refs, groups, SlidePatchReader([plan.slide_id for plan in usable], [plan.source for plan in usable])

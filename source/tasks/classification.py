@@ -71,7 +71,7 @@ class ClassificationTask(Task):
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
         """``prob_<name>`` for every class, the argmax ``pred`` and its name ``pred_label``."""
         probabilities = torch.softmax(logits.detach().float(), dim=-1).cpu().numpy()
-        columns: dict = {column: float(p) for column, p in zip(self.probability_columns, probabilities)}
+        columns: dict = {column: float(p) for column, p in zip(self.probability_columns, probabilities, strict=True)}
         columns["pred"] = int(np.argmax(probabilities))
         columns["pred_label"] = self.class_names[columns["pred"]]
         return columns
@@ -134,14 +134,18 @@ class ClassificationTask(Task):
         axis.legend(loc="lower right")
         written.append(save_figure(figure, out_dir / f"{split}_roc.png"))
         matrix = confusion_matrix(truth, predictions["pred"].to_numpy(dtype=int), labels=list(range(self.num_classes)))
-        table = pd.DataFrame(matrix, index=pd.Index([f"true_{n}" for n in names], name="true \\ predicted"), columns=names)
+        table = pd.DataFrame(
+            matrix, index=pd.Index([f"true_{n}" for n in names], name="true \\ predicted"), columns=names
+        )
         with atomic_path(out_dir / f"{split}_confusion_matrix.csv") as temporary:
             table.to_csv(temporary)
         written.append(out_dir / f"{split}_confusion_matrix.csv")
         figure, axis = plt.subplots(figsize=(1.2 * self.num_classes + 2, 1.2 * self.num_classes + 1.5))
         image = axis.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
-            axis.text(j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black")
+            axis.text(
+                j, i, str(value), ha="center", va="center", color="white" if value > matrix.max() / 2 else "black"
+            )
         axis.set(
             xlabel="predicted",
             ylabel="true",

@@ -48,7 +48,9 @@ def at_risk(times: np.ndarray, ticks: Sequence[float]) -> list[int]:
     return [int((times >= t).sum()) for t in ticks]
 
 
-def kaplan_meier_figure(events: np.ndarray, times: np.ndarray, groups: Sequence[tuple[str, np.ndarray]], time_label: str, title: str):
+def kaplan_meier_figure(
+    events: np.ndarray, times: np.ndarray, groups: Sequence[tuple[str, np.ndarray]], time_label: str, title: str
+):
     """A Kaplan-Meier plot with censoring ticks, a numbers-at-risk table and the log-rank test.
 
     Args:
@@ -86,7 +88,7 @@ def kaplan_meier_figure(events: np.ndarray, times: np.ndarray, groups: Sequence[
     table.set_xlabel(time_label)
     table.set_title("number at risk", fontsize=9, loc="left")
     for row, (_, mask) in enumerate(groups):
-        for t, count in zip(ticks, at_risk(times[mask], ticks)):
+        for t, count in zip(ticks, at_risk(times[mask], ticks), strict=True):
             table.text(t, len(groups) - 1 - row, str(count), ha="center", va="center", fontsize=9)
     for side in ("top", "right", "left"):
         table.spines[side].set_visible(False)

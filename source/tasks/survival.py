@@ -77,12 +77,17 @@ class SurvivalTask(Task):
     def set_training_outcomes(self, train: pd.DataFrame) -> None:
         """Keep the training patients' (event, time), the censoring reference of td-AUC."""
         patients = train.drop_duplicates("case_id")
-        self.training_outcomes = Surv.from_arrays(patients.censorship.to_numpy() == 0, patients[self.time_column].to_numpy(dtype=float))
+        self.training_outcomes = Surv.from_arrays(
+            patients.censorship.to_numpy() == 0, patients[self.time_column].to_numpy(dtype=float)
+        )
 
     def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
         """NLL of one item (``targets['bin']``, ``targets['censorship']``); alpha only in training."""
         return nll_survival_loss(
-            logits.unsqueeze(0), targets["bin"].reshape(1), targets["censorship"].reshape(1), self.alpha if training else 0.0
+            logits.unsqueeze(0),
+            targets["bin"].reshape(1),
+            targets["censorship"].reshape(1),
+            self.alpha if training else 0.0,
         )
 
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
@@ -104,7 +109,9 @@ class SurvivalTask(Task):
             events, patients.time.to_numpy(dtype=float), self.high_risk(patients).astype(int)
         )
         try:
-            metrics["c_index"] = float(concordance_index_censored(events, patients.time.to_numpy(dtype=float), patients.risk.to_numpy())[0])
+            metrics["c_index"] = float(
+                concordance_index_censored(events, patients.time.to_numpy(dtype=float), patients.risk.to_numpy())[0]
+            )
         except ValueError:  # no event, or no comparable pair of patients in this split
             pass
         times = self.auc_times(patients)
@@ -148,7 +155,8 @@ class SurvivalTask(Task):
         return np.array([t for t in in_range if (events & (test_times <= t)).any()])
 
     def plots(self, predictions: pd.DataFrame, out_dir: Path, split: str) -> list[Path]:
-        """Kaplan-Meier curves split at the median risk (censoring ticks, numbers at risk, log-rank test) and td-AUC over time."""
+        """Kaplan-Meier curves split at the median risk (censoring ticks, numbers at risk, log-rank test) and td-AUC
+        over time."""
         import matplotlib.pyplot as plt
 
         patients = self.patients(predictions)
@@ -157,7 +165,11 @@ class SurvivalTask(Task):
         high = self.high_risk(patients)
         written = []
         figure = kaplan_meier_figure(
-            events, times, [("low risk", ~high), ("high risk", high)], self.time_column, f"{split} Kaplan-Meier, split at median risk"
+            events,
+            times,
+            [("low risk", ~high), ("high risk", high)],
+            self.time_column,
+            f"{split} Kaplan-Meier, split at median risk",
         )
         written.append(save_figure(figure, out_dir / f"{split}_kaplan_meier.png"))
         auc_times = self.auc_times(patients)
@@ -169,7 +181,12 @@ class SurvivalTask(Task):
             figure, axis = plt.subplots(figsize=(6, 4))
             axis.plot(auc_times, aucs, marker="o")
             axis.axhline(mean_auc, linestyle="--", color="gray", label=f"mean {mean_auc:.3f}")
-            axis.set(xlabel=self.time_column, ylabel="time-dependent AUC", title=f"{split} cumulative/dynamic AUC", ylim=(0, 1))
+            axis.set(
+                xlabel=self.time_column,
+                ylabel="time-dependent AUC",
+                title=f"{split} cumulative/dynamic AUC",
+                ylim=(0, 1),
+            )
             axis.legend()
             written.append(save_figure(figure, out_dir / f"{split}_td_auc.png"))
         return written

@@ -48,11 +48,14 @@ def load_coordinates(folder: Path, slide_id: str):
     try:
         return load_tiling_result(*files)
     except (ValueError, OSError, KeyError) as error:
-        raise BadInputError(f"coordinates of slide '{slide_id}' in {files[1].parent} cannot be read: {error}") from error
+        raise BadInputError(
+            f"coordinates of slide '{slide_id}' in {files[1].parent} cannot be read: {error}"
+        ) from error
 
 
 def save_coordinates(result, folder: Path) -> Path:
-    """Write ``result`` to ``folder/<slide_id>.coordinates.{npz,meta.json}`` (atomically, by hs2p); returns the meta path."""
+    """Write ``result`` to ``folder/<slide_id>.coordinates.{npz,meta.json}`` (atomically, by hs2p); returns the meta
+    path."""
     from hs2p import save_tiling_result
 
     return save_tiling_result(result, output_dir=folder, tiles_dir=folder).coordinates_meta_path
@@ -68,8 +71,8 @@ def check_matches_settings(result, source: Path, settings: TilingSettings, regio
     if saved_size != region_size or not math.isclose(saved_spacing, settings.spacing, rel_tol=1e-6):
         raise BadInputError(
             f"coordinates in {source} were made for {saved_size}-px regions at {saved_spacing} um/px, but this run "
-            f"asks for region_size={region_size} at tiling.spacing={settings.spacing}: make the two agree or tile again "
-            "(drop coordinates_dir)"
+            f"asks for region_size={region_size} at tiling.spacing={settings.spacing}: make the two agree or tile "
+            "again (drop coordinates_dir)"
         )
 
 

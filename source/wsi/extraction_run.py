@@ -55,8 +55,8 @@ def read_extraction_run(folder: str | Path) -> ExtractionRun:
     config_path, table_path, coordinates = folder / "config.yaml", folder / "slides.csv", folder / "coordinates"
     if not config_path.is_file() or not table_path.is_file():
         raise ConfigError(
-            f"extraction_run '{folder}' is not an extraction run folder (it needs config.yaml and slides.csv): "
-            "give output_dir/<experiment_name>/<run_id> of a finished extract_features.py run"
+            f"extraction_run '{folder}' is not an extraction run folder (it needs config.yaml and slides.csv): give "
+            "output_dir/<experiment_name>/<run_id> of a finished extract_features.py run"
         )
     config = OmegaConf.load(config_path)
     if not config.get("wsi_csv") or not coordinates.is_dir():
@@ -68,11 +68,15 @@ def read_extraction_run(folder: str | Path) -> ExtractionRun:
     done = table[table.status == "success"]
     skipped = table.slide_id[table.status != "success"].tolist()
     if skipped:
-        logger.warning("extraction_run: %d slide(s) failed in that run and are left out: %s", len(skipped), ", ".join(skipped))
+        logger.warning(
+            "extraction_run: %d slide(s) failed in that run and are left out: %s", len(skipped), ", ".join(skipped)
+        )
     if done.empty:
         raise ConfigError(f"extraction_run '{folder}': no slide succeeded in that run (see its slides.csv)")
     slides = [
-        WholeSlide(slide_id=row.slide_id, image_path=Path(row.image_path), spacing_at_level_0=_spacing(row.spacing_at_level_0))
+        WholeSlide(
+            slide_id=row.slide_id, image_path=Path(row.image_path), spacing_at_level_0=_spacing(row.spacing_at_level_0)
+        )
         for row in done.itertuples()
     ]
     known = {f.name for f in fields(TilingSettings)}

@@ -72,11 +72,16 @@ class WholeSlidePlanner:
 
     def plan_one(self, slide: WholeSlide) -> SlidePlan:
         """One slide's plan; any problem becomes the plan's ``error`` (the slide fails, the job goes on)."""
-        details: dict[str, object] = {"image_path": str(slide.image_path), "spacing_at_level_0": slide.spacing_at_level_0}
+        details: dict[str, object] = {
+            "image_path": str(slide.image_path),
+            "spacing_at_level_0": slide.spacing_at_level_0,
+        }
         try:
             result = self._coordinates(slide)
             tiling_read = pyramid_read_of(result, slide, self.settings, self.region_size)
-            reader = choose_reader(self.settings.reader, tiling_read.backend, slide.image_path, tiling_read.spacing_at_level_0, result)
+            reader = choose_reader(
+                self.settings.reader, tiling_read.backend, slide.image_path, tiling_read.spacing_at_level_0, result
+            )
             read = replace(tiling_read, backend=reader)
             details |= {
                 "reader": read.backend,
@@ -90,15 +95,17 @@ class WholeSlidePlanner:
             self._preview(slide, result, tiling_read)
             if result.num_tiles == 0:
                 raise BadInputError(
-                    f"no tissue region found in '{slide.image_path}' with tiling.min_tissue_fraction={self.settings.min_tissue_fraction} "
-                    f"({self.region_size}-px regions at {self.settings.spacing} um/px): lower tiling.min_tissue_fraction, "
-                    f"check the slide (see {safe_join(self.previews, slide.slide_id, '.png')}) or its mask"
+                    f"no tissue region found in '{slide.image_path}' with "
+                    f"tiling.min_tissue_fraction={self.settings.min_tissue_fraction} ({self.region_size}-px regions at "
+                    f"{self.settings.spacing} um/px): lower tiling.min_tissue_fraction, check the slide (see "
+                    f"{safe_join(self.previews, slide.slide_id, '.png')}) or its mask"
                 )
         except BadInputError as error:  # logged with the other failures by the extractor
             return SlidePlan(slide.slide_id, error=str(error), details=details)
-        regions = [Region(int(x), int(y)) for x, y in zip(result.x, result.y)]
+        regions = [Region(int(x), int(y)) for x, y in zip(result.x, result.y, strict=True)]
         logger.info(
-            "slide %s: %d regions of %d px at %s um/px (level-0 spacing %.4g, read %d px at level %d with %s, %d px at level 0)",
+            "slide %s: %d regions of %d px at %s um/px (level-0 spacing %.4g, read %d px at level %d with %s, %d px "
+            "at level 0)",
             slide.slide_id,
             len(regions),
             self.region_size,
@@ -117,8 +124,8 @@ class WholeSlidePlanner:
             result = load_coordinates(self.coordinates_dir, slide.slide_id)
             if result is None:
                 raise BadInputError(
-                    f"coordinates_dir '{self.coordinates_dir}' has no {slide.slide_id}.coordinates.meta.json: tile this slide "
-                    "(drop coordinates_dir) or add its hs2p coordinates"
+                    f"coordinates_dir '{self.coordinates_dir}' has no {slide.slide_id}.coordinates.meta.json: tile "
+                    "this slide (drop coordinates_dir) or add its hs2p coordinates"
                 )
             check_matches_settings(result, self.coordinates_dir, self.settings, self.region_size)
             return result
@@ -130,8 +137,8 @@ class WholeSlidePlanner:
         previous = load_coordinates(self.coordinates_out, slide.slide_id)
         if previous is not None and not same_regions(previous, result):
             raise BadInputError(
-                f"resume refused for slide '{slide.slide_id}': its region coordinates differ from those of the run being "
-                f"resumed ({self.coordinates_out}); features of the two would not match. Use a new run_id, or "
+                f"resume refused for slide '{slide.slide_id}': its region coordinates differ from those of the run "
+                f"being resumed ({self.coordinates_out}); features of the two would not match. Use a new run_id, or "
                 f"coordinates_dir={self.coordinates_out} to keep the old regions"
             )
 
@@ -141,14 +148,20 @@ class WholeSlidePlanner:
             dimensions = [int(v) for v in handle.dimensions]
             if dimensions != [int(v) for v in result.slide_dimensions]:
                 raise BadInputError(
-                    f"coordinates for slide '{slide.slide_id}' were made on a {result.slide_dimensions[0]}x{result.slide_dimensions[1]} px "
-                    f"slide but '{slide.image_path}' is {dimensions[0]}x{dimensions[1]} px: they belong to another slide"
+                    f"coordinates for slide '{slide.slide_id}' were made on a "
+                    f"{result.slide_dimensions[0]}x{result.slide_dimensions[1]} px slide but '{slide.image_path}' is "
+                    f"{dimensions[0]}x{dimensions[1]} px: they belong to another slide"
                 )
             contours = result.contours.contours if getattr(result, "contours", None) is not None else None
             path = safe_join(self.previews, slide.slide_id, ".png")
             try:
                 write_preview(handle, path, result.x, result.y, read.tile_size_lv0, contours)
             except Exception as error:  # a damaged tile under the thumbnail: the preview is QC, the slide goes on
-                logger.warning("slide %s: no preview (%s: %s); its regions are read as usual", slide.slide_id, type(error).__name__, error)
+                logger.warning(
+                    "slide %s: no preview (%s: %s); its regions are read as usual",
+                    slide.slide_id,
+                    type(error).__name__,
+                    error,
+                )
         finally:
             handle.close()

@@ -50,7 +50,7 @@ def preview_image(
         cv2.polylines(canvas, [points], isClosed=True, color=CONTOUR_COLOUR, thickness=thickness)
     side = max(1, round(tile_size_lv0 * scale))
     font_scale = min(max(0.3, side / 120), 1.2)  # readable on small squares, not a poster on big ones
-    for index, (x, y) in enumerate(zip(xs, ys)):
+    for index, (x, y) in enumerate(zip(xs, ys, strict=True)):
         left, top = round(x * scale), round(y * scale)
         cv2.rectangle(canvas, (left, top), (left + side - 1, top + side - 1), REGION_COLOUR, thickness)
         if len(xs) > MAX_NUMBERED:
@@ -68,7 +68,9 @@ def preview_image(
     return canvas
 
 
-def write_preview(slide, path: Path, xs: Sequence[int], ys: Sequence[int], tile_size_lv0: int, contours=None, max_side: int = 2000) -> Path:
+def write_preview(
+    slide, path: Path, xs: Sequence[int], ys: Sequence[int], tile_size_lv0: int, contours=None, max_side: int = 2000
+) -> Path:
     """Render the preview of an open hs2p slide reader to ``path`` (PNG, atomically).
 
     Args:

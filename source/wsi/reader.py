@@ -22,7 +22,8 @@ from source.wsi.tiling import PyramidRead
 
 FAST_READER = "tifffile"
 FAST_READER_SUFFIXES = {".tif", ".tiff", ".svs", ".btf"}
-"""Files that ``tiling.reader: auto`` reads with tifffile (imagecodecs) when its pyramid matches the tiling backend's."""
+"""Files that ``tiling.reader: auto`` reads with tifffile (imagecodecs) when its pyramid matches the tiling
+backend's."""
 
 
 def open_pyramid(path: Path, backend: str, spacing_at_level_0: Optional[float]):
@@ -38,7 +39,9 @@ def open_pyramid(path: Path, backend: str, spacing_at_level_0: Optional[float]):
             warnings.filterwarnings("ignore", message="Slide spacing override conflict")
             return open_slide(path, backend=backend, spacing_override=spacing_at_level_0)
     except Exception as error:  # any backend's failure to open is this slide's failure
-        raise BadInputError(f"slide '{path}' cannot be opened with backend '{backend}' ({type(error).__name__}: {error})") from error
+        raise BadInputError(
+            f"slide '{path}' cannot be opened with backend '{backend}' ({type(error).__name__}: {error})"
+        ) from error
 
 
 def choose_reader(requested: str, tiling_backend: str, image_path: Path, spacing_at_level_0: float, result) -> str:
@@ -61,7 +64,9 @@ def choose_reader(requested: str, tiling_backend: str, image_path: Path, spacing
         same_size = [int(v) for v in handle.level_dimensions[0]] == [int(v) for v in result.slide_dimensions]
         ours = [float(d[0]) for d in handle.level_downsamples]
         theirs = [float(d) for d in result.level_downsamples][: int(result.read_level) + 1]
-        same_levels = len(ours) >= len(theirs) and all(abs(a - b) <= 1e-3 * b for a, b in zip(ours, theirs))
+        same_levels = len(ours) >= len(theirs) and all(
+            abs(a - b) <= 1e-3 * b for a, b in zip(ours, theirs, strict=False)
+        )
     finally:
         handle.close()
     return FAST_READER if same_size and same_levels else tiling_backend
@@ -98,7 +103,9 @@ class WholeSlideRegions:
 
     def _open(self):
         if self._slide is None:
-            self._slide = open_pyramid(self.geometry.image_path, self.geometry.backend, self.geometry.spacing_at_level_0)
+            self._slide = open_pyramid(
+                self.geometry.image_path, self.geometry.backend, self.geometry.spacing_at_level_0
+            )
         return self._slide
 
     def read(self, region: Region) -> np.ndarray:
@@ -113,8 +120,8 @@ class WholeSlideRegions:
             pixels = slide.read_region((int(region.x), int(region.y)), g.read_level, (g.read_size, g.read_size))
         except Exception as error:  # a truncated or corrupt tile
             raise BadInputError(
-                f"slide '{g.image_path}': region at ({region.x}, {region.y}) cannot be read ({type(error).__name__}: {error}); "
-                "the file is truncated or corrupt"
+                f"slide '{g.image_path}': region at ({region.x}, {region.y}) cannot be read ({type(error).__name__}: "
+                f"{error}); the file is truncated or corrupt"
             ) from error
         pixels = area_downsample(np.ascontiguousarray(pixels[..., :3]), g.region_size)
         if self.save_dir is not None:

@@ -29,7 +29,9 @@ class WholeSlide:
 
 
 def _blank(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in {"", "None", "nan"}
+    return (
+        value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in {"", "None", "nan"}
+    )
 
 
 def _path(value: object, base: Path) -> Path:
@@ -46,8 +48,8 @@ def _spacing(value: object, csv_path: Path, row: int) -> Optional[float]:
         spacing = float("nan")
     if not math.isfinite(spacing) or spacing <= 0:
         raise ConfigError(
-            f"wsi_csv '{csv_path}', row {row}: spacing_at_level_0 is {value!r}; give the level-0 pixel size in "
-            "um/px (e.g. 0.25 at 40x, 0.5 at 20x) or leave it blank to use the slide's own"
+            f"wsi_csv '{csv_path}', row {row}: spacing_at_level_0 is {value!r}; give the level-0 pixel size in um/px "
+            "(e.g. 0.25 at 40x, 0.5 at 20x) or leave it blank to use the slide's own"
         )
     return spacing
 
@@ -63,7 +65,8 @@ def read_wsi_csv(csv_path: str | Path, only: Optional[Sequence[str]] = None) -> 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ConfigError(
-            f"wsi_csv '{csv_path}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, spacing_at_level_0]"
+            f"wsi_csv '{csv_path}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, "
+            "spacing_at_level_0]"
         )
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
@@ -71,9 +74,15 @@ def read_wsi_csv(csv_path: str | Path, only: Optional[Sequence[str]] = None) -> 
         raise ConfigError(f"wsi_csv '{csv_path}' cannot be read as a csv ({error})") from error
     table.columns = [str(column).strip() for column in table.columns]
     id_column = "slide_id" if "slide_id" in table.columns else "sample_id" if "sample_id" in table.columns else None
-    missing = [name for name, ok in (("slide_id (or sample_id)", id_column), ("image_path", "image_path" in table.columns)) if not ok]
+    missing = [
+        name
+        for name, ok in (("slide_id (or sample_id)", id_column), ("image_path", "image_path" in table.columns))
+        if not ok
+    ]
     if missing:
-        raise ConfigError(f"wsi_csv '{csv_path}' has no column {' and no column '.join(missing)} (columns: {list(table.columns)})")
+        raise ConfigError(
+            f"wsi_csv '{csv_path}' has no column {' and no column '.join(missing)} (columns: {list(table.columns)})"
+        )
     if table.empty:
         raise ConfigError(f"wsi_csv '{csv_path}' has no rows: list one slide per row")
     slides: list[WholeSlide] = []
@@ -89,7 +98,8 @@ def read_wsi_csv(csv_path: str | Path, only: Optional[Sequence[str]] = None) -> 
             raise ConfigError(f"wsi_csv '{csv_path}', row {line}: {id_column} {error}; use a plain name") from error
         if slide_id in seen:
             raise ConfigError(
-                f"wsi_csv '{csv_path}': {id_column} '{slide_id}' is on rows {seen[slide_id]} and {line}; slide ids must be unique"
+                f"wsi_csv '{csv_path}': {id_column} '{slide_id}' is on rows {seen[slide_id]} and {line}; slide ids "
+                "must be unique"
             )
         seen[slide_id] = line
         if _blank(row["image_path"]):

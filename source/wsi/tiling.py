@@ -56,7 +56,8 @@ def hs2p_configs(settings: TilingSettings, region_size: int, patch_size: int):
 
 
 def check_slide_file(path: Path, what: str = "slide") -> None:
-    """Raise :class:`BadInputError` when ``path`` is missing, a folder, empty, or a stand-in (LFS pointer, HTML page)."""
+    """Raise :class:`BadInputError` when ``path`` is missing, a folder, empty, or a stand-in (LFS pointer, HTML
+    page)."""
     if not path.exists():
         raise BadInputError(f"{what} file '{path}' does not exist: check image_path / mask_path in wsi_csv")
     if path.is_dir() and path.suffix.lower() != ".mrxs":
@@ -69,7 +70,8 @@ def check_slide_file(path: Path, what: str = "slide") -> None:
         kind = placeholder_kind(head)
         if kind is not None:
             raise BadInputError(
-                f"{what} file '{path}' is {kind}, not a slide: fetch the real file (e.g. 'git lfs pull') or download it again"
+                f"{what} file '{path}' is {kind}, not a slide: fetch the real file (e.g. 'git lfs pull') or download "
+                "it again"
             )
 
 
@@ -77,8 +79,8 @@ def _explain(error: Exception, slide: WholeSlide, settings: TilingSettings) -> s
     text = str(error)
     if "Unable to infer slide spacing" in text:
         return (
-            f"slide '{slide.image_path}' has no pixel spacing (um/px) in its header: add a column "
-            "spacing_at_level_0 to wsi_csv with the level-0 spacing of this slide (e.g. 0.25 at 40x, 0.5 at 20x)"
+            f"slide '{slide.image_path}' has no pixel spacing (um/px) in its header: add a column spacing_at_level_0 "
+            "to wsi_csv with the level-0 spacing of this slide (e.g. 0.25 at 40x, 0.5 at 20x)"
         )
     if "finer than finest available spacing" in text or "upsampling is forbidden" in text:
         finest = text.split("spacing ")[-1].split(";")[0]
@@ -88,8 +90,9 @@ def _explain(error: Exception, slide: WholeSlide, settings: TilingSettings) -> s
         )
     if "Unable to open" in text or type(error).__name__.startswith("OpenSlide"):
         return (
-            f"slide '{slide.image_path}' cannot be opened with backend '{settings.backend}' ({type(error).__name__}: {text}): "
-            "the file is truncated or corrupt, not a slide, or in a format this backend does not read (try tiling.backend=auto)"
+            f"slide '{slide.image_path}' cannot be opened with backend '{settings.backend}' ({type(error).__name__}: "
+            f"{text}): the file is truncated or corrupt, not a slide, or in a format this backend does not read (try "
+            "tiling.backend=auto)"
         )
     return f"tiling '{slide.image_path}' failed ({type(error).__name__}: {text})"
 

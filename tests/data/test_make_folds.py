@@ -44,7 +44,10 @@ def test_no_test_split_and_bad_inputs(labels, tmp_path):
     with pytest.raises(FoldError, match="cannot fill 40 parts"):
         make_folds(labels, tmp_path / "x", folds=40)
     assert main([str(labels), str(tmp_path / "y"), "--folds", "2"]) == 2
-    assert main([str(labels), str(tmp_path / "z"), "--folds", "3"]) == 0 and (tmp_path / "z" / "fold_2" / "test.csv").exists()
+    assert (
+        main([str(labels), str(tmp_path / "z"), "--folds", "3"]) == 0
+        and (tmp_path / "z" / "fold_2" / "test.csv").exists()
+    )
 
 
 def test_shared_slides_or_patients_are_refused_unless_allowed(caplog):

@@ -29,7 +29,9 @@ def official_weights(tmp_path_factory):
 
 
 def run(tmp_path, region_dir, **overrides):
-    values = dict(region_dir=str(region_dir), output_dir=str(tmp_path / "out"), run_id="run", region_size=1024, num_workers=0)
+    values = dict(
+        region_dir=str(region_dir), output_dir=str(tmp_path / "out"), run_id="run", region_size=1024, num_workers=0
+    )
     cfg = extraction_config(**(values | overrides))
     code = run_extraction_job(cfg)
     return code, tmp_path / "out" / cfg.experiment_name / cfg.run_id
@@ -50,12 +52,27 @@ def test_real_size_extraction_matches_the_encoder(tmp_path, region_dir, official
     )
     assert code == 0
     slides = pd.read_csv(run_dir / "slides.csv")
-    assert list(slides.columns) == ["slide_id", "feature_path", "num_regions", "level", "region_size", "status", "error"]
+    assert list(slides.columns) == [
+        "slide_id",
+        "feature_path",
+        "num_regions",
+        "level",
+        "region_size",
+        "status",
+        "error",
+    ]
     assert slides.slide_id.tolist() == ["CMU-1-Small-Region", "subset"]
     assert slides.num_regions.tolist() == [6, 3] and set(slides.status) == {"success"} and set(slides.level) == {level}
     regions = pd.read_csv(run_dir / "regions.csv")
     demo = regions[regions.slide_id == "CMU-1-Small-Region"]
-    assert list(zip(demo.x, demo.y)) == [(0, 0), (0, 1024), (0, 2048), (1024, 0), (1024, 1024), (1024, 2048)]
+    assert list(zip(demo.x, demo.y, strict=True)) == [
+        (0, 0),
+        (0, 1024),
+        (0, 2048),
+        (1024, 0),
+        (1024, 1024),
+        (1024, 2048),
+    ]
     assert demo.region_index.tolist() == list(range(6))
     features = torch.load(run_dir / "features" / "slide" / "CMU-1-Small-Region.pt", weights_only=True)
     assert features.dtype == torch.float32
@@ -93,7 +110,11 @@ def make_bad_region_dir(root, demo_regions_1024):
     (root / "bad_name" / "imgs").mkdir(parents=True)
     shutil.copy(good[0], root / "bad_name" / "imgs" / "region-7.jpg")
     listing = root.parent / "slides.txt"
-    listing.write_text("\n".join(["good", "truncated", "non_square", "wrong_size", "no_imgs", "empty", "bad_name", "../good", "absent"]))
+    listing.write_text(
+        "\n".join(
+            ["good", "truncated", "non_square", "wrong_size", "no_imgs", "empty", "bad_name", "../good", "absent"]
+        )
+    )
     return listing
 
 
@@ -143,7 +164,9 @@ def test_resume_skips_finished_slides_and_redoes_changed_ones(tmp_path, region_d
     assert code == 0 and done.stat().st_mtime_ns == stamp
     assert (run_dir / "features" / "slide" / "CMU-1-Small-Region.pt").exists()
     assert "1 slide(s) already done, 1 to process" in (run_dir / "log.txt").read_text()
-    shutil.copy(next((region_dir / "CMU-1-Small-Region" / "imgs").iterdir()), region_dir / "subset" / "imgs" / "4096_4096.jpg")
+    shutil.copy(
+        next((region_dir / "CMU-1-Small-Region" / "imgs").iterdir()), region_dir / "subset" / "imgs" / "4096_4096.jpg"
+    )
     run(tmp_path, region_dir, resume=True, **TINY)
     assert torch.load(done, weights_only=True).shape == (4, 192)
 
@@ -163,7 +186,10 @@ def test_zero_slides_is_a_config_error_with_the_layout(tmp_path, region_dir):
     empty.mkdir()
     cases = [
         (empty, "no slide folder in region_dir"),
-        (region_dir / "subset", "holds imgs/ itself: it looks like one slide's folder. region_dir must be the folder that contains"),
+        (
+            region_dir / "subset",
+            "holds imgs/ itself: it looks like one slide's folder. region_dir must be the folder that contains",
+        ),
         (region_dir / "subset" / "imgs", "looks like a slide's imgs/ folder"),
     ]
     for folder, message in cases:

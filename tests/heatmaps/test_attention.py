@@ -63,7 +63,9 @@ def test_a_shift_invariant_attention_gives_the_same_map_with_granular():
     plain, granular = region_maps(attention, pixels, 128), region_maps(attention, pixels, 128, granular=True)
     np.testing.assert_allclose(plain.patch, granular.patch)
     np.testing.assert_allclose(plain.region, granular.region)
-    np.testing.assert_allclose(patch_maps(attention, pixels[:, :256, :256]), patch_maps(attention, pixels[:, :256, :256], granular=True))
+    np.testing.assert_allclose(
+        patch_maps(attention, pixels[:, :256, :256]), patch_maps(attention, pixels[:, :256, :256], granular=True)
+    )
 
 
 def test_factorized_pngs_follow_the_formula(tmp_path, demo_regions_1024):
@@ -77,5 +79,12 @@ def test_factorized_pngs_follow_the_formula(tmp_path, demo_regions_1024):
     with Image.open(tmp_path / "hierarchical" / "rhead_2_phead_1.png") as drawn:
         np.testing.assert_array_equal(np.asarray(drawn)[:, :256], expected)  # the map, left of its colorbar
         assert drawn.size == (256 + 90, 256)
-    for name in ["patch/head_1.png", "patch/head_2.png", "region/head_1.png", "region/head_2.png", "patch.png", "region.png"]:
+    for name in [
+        "patch/head_1.png",
+        "patch/head_2.png",
+        "region/head_1.png",
+        "region/head_2.png",
+        "patch.png",
+        "region.png",
+    ]:
         assert (tmp_path / name).exists(), name

@@ -67,9 +67,19 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
     assert size(out / "region" / "1024" / "head_0" / "0_0.png") == (256 + 90, 256)
     assert size(out / "hierarchical_1024_256" / "rhead_1_phead_0" / "0_1024.png") == (256 + 90, 256)
     assert len(list((out / "hierarchical_1024_256").glob("rhead_*_phead_*/*.png"))) == 4 * 6
-    for name in ["patch_head_0", "region_head_1", "rhead_0_phead_1", "slide", "slide_thresh", "slide_highlight", "patch_head_1_highlight"]:
+    for name in [
+        "patch_head_0",
+        "region_head_1",
+        "rhead_0_phead_1",
+        "slide",
+        "slide_thresh",
+        "slide_highlight",
+        "patch_head_1_highlight",
+    ]:
         width, height = size(out / "slide" / f"{name}.png")
-        assert width == 64 + 90 and height == 96 + TITLE_HEIGHT, name  # 2 x 3 regions of 32 px at downsample 32, + colorbar and title
+        assert width == 64 + 90 and height == 96 + TITLE_HEIGHT, (
+            name
+        )  # 2 x 3 regions of 32 px at downsample 32, + colorbar and title
     with Image.open(out / "slide" / "slide_highlight.png") as image:
         assert image.mode == "RGBA"
     assert size(out / "patch.png")[0] > 2 * 64 and (out / "region.png").exists()
@@ -85,18 +95,31 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
 @pytest.mark.parametrize("canvas_width, tile", [(2000, 256), (400, 128)])
 def test_default_draws_the_mean_over_heads_on_a_canvas_sized_for_the_slide(tmp_path, region_dir, canvas_width, tile):
     cfg = heatmap_config(
-        region_dir=str(region_dir), slide_id="CMU-1-Small-Region", region_size=1024, output_dir=str(tmp_path), run_id="r",
-        device="cpu", canvas_width=canvas_width, **TINY,
-    )  # fmt: skip
+        region_dir=str(region_dir),
+        slide_id="CMU-1-Small-Region",
+        region_size=1024,
+        output_dir=str(tmp_path),
+        run_id="r",
+        device="cpu",
+        canvas_width=canvas_width,
+        **TINY,
+    )
     assert run_heatmap_job(cfg) == 0
     out = tmp_path / "heatmaps" / "r" / "CMU-1-Small-Region"
     per_region = sorted(str(p.relative_to(out).parent) for p in out.rglob("*.png") if p.parent.name == "mean")
     assert per_region == ["hierarchical_1024_256/mean"] * 6 + ["patch/256/mean"] * 6 + ["region/1024/mean"] * 6
     assert not list(out.rglob("head_*")) and not list(out.rglob("rhead_*")), "no per-head output unless asked"
-    assert sorted(p.name for p in (out / "slide").iterdir()) == ["factorized_mean.png", "patch_mean.png", "region_mean.png"]
+    assert sorted(p.name for p in (out / "slide").iterdir()) == [
+        "factorized_mean.png",
+        "patch_mean.png",
+        "region_mean.png",
+    ]
     # the demo slide's regions span 2 x 3 regions of 1024 px: the finest canvas within canvas_width
     assert size(out / "slide" / "patch_mean.png") == (2 * tile + 90, 3 * tile + TITLE_HEIGHT)
-    assert size(out / "summary.png")[0] > 3 * 2 * tile and size(out / "patch" / "256" / "mean" / "0_0.png") == (256 + 90, 256)
+    assert size(out / "summary.png")[0] > 3 * 2 * tile and size(out / "patch" / "256" / "mean" / "0_0.png") == (
+        256 + 90,
+        256,
+    )
 
 
 def test_one_bad_slide_fails_alone(tmp_path, region_dir):
@@ -143,25 +166,57 @@ def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
 
 def run_cli(*args, cwd):
     environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=600
+    )
 
 
 def test_command_line_single_inputs_and_errors(tmp_path, demo_regions_1024):
     region = sorted((demo_regions_1024 / "CMU-1-Small-Region" / "imgs").iterdir())[0]
     Image.open(region).crop((256, 256, 512, 512)).save(tmp_path / "patch.png")
-    tiny = ["vit_patch_arch=vit_tiny", "patch_weights=null", "region_weights=null", "region_size=1024", "output_dir=out", "run_id=r"]
+    tiny = [
+        "vit_patch_arch=vit_tiny",
+        "patch_weights=null",
+        "region_weights=null",
+        "region_size=1024",
+        "output_dir=out",
+        "run_id=r",
+    ]
     script = str(REPO / "attention_visualization.py")
-    result = run_cli(script, "--config-name", "default", f"region_fp={region}", f"patch_fp={tmp_path / 'patch.png'}", *tiny, cwd=tmp_path)
+    result = run_cli(
+        script,
+        "--config-name",
+        "default",
+        f"region_fp={region}",
+        f"patch_fp={tmp_path / 'patch.png'}",
+        *tiny,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     out = tmp_path / "out" / "heatmaps" / "r"
     assert size(out / "patch" / "patch" / "head_2.png") == (256 + 90, 256) and (out / "patch" / "patch.png").exists()
     assert size(out / region.stem / "hierarchical" / "rhead_5_phead_2.png") == (256 + 90, 256)
     bad_head = run_cli(script, "--config-name", "default", f"region_fp={region}", "heads=[0,9]", *tiny, cwd=tmp_path)
     assert bad_head.returncode == 2 and "heads: [9] do not exist in ViT_patch" in bad_head.stderr
-    missing = run_cli(script, "--config-name", "default", f"region_fp={region}", "patch_weights=/no/vit.pth", cwd=tmp_path)
-    assert missing.returncode == 2 and "'/no/vit.pth' does not exist" in missing.stderr and "set patch_weights=null" in missing.stderr
-    only_patch = run_cli(script, "--config-name", "default", f"patch_fp={tmp_path / 'patch.png'}", "region_weights=/no/vit4k.pth",
-                         *tiny[:2], "output_dir=out", "run_id=p", cwd=tmp_path)  # fmt: skip
+    missing = run_cli(
+        script, "--config-name", "default", f"region_fp={region}", "patch_weights=/no/vit.pth", cwd=tmp_path
+    )
+    assert (
+        missing.returncode == 2
+        and "'/no/vit.pth' does not exist" in missing.stderr
+        and "set patch_weights=null" in missing.stderr
+    )
+    only_patch = run_cli(
+        script,
+        "--config-name",
+        "default",
+        f"patch_fp={tmp_path / 'patch.png'}",
+        "region_weights=/no/vit4k.pth",
+        *tiny[:2],
+        "output_dir=out",
+        "run_id=p",
+        cwd=tmp_path,
+    )
     assert only_patch.returncode == 0, "patch_fp alone needs no ViT_region weights: " + only_patch.stderr[-2000:]
     nothing = run_cli(script, "--config-name", "default", cwd=tmp_path)
     assert nothing.returncode == 2 and "nothing to do" in nothing.stderr
@@ -170,7 +225,9 @@ def test_command_line_single_inputs_and_errors(tmp_path, demo_regions_1024):
 def test_two_process_gloo_run_draws_each_slide_once(tmp_path, region_dir):
     for name in ("copy_a", "copy_b"):
         shutil.copytree(region_dir / "subset", region_dir / name)
-    pd.DataFrame({"slide_id": ["subset", "copy_a", "copy_b", "CMU-1-Small-Region"]}).to_csv(tmp_path / "slides.csv", index=False)
+    pd.DataFrame({"slide_id": ["subset", "copy_a", "copy_b", "CMU-1-Small-Region"]}).to_csv(
+        tmp_path / "slides.csv", index=False
+    )
     result = run_cli(
         "-m",
         "torch.distributed.run",

@@ -69,7 +69,11 @@ def test_canvas_places_each_region_at_its_coordinates(tmp_path):
     canvas = SlideCanvas([(0, 0), (1024, 2048)], region_size=1024, downsample=32)
     assert canvas.pixels.shape == (96, 64, 3) and (canvas.pixels == 255).all()
     canvas.paste(1024, 2048, np.zeros((32, 32, 3), np.uint8))
-    assert (canvas.pixels[64:96, 32:64] == 0).all() and (canvas.pixels[:64] == 255).all() and (canvas.pixels[:, :32] == 255).all()
+    assert (
+        (canvas.pixels[64:96, 32:64] == 0).all()
+        and (canvas.pixels[:64] == 255).all()
+        and (canvas.pixels[:, :32] == 255).all()
+    )
     path = canvas.save(tmp_path / "slide.png", "jet")
     from PIL import Image
 
@@ -84,9 +88,15 @@ def test_canvas_of_a_whole_slide_scales_level0_and_keeps_the_thumbnail():
     assert canvas.position(2048) == 32 and canvas.position(4096) == 64
     assert canvas.pixels.shape == (96, 100, 3), "as wide as the slide, as high as the last region"
     canvas.paste(2048, 4096, np.zeros((32, 32, 3), np.uint8))
-    assert (canvas.pixels[64:80, 32:64] == 0).all() and (canvas.pixels[:64] == 7).all() and (canvas.pixels[80:, 64:] == 255).all()
+    assert (
+        (canvas.pixels[64:80, 32:64] == 0).all()
+        and (canvas.pixels[:64] == 7).all()
+        and (canvas.pixels[80:, 64:] == 255).all()
+    )
     seams = SlideCanvas([(52 + 8105 * k, 68) for k in range(3)], region_size=4096, downsample=64, size_lv0=8105)
-    assert [seams.position(52 + 8105 * k) for k in range(3)] == [0, 64, 128], "regions on a grid tile without seams or overlaps"
+    assert [seams.position(52 + 8105 * k) for k in range(3)] == [0, 64, 128], (
+        "regions on a grid tile without seams or overlaps"
+    )
 
 
 def test_geojson_and_csv(tmp_path):
@@ -104,13 +114,26 @@ def test_geojson_and_csv(tmp_path):
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "attention.csv")
-    assert list(table.columns) == ["slide_id", "level", "x", "y", "size_lv0", "region_x", "region_y", "patch", "head", "score"]
+    assert list(table.columns) == [
+        "slide_id",
+        "level",
+        "x",
+        "y",
+        "size_lv0",
+        "region_x",
+        "region_y",
+        "patch",
+        "head",
+        "score",
+    ]
     region_rows = table[table.level == "region"]
     assert len(region_rows) == 2 * 2 * 16 and set(region_rows["head"]) == {0, 2}
     first = region_rows[(region_rows.region_x == 0) & (region_rows["head"] == 2)].sort_values("patch")
     np.testing.assert_allclose(first.score.to_numpy(), rank_normalise(tokens[2].ravel()))
     # each region row scores one 256-px patch: its own corner, row-major in the 4 x 4 grid
-    assert first.x.tolist() == [256 * (p % 4) for p in range(16)] and first.y.tolist() == [256 * (p // 4) for p in range(16)]
+    assert first.x.tolist() == [256 * (p % 4) for p in range(16)] and first.y.tolist() == [
+        256 * (p // 4) for p in range(16)
+    ]
     assert (region_rows.size_lv0 == 256).all() and (table[table.level == "slide"].size_lv0 == 1024).all()
     slide_rows = table[table.level == "slide"]
     assert slide_rows.patch.isna().all() and slide_rows.score.tolist() == [0.5, 1.0]

@@ -29,7 +29,7 @@ def official_file(trained_patch, tmp_path_factory):
 
 
 def assert_same_weights(a, b):
-    for (name, x), (_, y) in zip(sorted(a.state_dict().items()), sorted(b.state_dict().items())):
+    for (name, x), (_, y) in zip(sorted(a.state_dict().items()), sorted(b.state_dict().items()), strict=True):
         assert torch.equal(x, y), name
 
 
@@ -103,7 +103,13 @@ def test_snapshot_normalisation_mismatch_is_warned(tmp_path, caplog):
     assert any("pretrained with mean [0.485, 0.456, 0.406]" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        build_hipt_encoder("local", tmp_path / "snapshot.pt", patch_arch="vit_tiny", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        build_hipt_encoder(
+            "local",
+            tmp_path / "snapshot.pt",
+            patch_arch="vit_tiny",
+            mean=(0.485, 0.456, 0.406),
+            std=(0.229, 0.224, 0.225),
+        )
     assert not any("pretrained with mean" in r.getMessage() for r in caplog.records)
 
 
@@ -140,9 +146,13 @@ def test_messages_name_the_key_of_the_entry_point(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         build_hipt_encoder("global", None, None, patch_arch="vit_tiny", keys=("patch_weights", "region_weights"))
     warnings = " ".join(r.getMessage() for r in caplog.records)
-    assert "patch_weights is null" in warnings and "region_weights is null" in warnings and "pretrain_vit" not in warnings
+    assert (
+        "patch_weights is null" in warnings and "region_weights is null" in warnings and "pretrain_vit" not in warnings
+    )
     with pytest.raises(CheckpointError, match="set region_weights=null"):
-        build_hipt_encoder("global", None, tmp_path / "no.pth", patch_arch="vit_tiny", keys=("patch_weights", "region_weights"))
+        build_hipt_encoder(
+            "global", None, tmp_path / "no.pth", patch_arch="vit_tiny", keys=("patch_weights", "region_weights")
+        )
     with pytest.raises(CheckpointError, match="set model.pretrain_vit_region=null"):
         build_slide_model("local", 2, vit_region_weights=tmp_path / "no.pth")
     with pytest.raises(CheckpointError, match="set model.pretrained_weights=null"):
@@ -172,7 +182,9 @@ def test_missing_and_misshaped_tensors_are_named(trained_patch, tmp_path):
         load_pretrained(build_vit("vit_small"), path)
     full = tmp_path / "full.pth"
     torch.save(trained_patch.state_dict(), full)
-    with pytest.raises(CheckpointError, match=r"wrong shapes: .*patch_embed.proj.weight \(checkpoint \(384, 3, 16, 16\)"):
+    with pytest.raises(
+        CheckpointError, match=r"wrong shapes: .*patch_embed.proj.weight \(checkpoint \(384, 3, 16, 16\)"
+    ):
         load_pretrained(build_vit("vit_tiny"), full)
 
 

@@ -13,7 +13,9 @@ def test_patchify_is_row_major():
     for b in range(2):
         for r in range(2):
             for c in range(2):
-                torch.testing.assert_close(patches[b * 4 + r * 2 + c], regions[b, :, r * 4 : r * 4 + 4, c * 4 : c * 4 + 4])
+                torch.testing.assert_close(
+                    patches[b * 4 + r * 2 + c], regions[b, :, r * 4 : r * 4 + 4, c * 4 : c * 4 + 4]
+                )
     with pytest.raises(ValueError, match="multiple"):
         patchify(torch.zeros(1, 3, 10, 10), 4)
 

@@ -56,7 +56,10 @@ def test_dino_loss_against_a_direct_computation_and_the_centre_update():
 def test_ema_update_and_teacher_without_gradients():
     torch.manual_seed(0)
     dino = DINO(
-        build_vit("vit_tiny"), build_vit("vit_tiny"), {"out_dim": 32, "hidden": 64, "bottleneck": 16}, DINOLoss(32, 4, 0.04, 0.04, 0, 1)
+        build_vit("vit_tiny"),
+        build_vit("vit_tiny"),
+        {"out_dim": 32, "hidden": 64, "bottleneck": 16},
+        DINOLoss(32, 4, 0.04, 0.04, 0, 1),
     )
     assert all(not p.requires_grad for p in dino.teacher.parameters())
     teacher_before = [p.clone() for p in dino.teacher.parameters()]
@@ -64,7 +67,9 @@ def test_ema_update_and_teacher_without_gradients():
         for p in dino.student.parameters():
             p.add_(1.0)
     dino.update_teacher(0.9)
-    for before, student, teacher in zip(teacher_before, dino.student.parameters(), dino.teacher.parameters()):
+    for before, student, teacher in zip(
+        teacher_before, dino.student.parameters(), dino.teacher.parameters(), strict=True
+    ):
         torch.testing.assert_close(teacher, 0.9 * before + 0.1 * student)
     crops = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)] + [torch.randn(2, 3, 16, 16)] * 2
     loss = dino(crops, epoch=0)
@@ -95,10 +100,14 @@ def test_patch_multicrop_on_real_tissue(demo_regions_1024):
 def test_region_multicrop_shapes_and_content(grid, global_side, local_side):
     features = torch.arange(384 * grid * grid, dtype=torch.float32).reshape(384, grid, grid)
     crops = RegionMultiCrop(grid, local_number=8)(features)
-    assert [tuple(c.shape) for c in crops] == [(384, global_side, global_side)] * 2 + [(384, local_side, local_side)] * 8
+    assert [tuple(c.shape) for c in crops] == [(384, global_side, global_side)] * 2 + [
+        (384, local_side, local_side)
+    ] * 8
     for crop in crops:  # each crop is a (possibly flipped) window of the grid
         side = crop.shape[-1]
-        windows = [features[:, r : r + side, c : c + side] for r in range(grid - side + 1) for c in range(grid - side + 1)]
+        windows = [
+            features[:, r : r + side, c : c + side] for r in range(grid - side + 1) for c in range(grid - side + 1)
+        ]
         assert any(torch.equal(crop, w) or torch.equal(crop, w.flip(-1)) for w in windows)
 
 

@@ -19,16 +19,33 @@ from source.pretraining.data import PretrainingDataError
 from tests.helpers import REPO, pretraining_config
 
 FAST_PATCH = {
-    "model.arch": "vit_tiny", "model.out_dim": 128, "model.teacher_temp": 0.04, "model.warmup_teacher_temp_epochs": 1,
+    "model.arch": "vit_tiny",
+    "model.out_dim": 128,
+    "model.teacher_temp": 0.04,
+    "model.warmup_teacher_temp_epochs": 1,
     "training.nepochs": 3,
-    "training.warmup_epochs": 1, "training.batch_size_per_gpu": 8, "aug.global_crops_size": 64, "aug.local_crops_size": 32,
-    "aug.local_crops_number": 2, "speed.num_workers": 0, "optim.lr": 0.05, "early_stopping.save_every": 2, "device": "cpu",
-}  # fmt: skip
-FAST_REGION = {
-    "model.out_dim": 128, "model.teacher_temp": 0.04, "model.warmup_teacher_temp_epochs": 1, "training.nepochs": 5,
     "training.warmup_epochs": 1,
-    "training.batch_size_per_gpu": 3, "aug.local_crops_number": 2, "speed.num_workers": 0, "optim.lr": 0.05, "device": "cpu",
-}  # fmt: skip
+    "training.batch_size_per_gpu": 8,
+    "aug.global_crops_size": 64,
+    "aug.local_crops_size": 32,
+    "aug.local_crops_number": 2,
+    "speed.num_workers": 0,
+    "optim.lr": 0.05,
+    "early_stopping.save_every": 2,
+    "device": "cpu",
+}
+FAST_REGION = {
+    "model.out_dim": 128,
+    "model.teacher_temp": 0.04,
+    "model.warmup_teacher_temp_epochs": 1,
+    "training.nepochs": 5,
+    "training.warmup_epochs": 1,
+    "training.batch_size_per_gpu": 3,
+    "aug.local_crops_number": 2,
+    "speed.num_workers": 0,
+    "optim.lr": 0.05,
+    "device": "cpu",
+}
 
 
 def log(run_dir):
@@ -36,23 +53,41 @@ def log(run_dir):
 
 
 def patch_run(tmp_path, patch_dir, run_id="run", **overrides):
-    cfg = pretraining_config("patch", data_dir=str(patch_dir), output_dir=str(tmp_path), run_id=run_id, **(FAST_PATCH | overrides))
+    cfg = pretraining_config(
+        "patch", data_dir=str(patch_dir), output_dir=str(tmp_path), run_id=run_id, **(FAST_PATCH | overrides)
+    )
     return run_pretraining_job(cfg, "patch"), tmp_path / "dino_patch" / run_id
 
 
 def test_patch_stage_trains_monitors_and_snapshots_load_for_extraction(tmp_path, patch_dir, downstream_csvs):
     code, run_dir = patch_run(
-        tmp_path, patch_dir, **{"downstream.train_csv": str(downstream_csvs[0]), "downstream.test_csv": str(downstream_csvs[1]),
-                                "knn.k": 3, "knn.save_features": True},
-    )  # fmt: skip
+        tmp_path,
+        patch_dir,
+        **{
+            "downstream.train_csv": str(downstream_csvs[0]),
+            "downstream.test_csv": str(downstream_csvs[1]),
+            "knn.k": 3,
+            "knn.save_features": True,
+        },
+    )
     assert code == 0
     records = log(run_dir)
     assert [r["epoch"] for r in records] == [1, 2, 3]
     losses = [r["loss"] for r in records]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
-    assert {"student_auc", "teacher_accuracy", "teacher_balanced_accuracy", "lr", "wd", "momentum", "teacher_temp"} <= set(records[0])
+    assert {
+        "student_auc",
+        "teacher_accuracy",
+        "teacher_balanced_accuracy",
+        "lr",
+        "wd",
+        "momentum",
+        "teacher_temp",
+    } <= set(records[0])
     assert [r["teacher_temp"] for r in records] == pytest.approx([0.04] * 3)
-    assert [r["momentum"] for r in records] == sorted(r["momentum"] for r in records) and records[0]["wd"] < records[2]["wd"]
+    assert [r["momentum"] for r in records] == sorted(r["momentum"] for r in records) and records[0]["wd"] < records[2][
+        "wd"
+    ]
     assert (run_dir / "best.pt").exists() and (run_dir / "checkpoint_0002.pt").exists()
     for slim in ("best.pt", "checkpoint_0002.pt"):  # teacher backbone only: what extraction loads
         snapshot = torch.load(run_dir / slim, weights_only=True)
@@ -70,7 +105,9 @@ def test_patch_stage_trains_monitors_and_snapshots_load_for_extraction(tmp_path,
     from source.models.vit import build_vit
 
     teacher = build_vit("vit_tiny").eval()
-    teacher.load_state_dict({k[len("backbone.") :]: v for k, v in state["teacher"].items() if k.startswith("backbone.")})
+    teacher.load_state_dict(
+        {k[len("backbone.") :]: v for k, v in state["teacher"].items() if k.startswith("backbone.")}
+    )
     with torch.inference_mode():
         torch.testing.assert_close(encoder.encode_patches(region)[0, 0], teacher(encoder.normalize(region))[0])
 
@@ -80,8 +117,13 @@ def test_region_stage_on_level_local_features(tmp_path, region_tensor_dir):
     from tests.helpers import official_checkpoint
 
     torch.save(official_checkpoint(vit), tmp_path / "vit4k_xs_dino.pth")
-    cfg = pretraining_config("region", data_dir=str(region_tensor_dir), output_dir=str(tmp_path), run_id="r",
-                             **(FAST_REGION | {"model.pretrained_weights": str(tmp_path / "vit4k_xs_dino.pth")}))  # fmt: skip
+    cfg = pretraining_config(
+        "region",
+        data_dir=str(region_tensor_dir),
+        output_dir=str(tmp_path),
+        run_id="r",
+        **(FAST_REGION | {"model.pretrained_weights": str(tmp_path / "vit4k_xs_dino.pth")}),
+    )
     assert run_pretraining_job(cfg, "region") == 0
     records = log(tmp_path / "dino_region" / "r")
     assert len(records) == 5 and all(torch.isfinite(torch.tensor([r["loss"] for r in records])))
@@ -118,12 +160,43 @@ def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, patch_dir)
     ]
     environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     script = str(REPO / "pretrain" / "dino_patch.py")
-    single = subprocess.run([sys.executable, script, "--config-name", "patch", *common, "training.batch_size_per_gpu=8", "output_dir=one",
-                             "run_id=x"], cwd=tmp_path, env=environment, capture_output=True, text=True)  # fmt: skip
+    single = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "--config-name",
+            "patch",
+            *common,
+            "training.batch_size_per_gpu=8",
+            "output_dir=one",
+            "run_id=x",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
-    double = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", script, "--config-name",
-                             "patch", *common, "training.batch_size_per_gpu=4", "output_dir=two", "run_id=x"],
-                            cwd=tmp_path, env=environment, capture_output=True, text=True)  # fmt: skip
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            script,
+            "--config-name",
+            "patch",
+            *common,
+            "training.batch_size_per_gpu=4",
+            "output_dir=two",
+            "run_id=x",
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     one, two = log(tmp_path / "one" / "dino_patch" / "x"), log(tmp_path / "two" / "dino_patch" / "x")
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
@@ -149,17 +222,23 @@ def test_bad_inputs_are_named(tmp_path, patch_dir, region_tensor_dir, downstream
     wrong.mkdir()
     torch.save(torch.zeros(15, 384), wrong / "a.pt")
     with pytest.raises(PretrainingDataError, match=r"shape \(15, 384\), expected \(n\*n, 384\)"):
-        run_pretraining_job(pretraining_config("region", data_dir=str(wrong), output_dir=str(tmp_path), **FAST_REGION), "region")
+        run_pretraining_job(
+            pretraining_config("region", data_dir=str(wrong), output_dir=str(tmp_path), **FAST_REGION), "region"
+        )
     table = pd.read_csv(downstream_csvs[0])
     table.drop(columns=["label"]).to_csv(tmp_path / "nolabel.csv", index=False)
     with pytest.raises(PretrainingDataError, match=r"missing column\(s\) \['label'\]"):
         patch_run(
-            tmp_path, patch_dir, **{"downstream.train_csv": str(tmp_path / "nolabel.csv"), "downstream.test_csv": str(downstream_csvs[1])}
+            tmp_path,
+            patch_dir,
+            **{"downstream.train_csv": str(tmp_path / "nolabel.csv"), "downstream.test_csv": str(downstream_csvs[1])},
         )
     table.assign(tile_path="missing.png").to_csv(tmp_path / "nopath.csv", index=False)
     with pytest.raises(PretrainingDataError, match="does not exist"):
         patch_run(
-            tmp_path, patch_dir, **{"downstream.train_csv": str(tmp_path / "nopath.csv"), "downstream.test_csv": str(downstream_csvs[1])}
+            tmp_path,
+            patch_dir,
+            **{"downstream.train_csv": str(tmp_path / "nopath.csv"), "downstream.test_csv": str(downstream_csvs[1])},
         )
 
 
@@ -190,13 +269,25 @@ def test_early_stopping_follows_the_teachers_knn_score(tmp_path, patch_dir, down
     from source.pretraining.monitor import KnnMonitor
 
     scores = iter([0.6, 0.6, 0.7, 0.9, 0.5, 0.5, 0.4, 0.4, 0.3, 0.3])  # student, teacher per epoch
-    monkeypatch.setattr(KnnMonitor, "evaluate", lambda self, *args: {"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": next(scores)})
+    monkeypatch.setattr(
+        KnnMonitor, "evaluate", lambda self, *args: {"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": next(scores)}
+    )
     downstream = {"downstream.train_csv": str(downstream_csvs[0]), "downstream.test_csv": str(downstream_csvs[1])}
-    stopping = {"early_stopping.enable": True, "early_stopping.patience": 2, "early_stopping.min_epoch": 0, "training.nepochs": 5}
+    stopping = {
+        "early_stopping.enable": True,
+        "early_stopping.patience": 2,
+        "early_stopping.min_epoch": 0,
+        "training.nepochs": 5,
+    }
     code, run_dir = patch_run(tmp_path, patch_dir, **(downstream | stopping))
     assert code == 0
     records = log(run_dir)
-    assert [r["teacher_auc"] for r in records] == [0.6, 0.9, 0.5, 0.4]  # best at epoch 2, then 2 evaluations without improvement
+    assert [r["teacher_auc"] for r in records] == [
+        0.6,
+        0.9,
+        0.5,
+        0.4,
+    ]  # best at epoch 2, then 2 evaluations without improvement
     assert torch.load(run_dir / "best.pt", weights_only=True)["epoch"] == 1
 
 
@@ -210,7 +301,9 @@ def test_mixed_precision_steps_are_finite(tmp_path, patch_dir, precision):
 def test_a_run_that_stopped_early_is_not_continued_on_resume(tmp_path, patch_dir, downstream_csvs, monkeypatch):
     from source.pretraining.monitor import KnnMonitor
 
-    monkeypatch.setattr(KnnMonitor, "evaluate", lambda self, *args: {"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": 0.5})
+    monkeypatch.setattr(
+        KnnMonitor, "evaluate", lambda self, *args: {"accuracy": 0.5, "balanced_accuracy": 0.5, "auc": 0.5}
+    )
     settings = {
         "downstream.train_csv": str(downstream_csvs[0]),
         "downstream.test_csv": str(downstream_csvs[1]),
@@ -255,7 +348,8 @@ def test_one_epoch_clamps_the_warmups_and_regions_as_patches_are_warned(tmp_path
 
 
 def test_region_stage_reads_slide_feature_files_like_region_files(tmp_path, region_tensor_dir):
-    """A features/slide/ folder ([M, n*n, 384] per slide) gives the same regions, hence the same run, as one file per region."""
+    """A features/slide/ folder ([M, n*n, 384] per slide) gives the same regions, hence the same run, as one file per
+    region."""
     from source.pretraining.data import find_region_tensors, load_grid
 
     regions = sorted(region_tensor_dir.iterdir())
@@ -264,8 +358,10 @@ def test_region_stage_reads_slide_feature_files_like_region_files(tmp_path, regi
     torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[:4]]), slides / "a.pt")
     torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[4:]]), slides / "b.pt")
     refs, grid = find_region_tensors(slides)
-    assert grid == 4 and [(r.path.name, r.row) for r in refs] == [("a.pt", i) for i in range(4)] + [("b.pt", i) for i in range(2)]
-    for ref, path in zip(refs, regions):
+    assert grid == 4 and [(r.path.name, r.row) for r in refs] == [("a.pt", i) for i in range(4)] + [
+        ("b.pt", i) for i in range(2)
+    ]
+    for ref, path in zip(refs, regions, strict=True):
         torch.testing.assert_close(load_grid(ref), load_grid(path))
     short = FAST_REGION | {"training.nepochs": 2}
     losses = []
@@ -289,8 +385,14 @@ def test_region_stage_two_process_gloo_run_on_slide_files_gives_the_single_proce
     script = [str(REPO / "pretrain" / "dino_region.py"), "--config-name", "region", *common]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for command, batch, out in (([sys.executable], 2, "one"), (torchrun, 1, "two")):
-        result = subprocess.run([*command, *script, f"training.batch_size_per_gpu={batch}", f"output_dir={out}", "run_id=x"],
-                                cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=600)  # fmt: skip
+        result = subprocess.run(
+            [*command, *script, f"training.batch_size_per_gpu={batch}", f"output_dir={out}", "run_id=x"],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     one, two = log(tmp_path / "one" / "dino_region" / "x"), log(tmp_path / "two" / "dino_region" / "x")
     assert len(one) == 2 and [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)

@@ -20,11 +20,23 @@ from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
 FAST = {
-    "model.arch": "vit_tiny", "model.out_dim": 128, "model.teacher_temp": 0.04, "model.warmup_teacher_temp_epochs": 1,
-    "model.drop_path_rate": 0.0, "training.nepochs": 2, "training.warmup_epochs": 1, "training.batch_size_per_gpu": 8,
-    "aug.global_crops_size": 64, "aug.local_crops_size": 32, "aug.local_crops_number": 2, "speed.num_workers": 0, "optim.lr": 0.05,
-    "device": "cpu", "data.patch_size": 128, "data.patches_per_epoch": 16,
-}  # fmt: skip
+    "model.arch": "vit_tiny",
+    "model.out_dim": 128,
+    "model.teacher_temp": 0.04,
+    "model.warmup_teacher_temp_epochs": 1,
+    "model.drop_path_rate": 0.0,
+    "training.nepochs": 2,
+    "training.warmup_epochs": 1,
+    "training.batch_size_per_gpu": 8,
+    "aug.global_crops_size": 64,
+    "aug.local_crops_size": 32,
+    "aug.local_crops_number": 2,
+    "speed.num_workers": 0,
+    "optim.lr": 0.05,
+    "device": "cpu",
+    "data.patch_size": 128,
+    "data.patches_per_epoch": 16,
+}
 
 
 def log(run_dir):
@@ -38,8 +50,10 @@ def wsi_run(tmp_path, csv, run_id="run", **overrides):
 
 @pytest.fixture(scope="module")
 def wsi_csv(slides_dir, tmp_path_factory):
-    rows = [{"slide_id": "quarter", "image_path": str(slides_dir / "he_025_no2x.tif")},
-            {"slide_id": "half", "image_path": str(slides_dir / "he 0.5 é.tif")}]  # fmt: skip
+    rows = [
+        {"slide_id": "quarter", "image_path": str(slides_dir / "he_025_no2x.tif")},
+        {"slide_id": "half", "image_path": str(slides_dir / "he 0.5 é.tif")},
+    ]
     return write_csv(tmp_path_factory.mktemp("wsi_patches") / "slides.csv", rows)
 
 
@@ -50,7 +64,10 @@ def test_patch_stage_from_whole_slides_trains_monitors_and_writes_no_patch(tmp_p
     records = log(run_dir)
     assert [r["epoch"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
     assert all(0 <= r["teacher_auc"] <= 1 for r in records)
-    for slide_id in ("quarter", "half"):  # tiled once at start into 128-px patches at 0.5 um/px, saved like extraction's
+    for slide_id in (
+        "quarter",
+        "half",
+    ):  # tiled once at start into 128-px patches at 0.5 um/px, saved like extraction's
         coordinates = load_coordinates(run_dir / "coordinates", slide_id)
         assert int(coordinates.requested_tile_size_px) == 128 and coordinates.num_tiles > 16
         assert (run_dir / "previews" / f"{slide_id}.png").exists()
@@ -86,8 +103,14 @@ def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, wsi_csv):
     script = [str(REPO / "pretrain" / "dino_patch.py"), "--config-name", "patch", *common]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for command, batch, out in (([sys.executable], 8, "one"), (torchrun, 4, "two")):
-        result = subprocess.run([*command, *script, f"training.batch_size_per_gpu={batch}", f"output_dir={out}", "run_id=x"],
-                                cwd=tmp_path, env=subprocess_environment(), capture_output=True, text=True, timeout=600)  # fmt: skip
+        result = subprocess.run(
+            [*command, *script, f"training.batch_size_per_gpu={batch}", f"output_dir={out}", "run_id=x"],
+            cwd=tmp_path,
+            env=subprocess_environment(),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
     one, two = log(tmp_path / "one" / "dino_patch" / "x"), log(tmp_path / "two" / "dino_patch" / "x")
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
@@ -97,7 +120,7 @@ def corrupt_level0(path):
     """Overwrite every level-0 tile of a pyramid with bytes no codec decodes (levels below stay readable)."""
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        spans = list(zip(page.dataoffsets, page.databytecounts))
+        spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
     with open(path, "r+b") as handle:
         for offset, count in spans:
             handle.seek(offset)
@@ -108,10 +131,12 @@ def test_unopenable_slides_are_skipped_and_unreadable_patches_count_as_bad(tmp_p
     broken = write_pyramid(tmp_path / "broken.tif", he_pixels, 0.5, (1, 4))
     corrupt_level0(broken)
     (tmp_path / "not_a_slide.svs").write_text("<html>404</html>")
-    rows = [{"slide_id": "good", "image_path": str(slides_dir / "he 0.5 é.tif")},
-            {"slide_id": "broken", "image_path": str(broken)},
-            {"slide_id": "missing", "image_path": str(tmp_path / "missing.svs")},
-            {"slide_id": "html", "image_path": str(tmp_path / "not_a_slide.svs")}]  # fmt: skip
+    rows = [
+        {"slide_id": "good", "image_path": str(slides_dir / "he 0.5 é.tif")},
+        {"slide_id": "broken", "image_path": str(broken)},
+        {"slide_id": "missing", "image_path": str(tmp_path / "missing.svs")},
+        {"slide_id": "html", "image_path": str(tmp_path / "not_a_slide.svs")},
+    ]
     csv = write_csv(tmp_path / "slides.csv", rows)
     with caplog.at_level(logging.WARNING):
         with pytest.raises(PretrainingDataError, match="unreadable .*max_bad_fraction=0.01.*slide 'broken'"):
@@ -143,7 +168,9 @@ def test_balanced_sampler_is_seeded_per_epoch_and_shards_like_one_process():
     order = single.epoch_indices()
     assert len(set(order.tolist())) == 40 and np.bincount(groups[order], minlength=4).tolist() == [3, 12, 12, 13]
     single.set_epoch(1)
-    assert not np.array_equal(single.epoch_indices(), order) and np.array_equal(BalancedEpochSampler(groups, 40).epoch_indices(), order)
+    assert not np.array_equal(single.epoch_indices(), order) and np.array_equal(
+        BalancedEpochSampler(groups, 40).epoch_indices(), order
+    )
     ranks = [BalancedEpochSampler(groups, 40, world_size=2, rank=r) for r in (0, 1)]
     assert [len(r) for r in ranks] == [20, 20]
     per_rank = [list(r) for r in ranks]

@@ -77,10 +77,14 @@ def test_roc_legend_names_each_class_with_its_auc(tmp_path, monkeypatch):
     logits = rng.normal(size=(60, 3))
     logits[np.arange(60), truth] += 1.5
     probabilities = torch.softmax(torch.tensor(logits), 1).numpy()
-    frame = pd.DataFrame({"label_index": truth, **{f"prob_{n}": probabilities[:, i] for i, n in enumerate(["a", "b", "c"])}})
+    frame = pd.DataFrame(
+        {"label_index": truth, **{f"prob_{n}": probabilities[:, i] for i, n in enumerate(["a", "b", "c"])}}
+    )
     frame["pred"] = probabilities.argmax(1)
     ClassificationTask(3, ["a", "b", "c"]).plots(frame, tmp_path, "test")
     legend = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
-    expected = [f"{name} vs rest (AUC {roc_auc_score(truth == i, probabilities[:, i]):.3f})" for i, name in enumerate("abc")]
+    expected = [
+        f"{name} vs rest (AUC {roc_auc_score(truth == i, probabilities[:, i]):.3f})" for i, name in enumerate("abc")
+    ]
     assert legend == expected
     assert [t.get_text() for t in figures[1].axes[0].get_xticklabels()] == ["a", "b", "c"]

@@ -47,7 +47,7 @@ def test_curves_start_at_one_with_censoring_ticks_and_numbers_at_risk():
     steps = [line for line in curves.get_lines() if line.get_linestyle() != "None"]
     ticks = [line for line in curves.get_lines() if line.get_marker() == "|"]
     assert len(steps) == 2 and all(line.get_xdata()[0] == 0 and line.get_ydata()[0] == 1 for line in steps)
-    for (_, mask), line in zip(masks, ticks):
+    for (_, mask), line in zip(masks, ticks, strict=True):
         assert len(line.get_xdata()) == int((mask & ~events).sum()), "one tick per censored patient"
         x, y = step_curve(events[mask], times[mask])
         censored = times[mask & ~events]

@@ -15,7 +15,7 @@ from source.tasks.survival import SurvivalTask, nll_survival_loss, risk_from_log
 def direct_loss(logits, y, c, alpha):
     """The formula, one item at a time with Python floats."""
     total = 0.0
-    for row, bin_, censored in zip(logits.tolist(), y, c):
+    for row, bin_, censored in zip(logits.tolist(), y, c, strict=True):
         hazards = [1 / (1 + math.exp(-v)) for v in row]
         survival = [1.0]
         for h in hazards:
@@ -40,14 +40,21 @@ def test_survival_loss_matches_the_formula(alpha):
 
 def test_risk_is_minus_the_sum_of_survival():
     logits = torch.tensor([[0.0, 0.0], [5.0, 5.0]])
-    expected = [-(0.5 + 0.25), -((1 - torch.sigmoid(torch.tensor(5.0))).item() + (1 - torch.sigmoid(torch.tensor(5.0))).item() ** 2)]
+    expected = [
+        -(0.5 + 0.25),
+        -((1 - torch.sigmoid(torch.tensor(5.0))).item() + (1 - torch.sigmoid(torch.tensor(5.0))).item() ** 2),
+    ]
     torch.testing.assert_close(risk_from_logits(logits), torch.tensor(expected))
 
 
 def test_c_index_is_patient_level_and_equals_scikit_survival():
     rng = np.random.default_rng(0)
     patients = pd.DataFrame(
-        {"case_id": [f"p{i}" for i in range(40)], "censorship": rng.integers(0, 2, 40), "months": rng.uniform(1, 60, 40)}
+        {
+            "case_id": [f"p{i}" for i in range(40)],
+            "censorship": rng.integers(0, 2, 40),
+            "months": rng.uniform(1, 60, 40),
+        }
     )
     slides = patients.loc[patients.index.repeat(2)].reset_index(drop=True)
     slides["risk"] = rng.normal(size=len(slides))
@@ -57,7 +64,9 @@ def test_c_index_is_patient_level_and_equals_scikit_survival():
     expected = concordance_index_censored(patients.censorship.to_numpy() == 0, patients.months.to_numpy(), mean_risk)[0]
     assert metrics["c_index"] == pytest.approx(expected)
     high = mean_risk > np.median(mean_risk)
-    statistic, p_value = compare_survival(Surv.from_arrays(patients.censorship.to_numpy() == 0, patients.months.to_numpy()), high)
+    statistic, p_value = compare_survival(
+        Surv.from_arrays(patients.censorship.to_numpy() == 0, patients.months.to_numpy()), high
+    )
     assert metrics["logrank_statistic"] == pytest.approx(statistic) and metrics["logrank_p"] == pytest.approx(p_value)
 
 
@@ -66,8 +75,20 @@ def test_time_dependent_auc_uses_training_reference():
     from sksurv.util import Surv
 
     rng = np.random.default_rng(1)
-    train = pd.DataFrame({"case_id": [f"t{i}" for i in range(60)], "censorship": rng.integers(0, 2, 60), "months": rng.uniform(1, 80, 60)})
-    test = pd.DataFrame({"case_id": [f"s{i}" for i in range(30)], "censorship": rng.integers(0, 2, 30), "months": rng.uniform(2, 70, 30)})
+    train = pd.DataFrame(
+        {
+            "case_id": [f"t{i}" for i in range(60)],
+            "censorship": rng.integers(0, 2, 60),
+            "months": rng.uniform(1, 80, 60),
+        }
+    )
+    test = pd.DataFrame(
+        {
+            "case_id": [f"s{i}" for i in range(30)],
+            "censorship": rng.integers(0, 2, 30),
+            "months": rng.uniform(2, 70, 30),
+        }
+    )
     test["risk"] = -test.months + rng.normal(scale=5, size=30)
     edges = np.array([0.0, 20.0, 40.0, 60.0, 100.0])
     task = SurvivalTask(4, "months", edges)
@@ -84,7 +105,9 @@ def test_time_dependent_auc_uses_training_reference():
 
 
 def test_bins_come_from_the_training_split_only():
-    train = pd.DataFrame({"case_id": list("abcdefgh"), "censorship": [0, 0, 0, 0, 0, 0, 1, 1], "t": [1, 2, 3, 4, 5, 6, 100, 200.0]})
+    train = pd.DataFrame(
+        {"case_id": list("abcdefgh"), "censorship": [0, 0, 0, 0, 0, 0, 1, 1], "t": [1, 2, 3, 4, 5, 6, 100, 200.0]}
+    )
     test = pd.DataFrame({"case_id": ["x", "y"], "censorship": [0, 0], "t": [0.1, 500.0]})
     edges = survival_bin_edges(train, "t", 2, [train, test])
     np.testing.assert_allclose(edges[1:-1], [np.quantile([1, 2, 3, 4, 5, 6], 0.5)])
@@ -97,6 +120,8 @@ def test_bins_come_from_the_training_split_only():
 
 
 def test_metrics_of_a_split_without_comparable_pairs_are_nan():
-    predictions = pd.DataFrame({"case_id": ["a", "b", "c"], "censorship": [0, 1, 1], "months": [30.0, 5.0, 10.0], "risk": [0.1, 0.2, 0.3]})
+    predictions = pd.DataFrame(
+        {"case_id": ["a", "b", "c"], "censorship": [0, 1, 1], "months": [30.0, 5.0, 10.0], "risk": [0.1, 0.2, 0.3]}
+    )
     metrics = SurvivalTask(4, "months").metrics(predictions)
     assert np.isnan(metrics["c_index"]) and np.isnan(metrics["auc"]) and np.isnan(metrics["logrank_p"])

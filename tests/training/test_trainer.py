@@ -40,7 +40,9 @@ class ConstantMetricTask(ClassificationTask):
 
 def trainer_for(tmp_path, model, settings, optimizer_name="sgd", lr=0.1, scheduler=None, task=None, **scheduler_args):
     optimizer = build_optimizer(model.parameters(), optimizer_name, lr, 0.0, momentum=0.0)
-    sched = build_scheduler(optimizer, scheduler, settings.nepochs, mode="max" if settings.maximize else "min", **scheduler_args)
+    sched = build_scheduler(
+        optimizer, scheduler, settings.nepochs, mode="max" if settings.maximize else "min", **scheduler_args
+    )
     return Trainer(model, task or ClassificationTask(2), optimizer, sched, settings, tmp_path, torch.device("cpu"))
 
 
@@ -65,7 +67,7 @@ def test_gradient_accumulation_steps_on_full_and_last_partial_groups(tmp_path):
         with torch.no_grad():
             for parameter in reference.parameters():
                 parameter -= 0.1 * parameter.grad
-    for (name, got), (_, expected) in zip(model.named_parameters(), reference.named_parameters()):
+    for (name, got), (_, expected) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
         torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5, msg=name)
 
 
@@ -91,7 +93,14 @@ def test_cosine_scheduler(tmp_path):
 def test_reduce_on_plateau_is_fed_the_tracked_tune_metric(tmp_path):
     settings = TrainerSettings(nepochs=4, tracking="score", maximize=True, show_progress=False)
     trainer = trainer_for(
-        tmp_path, GlobalHIPT(2), settings, lr=0.1, scheduler="reduce_on_plateau", factor=0.5, patience=0, task=ConstantMetricTask(2)
+        tmp_path,
+        GlobalHIPT(2),
+        settings,
+        lr=0.1,
+        scheduler="reduce_on_plateau",
+        factor=0.5,
+        patience=0,
+        task=ConstantMetricTask(2),
     )
     assert learning_rates(trainer, make_split(), make_split(4, 1)) == pytest.approx([0.1, 0.1, 0.05, 0.025])
 

@@ -15,7 +15,8 @@ from tests.training_data import classification_data, survival_data
 
 
 @pytest.mark.parametrize(
-    "kind, name", [("classification", "single"), ("classification", "multi"), ("survival", "single"), ("survival", "multi")]
+    "kind, name",
+    [("classification", "single"), ("classification", "multi"), ("survival", "single"), ("survival", "multi")],
 )
 def test_training_yaml_has_every_schema_key_each_commented(kind, name):
     assert_documented(REPO / "config" / "training" / kind / f"{name}.yaml", TRAINING_SCHEMAS[kind])
@@ -38,7 +39,9 @@ def test_other_yamls_have_every_schema_key_each_commented(path, schema):
 
 def run(script, *args, cwd):
     environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True, env=environment, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], capture_output=True, text=True, env=environment, cwd=cwd
+    )
 
 
 def test_classification_and_inference_command_lines(tmp_path):
@@ -71,12 +74,16 @@ def test_classification_and_inference_command_lines(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    inferred = json.loads((tmp_path / "out" / "classification_inference" / "inf" / "metrics.json").read_text(), parse_constant=strict)
+    inferred = json.loads(
+        (tmp_path / "out" / "classification_inference" / "inf" / "metrics.json").read_text(), parse_constant=strict
+    )
     trained = json.loads((out / "metrics.json").read_text())
     assert inferred["cohort"]["auc"] == pytest.approx(trained["test"]["auc"])
     bad = run("train/classification.py", "--config-name", "single", "nepocs=3", cwd=tmp_path)
     assert bad.returncode != 0 and "nepocs" in bad.stderr
-    missing = run("train/classification.py", "--config-name", "single", f"features_dir={paths['features_dir']}", cwd=tmp_path)
+    missing = run(
+        "train/classification.py", "--config-name", "single", f"features_dir={paths['features_dir']}", cwd=tmp_path
+    )
     assert missing.returncode == 2 and "data.train_csv is not set" in missing.stderr
 
 

@@ -22,7 +22,9 @@ def data(tmp_path):
 
 
 def run(tmp_path, paths, kind="classification", **overrides):
-    cfg = job_config(kind, tmp_path, {k: v for k, v in paths.items() if k != "test"}, **({"run_id": "r", "nepochs": 1} | overrides))
+    cfg = job_config(
+        kind, tmp_path, {k: v for k, v in paths.items() if k != "test"}, **({"run_id": "r", "nepochs": 1} | overrides)
+    )
     return run_training_job(cfg, kind, multi=False)
 
 
@@ -71,7 +73,9 @@ def test_label_absent_from_mapping(tmp_path, data):
 def test_label_mapping_with_more_classes_than_num_classes_is_refused_up_front(tmp_path, data):
     for name in ("train", "tune"):
         edit_csv(data[name], lambda f: f.__setitem__("label", np.where(f.label == 1, "LUSC", "LUAD")))
-    with pytest.raises(ConfigError, match=r"label_mapping uses class indices \[0, 1, 2\] but num_classes is 2.*set num_classes=3"):
+    with pytest.raises(
+        ConfigError, match=r"label_mapping uses class indices \[0, 1, 2\] but num_classes is 2.*set num_classes=3"
+    ):
         run(tmp_path, data, label_mapping={"LUAD": 0, "LUSC": 1, "MESO": 2})
     assert_nothing_trained(tmp_path)
 
@@ -80,7 +84,10 @@ def test_label_mapping_with_more_classes_than_num_classes_is_refused_up_front(tm
     "change, message",
     [
         (lambda f: f.loc.__setitem__((2, "survival_months"), 0), r"survival_months must be a number > 0; row\(s\) 4"),
-        (lambda f: f.loc.__setitem__((0, "censorship"), 2), r"censorship must be 0 \(event\) or 1 \(censored\); row\(s\) 2"),
+        (
+            lambda f: f.loc.__setitem__((0, "censorship"), 2),
+            r"censorship must be 0 \(event\) or 1 \(censored\); row\(s\) 2",
+        ),
         (lambda f: f.drop(columns=["case_id"], inplace=True), r"missing column\(s\) \['case_id'\]"),
     ],
 )
@@ -139,14 +146,22 @@ def test_fold_folders(tmp_path):
         ({"features_dir": "/no/such/dir"}, False, "features_dir '/no/such/dir' is not a folder"),
         ({"training.batch_size": 4}, False, "training.batch_size must be 1"),
         ({"optim.name": "lamb"}, False, "optim.name must be adam, adamw or sgd"),
-        ({"optim.lr_scheduler.name": "linear"}, False, "optim.lr_scheduler.name must be null, step, cosine or reduce_on_plateau"),
+        (
+            {"optim.lr_scheduler.name": "linear"},
+            False,
+            "optim.lr_scheduler.name must be null, step, cosine or reduce_on_plateau",
+        ),
         ({"testing.retrieve_checkpoint": "last"}, False, "testing.retrieve_checkpoint must be best or latest"),
         ({"training.pct": 1.5}, False, r"training.pct must be in \(0, 1\]"),
         ({"resume": True}, False, "resume: true needs run_id"),
     ],
 )
 def test_bad_config_values_name_the_key(tmp_path, data, overrides, multi, message):
-    values = {"data.train_csv": str(data["train"]), "data.tune_csv": str(data["tune"]), "features_dir": str(data["features_dir"])}
+    values = {
+        "data.train_csv": str(data["train"]),
+        "data.tune_csv": str(data["tune"]),
+        "features_dir": str(data["features_dir"]),
+    }
     cfg = training_config("classification", multi=multi, **(values | overrides))
     with pytest.raises(ConfigError, match=message):
         validate_training(cfg, multi)
@@ -165,7 +180,9 @@ def test_resuming_a_cosine_schedule_with_other_epochs_is_refused(tmp_path, data)
     with pytest.raises(ConfigError, match="cosine schedule of this run was built for nepochs=2"):
         run(tmp_path, data, nepochs=4, resume=True, **{"optim.lr_scheduler.name": "cosine"})
     assert run(tmp_path / "b", data, nepochs=2, **{"optim.lr_scheduler.name": "step"}) == 0
-    assert run(tmp_path / "b", data, nepochs=3, resume=True, **{"optim.lr_scheduler.name": "step"}) == 0  # other schedules may grow
+    assert (
+        run(tmp_path / "b", data, nepochs=3, resume=True, **{"optim.lr_scheduler.name": "step"}) == 0
+    )  # other schedules may grow
     assert pd.read_csv(tmp_path / "b" / "out" / "classification" / "r" / "metrics.csv").epoch.max() == 3
 
 
@@ -179,6 +196,8 @@ def test_corrupt_feature_file_is_named(tmp_path, data):
 
 def test_identical_train_and_tune_csvs_are_refused(tmp_path, data):
     same = dict(data, tune=data["train"])
-    with pytest.raises(LabelTableError, match=r"slide_id\(s\) in both .* \(train\) and .* \(tune\).*data.allow_overlap=true"):
+    with pytest.raises(
+        LabelTableError, match=r"slide_id\(s\) in both .* \(train\) and .* \(tune\).*data.allow_overlap=true"
+    ):
         run(tmp_path, same)
     assert_nothing_trained(tmp_path)

@@ -133,12 +133,18 @@ def test_same_seed_same_results_and_resume_equals_uninterrupted(tmp_path, signal
     monkeypatch.setattr(train_module.Trainer, "save", original_save)
     assert not (run_dir(killed) / "metrics.json").exists()
     resumed = classification_cfg(
-        tmp_path / "c", signal_data, nepochs=4, resume=True, **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1}
+        tmp_path / "c",
+        signal_data,
+        nepochs=4,
+        resume=True,
+        **{"optim.lr_scheduler.name": "step", "optim.lr_scheduler.step_size": 1},
     )
     assert run_training_job(resumed, "classification", multi=False) == 0
     for name in ["metrics.csv", "tune_predictions.csv", "test_predictions.csv"]:
         pd.testing.assert_frame_equal(pd.read_csv(run_dir(full) / name), pd.read_csv(run_dir(resumed) / name))
-    assert json.loads((run_dir(full) / "metrics.json").read_text()) == json.loads((run_dir(resumed) / "metrics.json").read_text())
+    assert json.loads((run_dir(full) / "metrics.json").read_text()) == json.loads(
+        (run_dir(resumed) / "metrics.json").read_text()
+    )
 
 
 def make_folds(root, paths, n_folds=2):
@@ -183,7 +189,9 @@ def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_da
     assert run_inference_job(ensemble, "classification") == 0
     averaged = pd.read_csv(tmp_path / "inf" / "inference" / "ens" / "external_predictions.csv")
     metrics_text = (tmp_path / "inf" / "inference" / "ens" / "metrics.json").read_text()
-    assert "NaN" not in metrics_text and json.loads(metrics_text)["external"]["loss"] is None, "an ensemble has no loss: null"
+    assert "NaN" not in metrics_text and json.loads(metrics_text)["external"]["loss"] is None, (
+        "an ensemble has no loss: null"
+    )
     singles = []
     for i in range(2):
         one = ensemble.copy()
@@ -207,8 +215,12 @@ def test_inference_reproduces_the_tune_metrics_of_its_checkpoint(tmp_path):
     reproduced = json.loads((tmp_path / "inf" / "inference" / "x" / "metrics.json").read_text())["tune"]
     assert reproduced == pytest.approx(trained, nan_ok=True)
     inferred = tmp_path / "inf" / "inference" / "x"
-    pd.testing.assert_frame_equal(pd.read_csv(run_dir(cfg) / "tune_predictions.csv"), pd.read_csv(inferred / "tune_predictions.csv"))
-    np.testing.assert_allclose(pd.read_csv(inferred / "cohort_predictions.csv").risk, pd.read_csv(inferred / "tune_predictions.csv").risk)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir(cfg) / "tune_predictions.csv"), pd.read_csv(inferred / "tune_predictions.csv")
+    )
+    np.testing.assert_allclose(
+        pd.read_csv(inferred / "cohort_predictions.csv").risk, pd.read_csv(inferred / "tune_predictions.csv").risk
+    )
     assert "cohort" not in json.loads((inferred / "metrics.json").read_text())
 
 
@@ -238,7 +250,11 @@ def test_local_level_trains_with_a_frozen_official_vit_region(tmp_path):
         paths,
         level="local",
         nepochs=1,
-        **{"model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth"), "model.freeze_vit_region": False, "optim.lr": 0.01},
+        **{
+            "model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth"),
+            "model.freeze_vit_region": False,
+            "optim.lr": 0.01,
+        },
     )
     run_training_job(unfrozen, "classification", multi=False)
     state = torch.load(run_dir(unfrozen) / "latest.pt", weights_only=True)["model"]

@@ -46,7 +46,7 @@ def test_geometry_follows_the_pyramid(slides_dir, name, level, read_size, footpr
     width, height = openslide.OpenSlide(str(slides_dir / name)).dimensions
     xs, ys = np.asarray(result.x), np.asarray(result.y)
     assert ((xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)).all()
-    assert list(zip(xs, ys)) == sorted(zip(xs, ys)), "regions are in x-then-y order"
+    assert list(zip(xs, ys, strict=True)) == sorted(zip(xs, ys, strict=True)), "regions are in x-then-y order"
     assert (np.asarray(result.tissue_fractions) >= 0.1).all()
 
 
@@ -64,7 +64,7 @@ def test_region_equals_openslide_at_a_matching_level(slides_dir):
         regions = WholeSlideRegions("s", read)
         direct = openslide.OpenSlide(str(slides_dir / name))
         step = round(direct.level_downsamples[read.read_level])
-        for x, y in zip(result.x, result.y):
+        for x, y in zip(result.x, result.y, strict=True):
             # the corner snaps to the read level's pixel grid (OpenSlide itself would interpolate between pixels)
             corner = (int(x) // step * step, int(y) // step * step)
             expected = on_white(direct.read_region(corner, read.read_level, (SIZE, SIZE)))
@@ -134,7 +134,7 @@ def test_auto_reader_is_tifffile_on_tiffs_and_reads_the_same_pixels(slides_dir, 
     assert backend == "tifffile"
     assert choose_reader("openslide", "openslide", read.image_path, read.spacing_at_level_0, result) == "openslide"
     slow, fast = WholeSlideRegions("s", read), WholeSlideRegions("s", replace(read, backend=backend))
-    for x, y in zip(result.x, result.y):
+    for x, y in zip(result.x, result.y, strict=True):
         np.testing.assert_array_equal(fast.read(Region(int(x), int(y))), slow.read(Region(int(x), int(y))))
 
 
@@ -143,7 +143,8 @@ def test_auto_reader_reads_the_demo_svs_like_openslide(demo_slide):
     assert choose_reader("auto", "openslide", read.image_path, read.spacing_at_level_0, result) == "tifffile"
     region = Region(int(result.x[0]), int(result.y[0]))
     np.testing.assert_array_equal(
-        WholeSlideRegions("s", replace(read, backend="tifffile")).read(region), WholeSlideRegions("s", read).read(region)
+        WholeSlideRegions("s", replace(read, backend="tifffile")).read(region),
+        WholeSlideRegions("s", read).read(region),
     )
 
 

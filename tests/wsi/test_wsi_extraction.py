@@ -16,11 +16,23 @@ from PIL import Image
 from source.config.core import ConfigError
 from source.engines.extraction_job import run_extraction_job
 from source.wsi.coordinates import load_coordinates, save_coordinates
-from tests.helpers import REPO, assert_killed_run_resumes, extraction_config, run_two_process_extraction, slides_written_per_log
+from tests.helpers import (
+    REPO,
+    assert_killed_run_resumes,
+    extraction_config,
+    run_two_process_extraction,
+    slides_written_per_log,
+)
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
-TINY = {"vit_patch_arch": "vit_tiny", "pretrain_vit_patch": None, "pretrain_vit_region": None, "region_size": 512, "num_workers": 0}
+TINY = {
+    "vit_patch_arch": "vit_tiny",
+    "pretrain_vit_patch": None,
+    "pretrain_vit_region": None,
+    "region_size": 512,
+    "num_workers": 0,
+}
 
 TINY_ARGS = ["vit_patch_arch=vit_tiny", "pretrain_vit_patch=null", "pretrain_vit_region=null", "region_size=512"]
 
@@ -54,7 +66,12 @@ def test_wsi_features_equal_those_of_the_same_regions_saved_as_png(tmp_path, wsi
     assert slides.status.tolist() == ["success", "success"]
     half, quarter = slides.set_index("slide_id").loc["half"], slides.set_index("slide_id").loc["quarter"]
     assert (half.read_level, half.read_size, half.tile_size_lv0, half.spacing_at_level_0) == (0, 512, 512, 0.5)
-    assert (quarter.read_level, quarter.read_size, quarter.tile_size_lv0, quarter.spacing_at_level_0) == (0, 1024, 1024, 0.25)
+    assert (quarter.read_level, quarter.read_size, quarter.tile_size_lv0, quarter.spacing_at_level_0) == (
+        0,
+        1024,
+        1024,
+        0.25,
+    )
     assert half.image_path == str(slides_dir / "he 0.5 é.tif")
 
     regions = pd.read_csv(wsi_run / "regions.csv")
@@ -72,7 +89,9 @@ def test_wsi_features_equal_those_of_the_same_regions_saved_as_png(tmp_path, wsi
     code, png_run = run(tmp_path, "png", region_dir=str(wsi_run / "region_images"), format="png")
     assert code == 0
     png_regions = pd.read_csv(png_run / "regions.csv")
-    pd.testing.assert_frame_equal(png_regions[["slide_id", "region_index", "x", "y"]], regions[["slide_id", "region_index", "x", "y"]])
+    pd.testing.assert_frame_equal(
+        png_regions[["slide_id", "region_index", "x", "y"]], regions[["slide_id", "region_index", "x", "y"]]
+    )
     for slide_id in ("half", "quarter"):
         torch.testing.assert_close(features(png_run, slide_id), features(wsi_run, slide_id), atol=1e-5, rtol=1e-5)
 
@@ -81,16 +100,23 @@ def test_coordinates_dir_is_reused_and_checked(tmp_path, wsi_csv):
     code, first = run(tmp_path, "first", wsi_csv=str(wsi_csv))
     assert code == 0
     code, reused = run(
-        tmp_path, "reused", wsi_csv=str(wsi_csv), coordinates_dir=str(first / "coordinates"), **{"tiling.min_tissue_fraction": 0.9}
+        tmp_path,
+        "reused",
+        wsi_csv=str(wsi_csv),
+        coordinates_dir=str(first / "coordinates"),
+        **{"tiling.min_tissue_fraction": 0.9},
     )
     assert code == 0, "a min_tissue_fraction that would keep nothing is not applied: the coordinates are reused"
     pd.testing.assert_frame_equal(
-        pd.read_csv(first / "regions.csv").drop(columns="feature_path"), pd.read_csv(reused / "regions.csv").drop(columns="feature_path")
+        pd.read_csv(first / "regions.csv").drop(columns="feature_path"),
+        pd.read_csv(reused / "regions.csv").drop(columns="feature_path"),
     )
     torch.testing.assert_close(features(first, "half"), features(reused, "half"))
     assert (reused / "coordinates" / "half.coordinates.npz").exists()
 
-    code, other = run(tmp_path, "other", wsi_csv=str(wsi_csv), coordinates_dir=str(first / "coordinates"), region_size=1024)
+    code, other = run(
+        tmp_path, "other", wsi_csv=str(wsi_csv), coordinates_dir=str(first / "coordinates"), region_size=1024
+    )
     assert code == 1
     errors = pd.read_csv(other / "slides.csv").error.tolist()
     assert all("made for 512-px regions at 0.5 um/px" in error and "region_size=1024" in error for error in errors)
@@ -123,7 +149,9 @@ def test_resume_redoes_unfinished_slides_and_refuses_changed_coordinates(tmp_pat
     slides = pd.read_csv(run_dir / "slides.csv").set_index("slide_id")
     assert slides.loc["quarter", "status"] == "success"
     assert slides.loc["half", "status"] == "failed" and "resume refused" in slides.loc["half", "error"]
-    assert list(load_coordinates(run_dir / "coordinates", "half").x) == list(result.tiles.x - 16), "the run's coordinates are kept"
+    assert list(load_coordinates(run_dir / "coordinates", "half").x) == list(result.tiles.x - 16), (
+        "the run's coordinates are kept"
+    )
 
 
 def test_each_bad_slide_fails_alone_with_its_reason(tmp_path, slides_dir, he_pixels):
@@ -178,7 +206,10 @@ def test_each_bad_slide_fails_alone_with_its_reason(tmp_path, slides_dir, he_pix
     "rows, message",
     [
         ([{"slide_id": "a", "path": "x.svs"}], "no column image_path"),
-        ([{"slide_id": "a", "image_path": "x.svs"}, {"slide_id": "a", "image_path": "y.svs"}], "'a' is on rows 2 and 3"),
+        (
+            [{"slide_id": "a", "image_path": "x.svs"}, {"slide_id": "a", "image_path": "y.svs"}],
+            "'a' is on rows 2 and 3",
+        ),
         ([{"sample_id": "../escape", "image_path": "x.svs"}], "row 2: sample_id '../escape' is not a plain"),
         ([{"slide_id": "a", "image_path": "x.svs", "spacing_at_level_0": "-1"}], "row 2: spacing_at_level_0"),
     ],
@@ -192,7 +223,14 @@ def test_bad_wsi_csv_is_one_config_error_before_any_work(tmp_path, rows, message
 
 def test_input_choice_is_checked(tmp_path, wsi_csv):
     result = subprocess.run(
-        [sys.executable, str(REPO / "extract_features.py"), "--config-name", "default", f"wsi_csv={wsi_csv}", f"region_dir={tmp_path}"],
+        [
+            sys.executable,
+            str(REPO / "extract_features.py"),
+            "--config-name",
+            "default",
+            f"wsi_csv={wsi_csv}",
+            f"region_dir={tmp_path}",
+        ],
         capture_output=True,
         text=True,
         env=os.environ | {"PYTHONPATH": str(REPO)},
@@ -204,7 +242,14 @@ def test_input_choice_is_checked(tmp_path, wsi_csv):
 def test_sample_id_of_an_hs2p_process_list_is_accepted(tmp_path, slides_dir):
     csv = write_csv(
         tmp_path / "process_list.csv",
-        [{"sample_id": "s1", "image_path": str(slides_dir / "he 0.5 é.tif"), "mask_path": "", "tiling_status": "success"}],
+        [
+            {
+                "sample_id": "s1",
+                "image_path": str(slides_dir / "he 0.5 é.tif"),
+                "mask_path": "",
+                "tiling_status": "success",
+            }
+        ],
     )
     code, run_dir = run(tmp_path, wsi_csv=str(csv), level="local")
     assert code == 0
@@ -218,7 +263,12 @@ def test_two_process_gloo_run_tiles_and_writes_each_slide_once(tmp_path, slides_
     ]
     csv = write_csv(tmp_path / "slides.csv", rows)
     run_dir = run_two_process_extraction(
-        tmp_path, f"wsi_csv={csv}", "vit_patch_arch=vit_tiny", "pretrain_vit_patch=null", "pretrain_vit_region=null", "region_size=512"
+        tmp_path,
+        f"wsi_csv={csv}",
+        "vit_patch_arch=vit_tiny",
+        "pretrain_vit_patch=null",
+        "pretrain_vit_region=null",
+        "region_size=512",
     )
     writes = slides_written_per_log(run_dir)
     assert sorted(writes) == ["slide_0", "slide_1", "slide_2"] and all(len(ranks) == 1 for ranks in writes.values())

@@ -1,4 +1,5 @@
-"""attention_visualization.py from whole-slide images: same scores as the saved regions, level-0 geometry, thumbnails."""
+"""attention_visualization.py from whole-slide images: same scores as the saved regions, level-0 geometry,
+thumbnails."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ KEYS = ["level", "region_x", "region_y", "patch", "head"]
 
 
 def heatmaps(out, run_id, **overrides):
-    cfg = OmegaConf.merge(OmegaConf.structured(HeatmapConfig), TINY | {"output_dir": str(out), "run_id": run_id} | overrides)
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(HeatmapConfig), TINY | {"output_dir": str(out), "run_id": run_id} | overrides
+    )
     code = run_heatmap_job(cfg)
     return code, out / "heatmaps" / run_id
 
@@ -42,9 +45,16 @@ def runs(slides_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("wsi_heatmaps")
     csv = write_csv(out / "slides.csv", [{"slide_id": "quarter", "image_path": str(slides_dir / "he_025_no2x.tif")}])
     cfg = extraction_config(
-        output_dir=str(out), run_id="ex", wsi_csv=str(csv), save_region_images=True, vit_patch_arch="vit_tiny",
-        pretrain_vit_patch=None, pretrain_vit_region=None, region_size=512, num_workers=0,
-    )  # fmt: skip
+        output_dir=str(out),
+        run_id="ex",
+        wsi_csv=str(csv),
+        save_region_images=True,
+        vit_patch_arch="vit_tiny",
+        pretrain_vit_patch=None,
+        pretrain_vit_region=None,
+        region_size=512,
+        num_workers=0,
+    )
     assert run_extraction_job(cfg) == 0
     extraction = out / "feature_extraction" / "ex"
     results = {"extraction": extraction}
@@ -68,7 +78,9 @@ def test_wsi_and_extraction_run_heatmaps_score_the_regions_like_their_lossless_p
             ours = np.asarray(Image.open(runs[name] / "quarter" / "hierarchical_512_256" / "mean" / map_path.name))
             assert np.abs(ours.astype(int) - np.asarray(Image.open(map_path)).astype(int)).max() <= 1, map_path.name
     regions = pd.read_csv(runs["extraction"] / "regions.csv")
-    assert sorted(zip(regions.x, regions.y)) == sorted(set(zip(reference.region_x, reference.region_y)))
+    assert sorted(zip(regions.x, regions.y, strict=True)) == sorted(
+        set(zip(reference.region_x, reference.region_y, strict=True))
+    )
 
 
 def test_geometry_is_in_level0_pixels_of_the_original_slide(runs):
@@ -86,13 +98,17 @@ def test_geometry_is_in_level0_pixels_of_the_original_slide(runs):
     rows = table[(table.region_x == 52) & (table.region_y == 68) & (table["head"] == 0)].sort_values("patch")
     assert rows.x.tolist() == [52, 52 + 512, 52, 52 + 512] and rows.y.tolist() == [68, 68, 68 + 512, 68 + 512]
     assert (rows.size_lv0 == 512).all()
-    assert (attention(runs["png"]).size_lv0 == 256).all(), "region folders know no footprint: their pixels are level-0 pixels"
+    assert (attention(runs["png"]).size_lv0 == 256).all(), (
+        "region folders know no footprint: their pixels are level-0 pixels"
+    )
     assert pd.read_csv(runs["run"] / "slides.csv").tile_size_lv0.tolist() == [1024]
 
 
 def test_slide_canvas_is_drawn_over_the_slide_thumbnail(runs, he_pixels):
     # downsample 8: a 512-px region is 64 canvas px for 1024 level-0 px, so 1 canvas px = 16 level-0 px
-    canvas = np.asarray(Image.open(runs["wsi"] / "quarter" / "slide" / "patch_mean.png").convert("RGB"))[TITLE_HEIGHT:].astype(int)
+    canvas = np.asarray(Image.open(runs["wsi"] / "quarter" / "slide" / "patch_mean.png").convert("RGB"))[
+        TITLE_HEIGHT:
+    ].astype(int)
     thumbnail = cv2.resize(he_pixels, (2208 // 16, 2944 // 16), interpolation=cv2.INTER_AREA).astype(int)
     left_strip = slice(0, 52 // 16)  # left of every region (x >= 52): the slide as it is
     assert np.abs(canvas[: 2944 // 16, left_strip] - thumbnail[:, left_strip]).mean() < 6
@@ -101,8 +117,12 @@ def test_slide_canvas_is_drawn_over_the_slide_thumbnail(runs, he_pixels):
     assert np.abs(inside - plain).mean() > 20, "regions are coloured by attention"
     white = canvas[2944 // 16 + 1 : 3140 // 16, 0 : 52 // 16]  # below the slide, beside the last regions
     assert white.size and (white == 255).all()
-    png_canvas = np.asarray(Image.open(runs["png"] / "quarter" / "slide" / "patch_mean.png").convert("RGB"))[TITLE_HEIGHT:]
-    assert (png_canvas[: 68 // 8, : 52 // 8] == 255).all(), "region folders have no thumbnail: white outside the regions"
+    png_canvas = np.asarray(Image.open(runs["png"] / "quarter" / "slide" / "patch_mean.png").convert("RGB"))[
+        TITLE_HEIGHT:
+    ]
+    assert (png_canvas[: 68 // 8, : 52 // 8] == 255).all(), (
+        "region folders have no thumbnail: white outside the regions"
+    )
 
 
 def test_extraction_run_and_slide_choice_errors(runs, tmp_path):
@@ -121,11 +141,19 @@ def test_extraction_run_and_slide_choice_errors(runs, tmp_path):
 
 
 def test_two_process_gloo_run_draws_each_whole_slide_once(slides_dir, tmp_path):
-    rows = [{"slide_id": name, "image_path": str(slides_dir / file)} for name, file in
-            (("a", "he_025_no2x.tif"), ("b", "he_025_2x.tif"), ("c", "he 0.5 é.tif"))]  # fmt: skip
+    rows = [
+        {"slide_id": name, "image_path": str(slides_dir / file)}
+        for name, file in (("a", "he_025_no2x.tif"), ("b", "he_025_2x.tif"), ("c", "he 0.5 é.tif"))
+    ]
     csv = write_csv(tmp_path / "slides.csv", rows)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    command += [str(REPO / "attention_visualization.py"), "--config-name", "default", f"wsi_csv={csv}", "region_size=512"]
+    command += [
+        str(REPO / "attention_visualization.py"),
+        "--config-name",
+        "default",
+        f"wsi_csv={csv}",
+        "region_size=512",
+    ]
     command += [f"output_dir={tmp_path}", "run_id=ddp", "device=cpu"]
     command += ["vit_patch_arch=vit_tiny", "patch_weights=null", "region_weights=null", "save_region_maps=false"]
     result = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=600)
@@ -137,4 +165,6 @@ def test_two_process_gloo_run_draws_each_whole_slide_once(slides_dir, tmp_path):
     table = pd.read_csv(run / "slides.csv")
     assert table.slide_id.tolist() == ["a", "b", "c"] and table.tile_size_lv0.tolist() == [1024, 1024, 512]
     assert all((run / slide / "slide" / "factorized_mean.png").exists() for slide in "abc")
-    assert sorted(p.name for p in (run / "coordinates").glob("*.meta.json")) == [f"{s}.coordinates.meta.json" for s in "abc"]
+    assert sorted(p.name for p in (run / "coordinates").glob("*.meta.json")) == [
+        f"{s}.coordinates.meta.json" for s in "abc"
+    ]
