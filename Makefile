@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo benchmark gpu-check clean
+.PHONY: install test lint demo benchmark gpu-check clean
 
 $(STAMP): requirements.txt requirements-no-deps.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,17 @@ $(STAMP): requirements.txt requirements-no-deps.txt setup.py
 	touch $(STAMP)
 
 install: $(STAMP)
+
+DEV_STAMP := $(VENV)/.dev-installed
+
+$(DEV_STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -81,6 +81,27 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def end_to_end_times(encoder: HIPTEncoder, regions: int, region_size: int, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` extractions of ``regions`` JPEG region files (decoding, loading, encoding, writing)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        images = Path(scratch) / "regions" / "bench" / "imgs"
+        images.mkdir(parents=True)
+        for i in range(regions):
+            Image.fromarray(real_region(region_size)).save(images / f"{i * region_size}_0.jpg", quality=90)
+        plans = plan_slides(Path(scratch) / "regions", ["bench"], "jpg")
+        times = []
+        for repeat in range(repeats):
+            store = FeatureStore(Path(scratch) / f"run{repeat}")
+            extractor = Extractor(
+                encoder, store, "global", region_size, batch_size=1, num_workers=1, show_progress=False
+            )
+            start = time.perf_counter()
+            extractor.run(plans)
+            times.append(time.perf_counter() - start)
+            shutil.rmtree(Path(scratch) / f"run{repeat}")
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--regions", type=int, default=2, help="regions per measurement")
@@ -126,22 +147,7 @@ def main() -> None:
         measure(f"ours {precision}", lambda: encoder(batch).global_)
     encoder.precision = "bf16"
     model_only = rows["ours bf16"]["regions_per_s"]
-    with tempfile.TemporaryDirectory() as scratch:
-        images = Path(scratch) / "regions" / "bench" / "imgs"
-        images.mkdir(parents=True)
-        for i in range(args.regions):
-            Image.fromarray(real_region(args.region_size)).save(images / f"{i * args.region_size}_0.jpg", quality=90)
-        plans = plan_slides(Path(scratch) / "regions", ["bench"], "jpg")
-        times = []
-        for repeat in range(args.repeats):
-            store = FeatureStore(Path(scratch) / f"run{repeat}")
-            extractor = Extractor(
-                encoder, store, "global", args.region_size, batch_size=1, num_workers=1, show_progress=False
-            )
-            start = time.perf_counter()
-            extractor.run(plans)
-            times.append(time.perf_counter() - start)
-            shutil.rmtree(Path(scratch) / f"run{repeat}")
+    times = end_to_end_times(encoder, args.regions, args.region_size, args.repeats)
     end_to_end = args.regions / statistics.median(times)
     rows["end to end bf16"] = {
         "seconds": statistics.median(times),

@@ -22,6 +22,25 @@ HYDRA_DEFAULTS = (
 ``output_dir/<experiment_name>/<run_id>/`` themselves and configure their own logging."""
 
 
+def check_at_least(values: dict[str, Any], minimum: int = 1) -> None:
+    """Raise :class:`ConfigError` naming the first key whose value is below ``minimum``."""
+    for key, value in values.items():
+        if value < minimum:
+            raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """``resume: true`` needs the ``run_id`` of the run to continue."""
+    if cfg.resume and not cfg.run_id:
+        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
+
+
+def check_share(key: str, value: Any) -> None:
+    """A share of the data in (0, 1] (or null: all)."""
+    if value is not None and not 0 < value <= 1:
+        raise ConfigError(f"{key} must be in (0, 1], got {value}")
+
+
 class ConfigError(ValueError):
     """A user configuration is invalid; the message names the key and the fix."""
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError
+from source.config.core import ConfigError, check_at_least, check_resume
 
 Level = Enum("Level", {"global": "global", "local": "local"}, type=str)
 """What a slide's feature file holds: ``global`` [M, 192] (ViT_patch + ViT_region) or ``local``
@@ -133,9 +133,21 @@ def validate_extraction(cfg: DictConfig) -> None:
         raise ConfigError(
             f"slide_list '{cfg.slide_list}' is not a file: give a .txt with one slide id or path per line, or null"
         )
-    for key in ("region_size", "patch_size", "mini_patch_size", "batch_size", "patch_batch_size"):
-        if cfg[key] < 1:
-            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]}")
+    _validate_sizes(cfg)
+    check_at_least({"batch_size": cfg.batch_size, "patch_batch_size": cfg.patch_batch_size})
+    check_at_least({"num_workers": cfg.num_workers}, 0)
+    check_normalisation(cfg.mean, cfg.std)
+    check_device(cfg.device)
+    check_architectures(cfg.vit_patch_arch, cfg.vit_region_arch)
+    check_resume(cfg)
+    if cfg.split_across_gpus and cfg.level != Level["global"]:
+        raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
+    if not str(cfg.format).strip(".") or "/" in str(cfg.format):
+        raise ConfigError(f"format must be an image extension such as jpg or png, got '{cfg.format}'")
+
+
+def _validate_sizes(cfg: DictConfig) -> None:
+    check_at_least({key: cfg[key] for key in ("region_size", "patch_size", "mini_patch_size")})
     if cfg.patch_size % cfg.mini_patch_size:
         raise ConfigError(
             f"patch_size ({cfg.patch_size}) must be a multiple of mini_patch_size ({cfg.mini_patch_size})"
@@ -145,26 +157,30 @@ def validate_extraction(cfg: DictConfig) -> None:
             f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size}), e.g. 1024, 2048 or "
             "4096"
         )
-    if cfg.num_workers < 0:
-        raise ConfigError(f"num_workers must be >= 0, got {cfg.num_workers}")
-    for key in ("mean", "std"):
-        if len(cfg[key]) != 3:
-            raise ConfigError(f"{key} needs one value per RGB channel (3 values), got {list(cfg[key])}")
-    if any(value <= 0 for value in cfg.std):
-        raise ConfigError(f"std values must be positive, got {list(cfg.std)}")
-    device = str(cfg.device)
+
+
+def check_normalisation(mean, std) -> None:
+    """Three positive-std values per channel in ``mean`` / ``std``."""
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) != 3:
+            raise ConfigError(f"{key} needs one value per RGB channel (3 values), got {list(values)}")
+    if any(value <= 0 for value in std):
+        raise ConfigError(f"std values must be positive, got {list(std)}")
+
+
+def check_device(device: object) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:<index>``."""
+    device = str(device)
     if not (device in {"auto", "cpu", "cuda"} or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got '{device}'")
-    if cfg.vit_patch_arch not in PATCH_ARCHITECTURES:
-        raise ConfigError(f"vit_patch_arch must be one of {list(PATCH_ARCHITECTURES)}, got '{cfg.vit_patch_arch}'")
-    if cfg.vit_region_arch not in REGION_ARCHITECTURES:
-        raise ConfigError(f"vit_region_arch must be one of {list(REGION_ARCHITECTURES)}, got '{cfg.vit_region_arch}'")
-    if cfg.resume and not cfg.run_id:
-        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
-    if cfg.split_across_gpus and cfg.level != Level["global"]:
-        raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
-    if not str(cfg.format).strip(".") or "/" in str(cfg.format):
-        raise ConfigError(f"format must be an image extension such as jpg or png, got '{cfg.format}'")
+
+
+def check_architectures(patch_arch: str, region_arch: str | None = None) -> None:
+    """Known ViT_patch / ViT_region architecture names."""
+    if patch_arch not in PATCH_ARCHITECTURES:
+        raise ConfigError(f"vit_patch_arch must be one of {list(PATCH_ARCHITECTURES)}, got '{patch_arch}'")
+    if region_arch is not None and region_arch not in REGION_ARCHITECTURES:
+        raise ConfigError(f"vit_region_arch must be one of {list(REGION_ARCHITECTURES)}, got '{region_arch}'")
 
 
 def _validate_input(cfg: DictConfig) -> None:

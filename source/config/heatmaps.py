@@ -8,8 +8,8 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError
-from source.config.extraction import PATCH_ARCHITECTURES, Precision, TilingSettings, validate_whole_slide_keys
+from source.config.core import ConfigError, check_at_least, check_resume
+from source.config.extraction import Precision, TilingSettings, check_architectures, validate_whole_slide_keys
 from source.heatmaps.settings import RenderSettings
 
 
@@ -56,6 +56,15 @@ def slide_input(cfg: DictConfig) -> Optional[str]:
 
 def validate_heatmaps(cfg: DictConfig) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
+    _validate_inputs(cfg)
+    validate_whole_slide_keys(cfg)
+    _validate_drawing(cfg)
+    check_architectures(cfg.vit_patch_arch)
+    check_at_least({"patch_batch_size": cfg.patch_batch_size})
+    check_resume(cfg)
+
+
+def _validate_inputs(cfg: DictConfig) -> None:
     if not (cfg.patch_fp or cfg.region_fp or cfg.slide_id or cfg.slide_csv or slide_input(cfg)):
         raise ConfigError(
             "nothing to do: set patch_fp, region_fp, wsi_csv (whole slides), extraction_run (the slides of an "
@@ -82,7 +91,9 @@ def validate_heatmaps(cfg: DictConfig) -> None:
             f"extraction_run '{cfg.extraction_run}' is not a folder: give output_dir/<experiment_name>/<run_id> of an "
             "extraction"
         )
-    validate_whole_slide_keys(cfg)
+
+
+def _validate_drawing(cfg: DictConfig) -> None:
     if cfg.region_size % cfg.patch_size:
         raise ConfigError(f"region_size ({cfg.region_size}) must be a multiple of patch_size ({cfg.patch_size})")
     if cfg.downscale < 1 or cfg.patch_size % cfg.downscale or cfg.downscale > 16:
@@ -90,8 +101,7 @@ def validate_heatmaps(cfg: DictConfig) -> None:
             f"downscale ({cfg.downscale}) must divide patch_size ({cfg.patch_size}) and be at most 16 (one pixel per "
             "token)"
         )
-    if cfg.canvas_width < 64:
-        raise ConfigError(f"canvas_width must be at least 64 px, got {cfg.canvas_width}")
+    check_at_least({"canvas_width": cfg.canvas_width}, 64)
     if cfg.downsample is not None and (
         cfg.downsample < 1 or cfg.downsample % cfg.downscale or cfg.region_size % cfg.downsample
     ):
@@ -104,9 +114,3 @@ def validate_heatmaps(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be between 0 and 1, got {cfg[key]}")
     if cfg.heads is not None and (not cfg.heads or min(cfg.heads) < 0):
         raise ConfigError(f"heads must be null (all) or a list of head indices >= 0, got {list(cfg.heads)}")
-    if cfg.vit_patch_arch not in PATCH_ARCHITECTURES:
-        raise ConfigError(f"vit_patch_arch must be one of {list(PATCH_ARCHITECTURES)}, got '{cfg.vit_patch_arch}'")
-    if cfg.patch_batch_size < 1:
-        raise ConfigError(f"patch_batch_size must be >= 1, got {cfg.patch_batch_size}")
-    if cfg.resume and not cfg.run_id:
-        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")

@@ -10,7 +10,8 @@ from typing import Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from source.config.core import ConfigError
+from source.config.choices import KnnMetric, MinMax
+from source.config.core import ConfigError, check_at_least, check_resume, check_share
 from source.config.extraction import (
     PATCH_ARCHITECTURES,
     REGION_ARCHITECTURES,
@@ -78,8 +79,8 @@ class SpeedConfig:
 class EarlyStoppingConfig:
     enable: bool = False
     tune_every: int = 1
-    tracking: str = "auc"
-    min_max: str = "max"
+    tracking: KnnMetric = KnnMetric.auc
+    min_max: MinMax = MinMax.max
     patience: int = 20
     min_epoch: int = 30
     save_every: int = 10
@@ -177,14 +178,29 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
         raise ConfigError(
             f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}"
         )
-    for key, value in {
-        "training.nepochs": cfg.training.nepochs,
-        "training.batch_size_per_gpu": cfg.training.batch_size_per_gpu,
-        "early_stopping.tune_every": cfg.early_stopping.tune_every,
-        "model.out_dim": cfg.model.out_dim,
-    }.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
+    check_at_least(
+        {
+            "training.nepochs": cfg.training.nepochs,
+            "training.batch_size_per_gpu": cfg.training.batch_size_per_gpu,
+            "early_stopping.tune_every": cfg.early_stopping.tune_every,
+            "model.out_dim": cfg.model.out_dim,
+        }
+    )
+    _clamp_warmups(cfg)
+    check_share("training.pct", cfg.training.pct)
+    if bool(cfg.downstream.train_csv) != bool(cfg.downstream.test_csv):
+        raise ConfigError(
+            "downstream.train_csv and downstream.test_csv go together: set both (kNN monitoring) or neither"
+        )
+    if cfg.early_stopping.enable and not cfg.downstream.train_csv:
+        raise ConfigError(
+            "early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv"
+        )
+    check_resume(cfg)
+
+
+def _clamp_warmups(cfg: DictConfig) -> None:
+    """Warm-ups longer than the run are clamped to ``training.nepochs`` (with a warning)."""
     for key in ("training.warmup_epochs", "model.warmup_teacher_temp_epochs"):
         if OmegaConf.select(cfg, key) > cfg.training.nepochs:
             logging.getLogger(__name__).warning(
@@ -195,24 +211,6 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
                 cfg.training.nepochs,
             )
             OmegaConf.update(cfg, key, cfg.training.nepochs)
-    if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
-        raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
-    if cfg.early_stopping.tracking not in {"accuracy", "balanced_accuracy", "auc"}:
-        raise ConfigError(
-            f"early_stopping.tracking must be accuracy, balanced_accuracy or auc, got '{cfg.early_stopping.tracking}'"
-        )
-    if cfg.early_stopping.min_max not in {"min", "max"}:
-        raise ConfigError(f"early_stopping.min_max must be min or max, got '{cfg.early_stopping.min_max}'")
-    if bool(cfg.downstream.train_csv) != bool(cfg.downstream.test_csv):
-        raise ConfigError(
-            "downstream.train_csv and downstream.test_csv go together: set both (kNN monitoring) or neither"
-        )
-    if cfg.early_stopping.enable and not cfg.downstream.train_csv:
-        raise ConfigError(
-            "early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv"
-        )
-    if cfg.resume and not cfg.run_id:
-        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
 
 
 def _validate_patch_input(cfg: DictConfig) -> None:

@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from source.config.core import ConfigError
+from source.config.choices import AggMethod, CheckpointChoice, MinMax, Optimizer, PosEmbed, Scheduler
+from source.config.core import ConfigError, check_at_least, check_resume, check_share
 from source.config.extraction import Level, WandbConfig
 
 
@@ -36,21 +37,21 @@ class TuningSection:
 
 @dataclass
 class TestingSection:
-    retrieve_checkpoint: str = "best"
+    retrieve_checkpoint: CheckpointChoice = CheckpointChoice.best
 
 
 @dataclass
 class EarlyStoppingConfig:
     enable: bool = False
     tracking: Optional[str] = None
-    min_max: Optional[str] = None
+    min_max: Optional[MinMax] = None
     patience: int = 10
     min_epoch: int = 30
 
 
 @dataclass
 class SchedulerConfig:
-    name: Optional[str] = None
+    name: Optional[Scheduler] = None
     step_size: int = 20
     gamma: float = 0.5
     eta_min: float = 0.0
@@ -60,7 +61,7 @@ class SchedulerConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"
+    name: Optimizer = Optimizer.adam
     lr: float = 0.0002
     wd: float = 1e-5
     momentum: float = 0.9
@@ -70,7 +71,7 @@ class OptimConfig:
 @dataclass
 class SlidePosEmbedConfig:
     use: bool = False
-    type: str = "sinusoidal"
+    type: PosEmbed = PosEmbed.sinusoidal
     max_len: int = 512
 
 
@@ -89,7 +90,7 @@ class ModelConfig:
 
 @dataclass
 class SurvivalModelConfig(ModelConfig):
-    agg_method: Optional[str] = None
+    agg_method: Optional[AggMethod] = None
     max_regions: Optional[int] = None
 
 
@@ -166,75 +167,53 @@ RESUME_KEYS = (
 
 def validate_training(cfg: DictConfig, multi: bool) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
-    if OmegaConf.is_missing(cfg, "features_dir") or not cfg.features_dir:
-        raise ConfigError("features_dir is not set: give the features/slide/ folder written by extract_features.py")
-    if not Path(cfg.features_dir).is_dir():
-        raise ConfigError(f"features_dir '{cfg.features_dir}' is not a folder")
-    if multi:
-        if not cfg.data.fold_dir:
-            raise ConfigError("data.fold_dir is not set: give the folder holding fold_<i>/{train,tune,test}.csv")
-    else:
-        for key in ("train_csv", "tune_csv"):
-            if not cfg.data[key]:
-                raise ConfigError(f"data.{key} is not set: give the csv of the {key.split('_')[0]} split")
-    positive = {
-        "nepochs": cfg.nepochs,
-        "training.gradient_accumulation": cfg.training.gradient_accumulation,
-        "tuning.tune_every": cfg.tuning.tune_every,
-        "early_stopping.patience": cfg.early_stopping.patience,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{key} must be >= 1, got {value}")
+    _check_training_inputs(cfg, multi)
+    check_at_least(
+        {
+            "nepochs": cfg.nepochs,
+            "training.gradient_accumulation": cfg.training.gradient_accumulation,
+            "tuning.tune_every": cfg.tuning.tune_every,
+            "early_stopping.patience": cfg.early_stopping.patience,
+        }
+    )
     if cfg.training.batch_size != 1:
         raise ConfigError(
             "training.batch_size must be 1 (slides have different numbers of regions); use "
             f"training.gradient_accumulation, got {cfg.training.batch_size}"
         )
-    if cfg.training.pct is not None and not 0 < cfg.training.pct <= 1:
-        raise ConfigError(f"training.pct must be in (0, 1], got {cfg.training.pct}")
-    if cfg.testing.retrieve_checkpoint not in {"best", "latest"}:
-        raise ConfigError(
-            f"testing.retrieve_checkpoint must be best or latest, got '{cfg.testing.retrieve_checkpoint}'"
-        )
-    if cfg.early_stopping.min_max not in {None, "min", "max"}:
-        raise ConfigError(f"early_stopping.min_max must be min, max or null, got '{cfg.early_stopping.min_max}'")
-    if cfg.optim.name not in {"adam", "adamw", "sgd"}:
-        raise ConfigError(f"optim.name must be adam, adamw or sgd, got '{cfg.optim.name}'")
-    if cfg.optim.lr_scheduler.name not in {None, "step", "cosine", "reduce_on_plateau"}:
-        raise ConfigError(
-            "optim.lr_scheduler.name must be null, step, cosine or reduce_on_plateau, got "
-            f"'{cfg.optim.lr_scheduler.name}'"
-        )
-    if cfg.model.slide_pos_embed.type not in {"sinusoidal", "learned"}:
-        raise ConfigError(
-            f"model.slide_pos_embed.type must be sinusoidal or learned, got '{cfg.model.slide_pos_embed.type}'"
-        )
+    check_share("training.pct", cfg.training.pct)
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
-    if cfg.resume and not cfg.run_id:
-        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
+    check_resume(cfg)
     if "label_mapping" in cfg and cfg.label_mapping is not None:
-        mapping = (
-            OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
+        _check_label_mapping(cfg)
+    check_at_least({key: cfg[key] for key in ("num_classes", "nbins") if key in cfg}, 2)
+    if "max_regions" in cfg.model and cfg.model.max_regions is not None:
+        check_at_least({"model.max_regions": cfg.model.max_regions})
+
+
+def _check_training_inputs(cfg: DictConfig, multi: bool) -> None:
+    if OmegaConf.is_missing(cfg, "features_dir") or not cfg.features_dir:
+        raise ConfigError("features_dir is not set: give the features/slide/ folder written by extract_features.py")
+    if not Path(cfg.features_dir).is_dir():
+        raise ConfigError(f"features_dir '{cfg.features_dir}' is not a folder")
+    if multi and not cfg.data.fold_dir:
+        raise ConfigError("data.fold_dir is not set: give the folder holding fold_<i>/{train,tune,test}.csv")
+    for key in () if multi else ("train_csv", "tune_csv"):
+        if not cfg.data[key]:
+            raise ConfigError(f"data.{key} is not set: give the csv of the {key.split('_')[0]} split")
+
+
+def _check_label_mapping(cfg: DictConfig) -> None:
+    mapping = OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
+    if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
+        raise ConfigError(
+            f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}"
         )
-        if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
-            raise ConfigError(
-                f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}"
-            )
-        indices = sorted(set(mapping.values()))
-        if "num_classes" in cfg and (indices[0] < 0 or indices[-1] >= cfg.num_classes):
-            raise ConfigError(
-                f"label_mapping uses class indices {indices} but num_classes is {cfg.num_classes}: indices must be "
-                f"0..{cfg.num_classes - 1}; set num_classes={max(indices[-1] + 1, 2)}"
-                + (" (and make the indices start at 0)" if indices[0] < 0 else "")
-            )
-    if "num_classes" in cfg and cfg.num_classes < 2:
-        raise ConfigError(f"num_classes must be >= 2, got {cfg.num_classes}")
-    if "nbins" in cfg and cfg.nbins < 2:
-        raise ConfigError(f"nbins must be >= 2, got {cfg.nbins}")
-    if "agg_method" in cfg.model:
-        if cfg.model.agg_method not in {None, "concat", "self_att"}:
-            raise ConfigError(f"model.agg_method must be null, concat or self_att, got '{cfg.model.agg_method}'")
-        if cfg.model.max_regions is not None and cfg.model.max_regions < 1:
-            raise ConfigError(f"model.max_regions must be >= 1 or null, got {cfg.model.max_regions}")
+    indices = sorted(set(mapping.values()))
+    if "num_classes" in cfg and (indices[0] < 0 or indices[-1] >= cfg.num_classes):
+        raise ConfigError(
+            f"label_mapping uses class indices {indices} but num_classes is {cfg.num_classes}: indices must be "
+            f"0..{cfg.num_classes - 1}; set num_classes={max(indices[-1] + 1, 2)}"
+            + (" (and make the indices start at 0)" if indices[0] < 0 else "")
+        )

@@ -165,19 +165,7 @@ class Extractor:
         for plan in pending:
             if plan.source is not None:
                 plan.source.close()
-        elapsed = time.perf_counter() - started
-        if encoded:
-            logger.info(
-                "encoded %d of %d regions in %.1f s (%.2f regions/s)",
-                encoded,
-                total,
-                elapsed,
-                encoded / max(elapsed, 1e-9),
-            )
-        else:
-            logger.error(
-                "no region was encoded: every one of the %d regions failed or belongs to a failed slide", total
-            )
+        _log_rate(encoded, total, time.perf_counter() - started)
 
     def _finish(self, plan: SlidePlan, features: list[Optional[torch.Tensor]], error: Optional[str]) -> SlideOutcome:
         if error is not None:
@@ -227,3 +215,12 @@ def merge_outcomes(
     """Every rank's outcomes, in plan order (all ranks get the merged list)."""
     by_id = {o.slide_id: o for part in gather_objects(local, context) for o in part}
     return [by_id[plan.slide_id] for plan in plans]
+
+
+def _log_rate(encoded: int, total: int, elapsed: float) -> None:
+    """Log how many regions were encoded and how fast (an error when none was)."""
+    if encoded:
+        rate = encoded / max(elapsed, 1e-9)
+        logger.info("encoded %d of %d regions in %.1f s (%.2f regions/s)", encoded, total, elapsed, rate)
+    else:
+        logger.error("no region was encoded: every one of the %d regions failed or belongs to a failed slide", total)

@@ -187,10 +187,7 @@ class DinoTrainer:
         )
         for step, crops in enumerate(bar):
             it = epoch * iterations + step
-            for index, group in enumerate(self.optimizer.param_groups):
-                group["lr"] = float(self.schedules.lr[it])
-                if index == 0:
-                    group["weight_decay"] = float(self.schedules.weight_decay[it])
+            self._set_schedules(it)
             crops = [crop.to(self.device, non_blocking=True) for crop in crops]
             with autocast:
                 loss = self.dino(crops, epoch)
@@ -199,26 +196,37 @@ class DinoTrainer:
                     f"the loss is not finite (here {loss.item()}) at epoch {epoch + 1}, iteration {step + 1}: training "
                     "stopped. Lower optim.lr or training.clip_grad, or use speed.precision=fp32."
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
-            if self.settings.clip_grad:
-                clip_gradients(self.dino.student, self.settings.clip_grad)
-            if epoch < self.settings.freeze_last_layer:
-                for parameter in self.dino.student.head.last_layer.parameters():
-                    parameter.grad = None
-            if self.scaler is not None:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+            self._step(loss, epoch)
             self.dino.update_teacher(float(self.schedules.momentum[it]))
             losses.append(self._mean_over_ranks(loss.detach().float()))
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         return float(np.mean(losses))
+
+    def _set_schedules(self, iteration: int) -> None:
+        """Learning rate of every group and weight decay of the decayed group at ``iteration``."""
+        for index, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = float(self.schedules.lr[iteration])
+            if index == 0:
+                group["weight_decay"] = float(self.schedules.weight_decay[iteration])
+
+    def _step(self, loss: torch.Tensor, epoch: int) -> None:
+        """Backward (scaled for fp16), clipping, the head's last layer frozen in the first epochs, optimiser step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.settings.clip_grad:
+            clip_gradients(self.dino.student, self.settings.clip_grad)
+        if epoch < self.settings.freeze_last_layer:
+            for parameter in self.dino.student.head.last_layer.parameters():
+                parameter.grad = None
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
 
     def _finite_everywhere(self, loss: torch.Tensor) -> bool:
         """Whether the loss is finite on every rank (all ranks stop together otherwise)."""

@@ -115,73 +115,18 @@ class SlideRenderer:
         s = self.settings
         if not regions:
             raise ValueError(f"slide {slide_id} has no regions")
-        self.slide_id = slide_id
-        self.coordinates = [(r.x, r.y) for r in regions]
-        self.size_lv0 = source.footprint_lv0 if source is not None else s.region_size
-        self.background = None
-        slide_extent = 0
-        if source is not None:  # the whole slide is drawn: size the canvas for it
-            slide_extent = max(source.level0_size())
-        self.downsample = choose_downsample(self.coordinates, s, self.size_lv0, slide_extent)
-        size, tile = s.region_size // s.downscale, s.region_size // self.downsample
-        if source is not None:
-            self.background = source.thumbnail(tile / self.size_lv0)
-        self.canvases: dict[str, SlideCanvas] = {}
+        self._start(slide_id, regions, source)
         export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches, self.size_lv0)
         factor_tiles, image_tiles, local, global_ = [], [], [], []
+        heads = len(self.region_heads) * len(self.patch_heads)
         for region in tqdm(regions, desc=slide_id, unit="region", leave=False, disable=not show_progress):
             array = source.read(region) if source is not None else read_region(region.path, s.region_size)
-            pixels = torch.from_numpy(array).permute(2, 0, 1)
-            maps = region_maps(self.reader, pixels, size, s.granular, self.patch_heads, self.region_heads)
-            image, image_tile = resize(pixels, size), resize(pixels, tile)
-            name = f"{region.x}_{region.y}.png"
-            patch_dir, region_dir = out_dir / "patch" / str(s.patch_size), out_dir / "region" / str(s.region_size)
-            hierarchical_dir = out_dir / f"hierarchical_{s.region_size}_{s.patch_size}"
-            mean_factorized = np.zeros((size, size))
-            for j_index, j in enumerate(self.region_heads):
-                for i_index, i in enumerate(self.patch_heads):
-                    scores = factorized(maps.region[j_index], maps.patch[i_index])
-                    mean_factorized += scores
-                    if self.per_head:
-                        self._draw(
-                            f"rhead_{j}_phead_{i}",
-                            scores,
-                            image,
-                            image_tile,
-                            region,
-                            hierarchical_dir / f"rhead_{j}_phead_{i}" / name,
-                        )
-            if self.per_head:
-                for index, head in enumerate(self.patch_heads):
-                    self._draw(
-                        f"patch_head_{head}",
-                        maps.patch[index],
-                        image,
-                        image_tile,
-                        region,
-                        patch_dir / f"head_{head}" / name,
-                    )
-                for index, head in enumerate(self.region_heads):
-                    self._draw(
-                        f"region_head_{head}",
-                        maps.region[index],
-                        image,
-                        image_tile,
-                        region,
-                        region_dir / f"head_{head}" / name,
-                    )
-            else:  # the mean over heads, re-ranked: one map per level
-                for level, scores, folder in (
-                    ("patch", maps.patch.mean(axis=0), patch_dir),
-                    ("region", maps.region.mean(axis=0), region_dir),
-                    ("factorized", mean_factorized, hierarchical_dir),
-                ):
-                    self._draw(
-                        f"{level}_mean", rank_normalise(scores), image, image_tile, region, folder / "mean" / name
-                    )
+            maps, mean_factorized, image_tile = self._draw_region(
+                region, torch.from_numpy(array).permute(2, 0, 1), out_dir
+            )
             export.add_region(region.x, region.y, maps.tokens.region.numpy(), self.region_heads)
             if self.slide_model is not None:
-                factor_tiles.append(pool(mean_factorized / (len(self.region_heads) * len(self.patch_heads)), tile))
+                factor_tiles.append(pool(mean_factorized / heads, image_tile.shape[0]))
                 image_tiles.append(image_tile)
                 local.append(maps.tokens.local)
                 global_.append(maps.tokens.global_)
@@ -195,6 +140,55 @@ class SlideRenderer:
                 self._paste("slide", region, blended(score, factor_tile, s.gamma), image_tile)
         self._save(out_dir)
         export.write(out_dir, slide_scores, weights)
+
+    def _start(self, slide_id: str, regions: Sequence[Region], source: Optional[RegionSource]) -> None:
+        """The slide's canvas geometry: a whole slide is drawn entirely, over its thumbnail."""
+        s = self.settings
+        self.slide_id = slide_id
+        self.coordinates = [(r.x, r.y) for r in regions]
+        self.size_lv0 = source.footprint_lv0 if source is not None else s.region_size
+        slide_extent = max(source.level0_size()) if source is not None else 0
+        self.downsample = choose_downsample(self.coordinates, s, self.size_lv0, slide_extent)
+        tile = s.region_size // self.downsample
+        self.background = source.thumbnail(tile / self.size_lv0) if source is not None else None
+        self.canvases: dict[str, SlideCanvas] = {}
+
+    def _draw_region(self, region: Region, pixels: torch.Tensor, out_dir: Path):
+        """Every map of one ``(3, R, R)`` uint8 region: PNGs and canvas tiles.
+
+        Returns:
+            the region's maps, its summed factorized scores ``(S, S)`` and its canvas-size image tile.
+        """
+        s = self.settings
+        size, tile = s.region_size // s.downscale, s.region_size // self.downsample
+        maps = region_maps(self.reader, pixels, size, s.granular, self.patch_heads, self.region_heads)
+        image, image_tile = resize(pixels, size), resize(pixels, tile)
+        name = f"{region.x}_{region.y}.png"
+        patch_dir, region_dir = out_dir / "patch" / str(s.patch_size), out_dir / "region" / str(s.region_size)
+        hierarchical_dir = out_dir / f"hierarchical_{s.region_size}_{s.patch_size}"
+        mean_factorized = np.zeros((size, size))
+        for j_index, j in enumerate(self.region_heads):
+            for i_index, i in enumerate(self.patch_heads):
+                scores = factorized(maps.region[j_index], maps.patch[i_index])
+                mean_factorized += scores
+                if self.per_head:
+                    pair = f"rhead_{j}_phead_{i}"
+                    self._draw(pair, scores, image, image_tile, region, hierarchical_dir / pair / name)
+        if self.per_head:
+            for index, head in enumerate(self.patch_heads):
+                folder = patch_dir / f"head_{head}"
+                self._draw(f"patch_head_{head}", maps.patch[index], image, image_tile, region, folder / name)
+            for index, head in enumerate(self.region_heads):
+                folder = region_dir / f"head_{head}"
+                self._draw(f"region_head_{head}", maps.region[index], image, image_tile, region, folder / name)
+        else:  # the mean over heads, re-ranked: one map per level
+            for level, scores, folder in (
+                ("patch", maps.patch.mean(axis=0), patch_dir),
+                ("region", maps.region.mean(axis=0), region_dir),
+                ("factorized", mean_factorized, hierarchical_dir),
+            ):
+                self._draw(f"{level}_mean", rank_normalise(scores), image, image_tile, region, folder / "mean" / name)
+        return maps, mean_factorized, image_tile
 
     def _canvas(self, name: str, channels: int = 3) -> SlideCanvas:
         if name not in self.canvases:

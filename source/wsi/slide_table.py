@@ -63,6 +63,37 @@ def read_wsi_csv(csv_path: str | Path, only: Optional[Sequence[str]] = None) -> 
             the output folder), or a bad ``spacing_at_level_0``; the message names the file and row.
     """
     csv_path = Path(csv_path)
+    table, id_column = _read_table(csv_path)
+    slides: list[WholeSlide] = []
+    seen: dict[str, int] = {}
+    for index, row in table.iterrows():
+        line = int(index) + 2  # 1-based, after the header
+        slide_id = _slide_id(row[id_column], csv_path, line, id_column)
+        if slide_id in seen:
+            raise ConfigError(
+                f"wsi_csv '{csv_path}': {id_column} '{slide_id}' is on rows {seen[slide_id]} and {line}; slide ids "
+                "must be unique"
+            )
+        seen[slide_id] = line
+        if _blank(row["image_path"]):
+            raise ConfigError(f"wsi_csv '{csv_path}', row {line}: image_path is blank for slide '{slide_id}'")
+        mask = row.get("mask_path")
+        slides.append(
+            WholeSlide(
+                slide_id=slide_id,
+                image_path=_path(row["image_path"], csv_path.parent),
+                mask_path=None if _blank(mask) else _path(mask, csv_path.parent),
+                spacing_at_level_0=_spacing(row.get("spacing_at_level_0"), csv_path, line),
+            )
+        )
+    if only is not None:
+        wanted = set(only)
+        slides = [slide for slide in slides if slide.slide_id in wanted]
+    return slides
+
+
+def _read_table(csv_path: Path) -> tuple[pd.DataFrame, str]:
+    """The csv as strings, and its id column (``slide_id`` or ``sample_id``); checks columns and rows."""
     if not csv_path.is_file():
         raise ConfigError(
             f"wsi_csv '{csv_path}' is not a file: give a csv with columns slide_id, image_path[, mask_path][, "
@@ -85,35 +116,16 @@ def read_wsi_csv(csv_path: str | Path, only: Optional[Sequence[str]] = None) -> 
         )
     if table.empty:
         raise ConfigError(f"wsi_csv '{csv_path}' has no rows: list one slide per row")
-    slides: list[WholeSlide] = []
-    seen: dict[str, int] = {}
-    for index, row in table.iterrows():
-        line = int(index) + 2  # 1-based, after the header
-        slide_id = str(row[id_column]).strip()
-        if not slide_id:
-            raise ConfigError(f"wsi_csv '{csv_path}', row {line}: {id_column} is blank")
-        try:
-            safe_join(".", slide_id)
-        except UnsafePathError as error:
-            raise ConfigError(f"wsi_csv '{csv_path}', row {line}: {id_column} {error}; use a plain name") from error
-        if slide_id in seen:
-            raise ConfigError(
-                f"wsi_csv '{csv_path}': {id_column} '{slide_id}' is on rows {seen[slide_id]} and {line}; slide ids "
-                "must be unique"
-            )
-        seen[slide_id] = line
-        if _blank(row["image_path"]):
-            raise ConfigError(f"wsi_csv '{csv_path}', row {line}: image_path is blank for slide '{slide_id}'")
-        mask = row.get("mask_path")
-        slides.append(
-            WholeSlide(
-                slide_id=slide_id,
-                image_path=_path(row["image_path"], csv_path.parent),
-                mask_path=None if _blank(mask) else _path(mask, csv_path.parent),
-                spacing_at_level_0=_spacing(row.get("spacing_at_level_0"), csv_path, line),
-            )
-        )
-    if only is not None:
-        wanted = set(only)
-        slides = [slide for slide in slides if slide.slide_id in wanted]
-    return slides
+    return table, id_column
+
+
+def _slide_id(value: object, csv_path: Path, line: int, id_column: str) -> str:
+    """A row's slide id: not blank, and a plain name (it names output files)."""
+    slide_id = str(value).strip()
+    if not slide_id:
+        raise ConfigError(f"wsi_csv '{csv_path}', row {line}: {id_column} is blank")
+    try:
+        safe_join(".", slide_id)
+    except UnsafePathError as error:
+        raise ConfigError(f"wsi_csv '{csv_path}', row {line}: {id_column} {error}; use a plain name") from error
+    return slide_id

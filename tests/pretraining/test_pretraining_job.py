@@ -329,7 +329,11 @@ def test_a_diverging_loss_stops_with_a_clear_error(tmp_path, patch_dir, monkeypa
 
 
 def test_unknown_tracked_metric_is_a_config_error(tmp_path, patch_dir):
-    with pytest.raises(ConfigError, match="early_stopping.tracking must be accuracy, balanced_accuracy or auc"):
+    from omegaconf.errors import ValidationError
+
+    with pytest.raises(
+        ValidationError, match=r"Invalid value 'f1', expected one of \[accuracy, balanced_accuracy, auc\]"
+    ):
         patch_run(tmp_path, patch_dir, **{"early_stopping.tracking": "f1"})
 
 
