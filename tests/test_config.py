@@ -49,7 +49,7 @@ def test_typos_and_wrong_types_are_rejected_with_the_key():
         ({"region_dir": "/does/not/exist"}, "region_dir '/does/not/exist' is not a folder"),
         ({"region_size": 1000}, "region_size .1000. must be a multiple of patch_size"),
         ({"patch_size": 250}, "patch_size .250. must be a multiple of mini_patch_size"),
-        ({"batch_size": 0}, "batch_size must be a positive"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
         ({"device": "gpu"}, "device must be auto, cpu, cuda"),
         ({"resume": True}, "resume: true needs run_id"),
         ({"mean": [0.5, 0.5]}, "mean needs one value per RGB channel"),

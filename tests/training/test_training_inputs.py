@@ -44,7 +44,7 @@ def assert_nothing_trained(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda f: f.drop(columns=["label"], inplace=True), r"missing column\(s\) \['label'\]"),
+        (lambda f: f.pop("label"), r"missing column\(s\) \['label'\]"),
         (lambda f: f.loc.__setitem__((3, "slide_id"), f.slide_id[2]), r"duplicate slide_id in row\(s\) 4, 5"),
         (lambda f: f.loc.__setitem__((1, "slide_id"), "../escape"), "row 3: slide_id"),
         (lambda f: f.loc.__setitem__((0, "label"), 7), r"class index outside 0..1 \(num_classes\) in row\(s\) 2"),
@@ -90,7 +90,7 @@ def test_label_mapping_with_more_classes_than_num_classes_is_refused_up_front(tm
             lambda f: f.loc.__setitem__((0, "censorship"), 2),
             r"censorship must be 0 \(event\) or 1 \(censored\); row\(s\) 2",
         ),
-        (lambda f: f.drop(columns=["case_id"], inplace=True), r"missing column\(s\) \['case_id'\]"),
+        (lambda f: f.pop("case_id"), r"missing column\(s\) \['case_id'\]"),
     ],
 )
 def test_bad_survival_tables(tmp_path, change, message):
