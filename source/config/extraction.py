@@ -98,9 +98,6 @@ class ExtractionConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
-PATCH_ARCHITECTURES = ("vit_tiny", "vit_small", "vit_base")
-REGION_ARCHITECTURES = ("vit4k_xs",)
-
 RESUME_KEYS = (
     "level",
     "region_size",
@@ -175,12 +172,15 @@ def check_device(device: object) -> None:
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got '{device}'")
 
 
-def check_architectures(patch_arch: str, region_arch: str | None = None) -> None:
-    """Known ViT_patch / ViT_region architecture names."""
-    if patch_arch not in PATCH_ARCHITECTURES:
-        raise ConfigError(f"vit_patch_arch must be one of {list(PATCH_ARCHITECTURES)}, got '{patch_arch}'")
-    if region_arch is not None and region_arch not in REGION_ARCHITECTURES:
-        raise ConfigError(f"vit_region_arch must be one of {list(REGION_ARCHITECTURES)}, got '{region_arch}'")
+def check_architectures(
+    patch_arch: str, region_arch: str | None = None, keys=("vit_patch_arch", "vit_region_arch")
+) -> None:
+    """Registered ViT_patch (pixels) / ViT_region (grid) architecture names (:mod:`source.models.registry`)."""
+    from source.models.registry import EncoderKind, encoder_names
+
+    for key, name, kind in ((keys[0], patch_arch, EncoderKind.pixels), (keys[1], region_arch, EncoderKind.grid)):
+        if name is not None and name not in encoder_names(kind):
+            raise ConfigError(f"{key} must be one of {list(encoder_names(kind))}, got '{name}'")
 
 
 def _validate_input(cfg: DictConfig) -> None:

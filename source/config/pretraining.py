@@ -13,8 +13,6 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from source.config.choices import KnnMetric, MinMax
 from source.config.core import ConfigError, check_at_least, check_resume, check_share
 from source.config.extraction import (
-    PATCH_ARCHITECTURES,
-    REGION_ARCHITECTURES,
     Precision,
     TilingSettings,
     WandbConfig,
@@ -173,7 +171,9 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
         raise ConfigError(
             "data_dir must be a folder of region tensors (.pt): the features/slide/ folder of a level-local extraction"
         )
-    expected = REGION_ARCHITECTURES if stage == "region" else PATCH_ARCHITECTURES
+    from source.models.registry import EncoderKind, encoder_names
+
+    expected = encoder_names(EncoderKind.grid if stage == "region" else EncoderKind.pixels)
     if cfg.model.arch not in expected:
         raise ConfigError(
             f"model.arch '{cfg.model.arch}' is not a {stage}-stage architecture; use one of {list(expected)}"

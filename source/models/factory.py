@@ -10,7 +10,8 @@ import numpy as np
 
 from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
-from source.models.vit import PRETRAINED_POS_GRID, VisionTransformer, build_vit
+from source.models.registry import DEFAULT_PATCH_ENCODER, DEFAULT_REGION_ENCODER, EncoderKind, build_encoder
+from source.models.vit import PRETRAINED_POS_GRID, VisionTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ REGION_KEY = "pretrain_vit_region"
 
 
 def build_vit_patch(
-    arch: str = "vit_small",
+    arch: str = DEFAULT_PATCH_ENCODER,
     weights: Optional[str | Path] = None,
     entry: str = "teacher",
     token_size: int = TOKEN_SIZE,
@@ -61,12 +62,12 @@ def build_vit_patch(
 def _vit_patch_with_report(
     arch: str, weights: Optional[str | Path], entry: str, token_size: int, key: str = PATCH_KEY
 ) -> tuple[VisionTransformer, Optional[LoadReport]]:
-    model = build_vit(arch, patch_size=token_size)
+    model = build_encoder(arch, EncoderKind.pixels, patch_size=token_size)
     return model, load_or_warn(model, weights, entry, "vit_patch", key)
 
 
 def build_vit_region(
-    arch: str = "vit4k_xs",
+    arch: str = DEFAULT_REGION_ENCODER,
     weights: Optional[str | Path] = None,
     entry: str = "teacher",
     img_size_pretrained: Optional[int] = None,
@@ -81,7 +82,7 @@ def build_vit_region(
             14 x 14 grid); a checkpoint of another grid is resized to it. None: take the checkpoint's grid.
     """
     pos_grid = (img_size_pretrained // TOKEN_SIZE) if img_size_pretrained else PRETRAINED_POS_GRID
-    model = build_vit(arch, pos_grid=pos_grid, input_dim=input_dim)
+    model = build_encoder(arch, EncoderKind.grid, pos_grid=pos_grid, input_dim=input_dim)
     load_or_warn(model, weights, entry, "vit_region", key, warn_random, adopt_pos_grid=img_size_pretrained is None)
     return model
 
@@ -90,8 +91,8 @@ def build_hipt_encoder(
     level: str,
     pretrain_vit_patch: Optional[str | Path],
     pretrain_vit_region: Optional[str | Path] = None,
-    patch_arch: str = "vit_small",
-    region_arch: str = "vit4k_xs",
+    patch_arch: str = DEFAULT_PATCH_ENCODER,
+    region_arch: str = DEFAULT_REGION_ENCODER,
     checkpoint_key: str = "teacher",
     img_size_pretrained: Optional[int] = None,
     patch_size: int = 256,
@@ -162,7 +163,7 @@ def build_slide_model(
     else:
         weights = vit_region_weights if load_vit_region else None
         vit_region = build_vit_region(
-            "vit4k_xs",
+            DEFAULT_REGION_ENCODER,
             weights,
             checkpoint_key,
             img_size_pretrained,

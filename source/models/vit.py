@@ -9,7 +9,6 @@ of the official checkpoints (``patch_embed`` or ``phi``) so that those checkpoin
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -232,16 +231,8 @@ def vit4k_xs(input_dim: int = 384, drop_rate: float = 0.0, **kwargs) -> VisionTr
     return VisionTransformer(embed, "phi", 192, depth=6, num_heads=6, drop_rate=drop_rate, **kwargs)
 
 
-ARCHITECTURES: dict[str, Callable[..., VisionTransformer]] = {
-    "vit_tiny": vit_tiny,
-    "vit_small": vit_small,
-    "vit_base": vit_base,
-    "vit4k_xs": vit4k_xs,
-}
-
-
 def build_vit(arch: str, **kwargs) -> VisionTransformer:
-    """Build a ViT by name (one of :data:`ARCHITECTURES`)."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture '{arch}'; choose one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](**kwargs)
+    """Build a registered ViT by name (see :mod:`source.models.registry`)."""
+    from source.models.registry import build_encoder
+
+    return build_encoder(arch, **kwargs)
