@@ -31,7 +31,7 @@ from source.data.features import BagDataset, FeatureBank, Split  # noqa: E402
 from source.engines.evaluate import predict_split  # noqa: E402
 from source.engines.optim import build_optimizer  # noqa: E402
 from source.engines.train import Trainer, TrainerSettings  # noqa: E402
-from source.engines.training_job import encode_once  # noqa: E402
+from source.engines.evaluate import encode_once  # noqa: E402
 from source.models.factory import build_slide_model  # noqa: E402
 from source.tasks.classification import ClassificationTask  # noqa: E402
 

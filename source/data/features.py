@@ -211,3 +211,10 @@ class Split:
     dataset: BagDataset
     frame: pd.DataFrame
     sample_weights: Optional[np.ndarray] = None
+
+
+def feature_bank_of(cfg) -> FeatureBank:
+    """The feature files of ``features_dir`` for the config's level (global ones are cached in memory)."""
+    level = cfg.level.value
+    dim = cfg.model.embed_dim_region if level == "global" else cfg.model.embed_dim_patch
+    return FeatureBank(cfg.features_dir, level, dim, cache=level == "global")

@@ -14,6 +14,8 @@ import pandas as pd
 from source.io import UnsafePathError, safe_join
 
 logger = logging.getLogger(__name__)
+CLASS_TARGET = "label_index"
+"""Column of a classification table (and its prediction table) holding the true class index."""
 
 
 class LabelTableError(ValueError):

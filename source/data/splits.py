@@ -11,6 +11,9 @@ import pandas as pd
 
 from source.data.features import BagDataset, FeatureBank, Split
 from source.data.labels import (
+    CLASS_TARGET as TARGET,
+)
+from source.data.labels import (
     LabelTableError,
     assign_bins,
     check_no_overlap,
@@ -19,7 +22,6 @@ from source.data.labels import (
     read_table,
     survival_bin_edges,
 )
-from source.tasks.classification import TARGET
 
 logger = logging.getLogger(__name__)
 

@@ -13,19 +13,15 @@ from omegaconf import DictConfig, OmegaConf
 from source.config.core import ConfigError
 from source.config.rundir import open_run
 from source.config.training import TRAINING_SCHEMAS
+from source.data.features import feature_bank_of
 from source.data.splits import unlabelled_split
 from source.devices import resolve_device
 from source.distributed import DistributedContext
-from source.engines.evaluate import predict_split
-from source.engines.training_job import (
-    build_model_from_config,
-    build_task_and_splits,
-    encode_once,
-    feature_bank,
-    write_results,
-)
+from source.engines.evaluate import encode_once, predict_split, write_results
 from source.log import setup_logging
 from source.models.checkpoints import CheckpointError, read_checkpoint
+from source.models.factory import slide_model_from_config
+from source.tasks.registry import task_class
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +43,8 @@ def find_checkpoints(cfg: DictConfig) -> list[Path]:
     return paths
 
 
-def split_by_labels(test_csvs: DictConfig, kind: str, train_cfg: DictConfig) -> tuple[dict[str, str], list[str]]:
-    """Csvs with the training label columns (predicted and scored) and those without (predicted only)."""
-    needed = {train_cfg.label_name} if kind == "classification" else {"case_id", "censorship", train_cfg.label_name}
+def split_by_labels(test_csvs: DictConfig, needed: set[str]) -> tuple[dict[str, str], list[str]]:
+    """Csvs with the ``needed`` label columns (predicted and scored) and those without (predicted only)."""
     labelled, unlabelled = {}, []
     for name, csv in test_csvs.items():
         if not Path(csv).is_file():
@@ -60,20 +55,6 @@ def split_by_labels(test_csvs: DictConfig, kind: str, train_cfg: DictConfig) -> 
         else:
             unlabelled.append(name)
     return labelled, unlabelled
-
-
-def ensemble(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Average the prediction columns (``prob_*`` or ``risk``) of several models; ``pred`` / ``pred_label`` are
-    recomputed."""
-    result = tables[0].copy()
-    probability_columns = [c for c in result.columns if c.startswith("prob_")]
-    for column in probability_columns + (["risk"] if "risk" in result.columns else []):
-        result[column] = np.mean([table[column].to_numpy() for table in tables], axis=0)
-    if probability_columns:
-        result["pred"] = result[probability_columns].to_numpy().argmax(axis=1)
-        if "pred_label" in result.columns:
-            result["pred_label"] = [probability_columns[i].removeprefix("prob_") for i in result["pred"]]
-    return result
 
 
 def run_inference_job(cfg: DictConfig, kind: str) -> int:
@@ -96,15 +77,15 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
             train_cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
             if cfg.features_dir:
                 train_cfg.features_dir = cfg.features_dir
-            labelled, unlabelled = split_by_labels(cfg.test_csvs, kind, train_cfg)
-            bank = feature_bank(train_cfg)
-            task, splits, _ = build_task_and_splits(kind, train_cfg, labelled, bank, state["task"])
-            by_patient = kind == "survival" and train_cfg.model.agg_method is not None
-            targets = ["label"] if kind == "classification" else ["bin", "censorship"]
+            task_type = task_class(kind)
+            labelled, unlabelled = split_by_labels(cfg.test_csvs, task_type.label_columns(train_cfg))
+            bank = feature_bank_of(train_cfg)
+            task, splits, _ = task_type.from_config(train_cfg, labelled, bank, state["task"])
+            targets, by_patient = task_type.target_names(), task_type.by_patient(train_cfg)
             splits |= {
                 name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled
             }
-            model = build_model_from_config(train_cfg, task.num_outputs, load_vit_region=False).to(device)
+            model = slide_model_from_config(train_cfg, task.num_outputs, load_vit_region=False).to(device)
             model.load_state_dict(state["model"])
             encode_once(model, splits, device)
             logger.info("%s: epoch %d", path, state["epoch"] + 1)
@@ -112,7 +93,7 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
                 per_model[name].append(predict_split(model, task, split, device))
         results = {}
         for name, outputs in per_model.items():
-            predictions = ensemble([table for table, _ in outputs])
+            predictions = task.ensemble([table for table, _ in outputs])
             results[name] = (
                 predictions,
                 float(np.mean([loss for _, loss in outputs])) if len(outputs) == 1 else float("nan"),

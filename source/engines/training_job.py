@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,97 +14,22 @@ from omegaconf import DictConfig, OmegaConf
 from source.config.core import ConfigError
 from source.config.rundir import open_run
 from source.config.training import RESUME_KEYS, validate_training
-from source.data.features import EncodedBank, FeatureBank, Split
+from source.data.features import Split, feature_bank_of
 from source.data.labels import discover_folds
-from source.data.splits import classification_splits, survival_splits
 from source.devices import resolve_device
 from source.distributed import DistributedContext
-from source.engines.evaluate import predict_split
+from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.optim import build_optimizer, build_scheduler
 from source.engines.train import Trainer, TrainerSettings
-from source.io import atomic_write_csv, atomic_write_json
+from source.io import atomic_write_csv
 from source.log import setup_logging
-from source.models.factory import build_slide_model
-from source.models.slide import LocalGlobalHIPT
+from source.models.factory import slide_model_from_config
 from source.plots import plot_curves
 from source.tasks.base import Task
-from source.tasks.classification import ClassificationTask, class_names_of
-from source.tasks.survival import SurvivalTask
+from source.tasks.registry import task_class
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)
-
-
-def feature_bank(cfg: DictConfig) -> FeatureBank:
-    """The feature files of ``features_dir`` for the config's level (global ones are cached in memory)."""
-    level = cfg.level.value
-    dim = cfg.model.embed_dim_region if level == "global" else cfg.model.embed_dim_patch
-    return FeatureBank(cfg.features_dir, level, dim, cache=level == "global")
-
-
-def build_task_and_splits(
-    kind: str, cfg: DictConfig, paths: dict[str, str], bank: FeatureBank, task_state: Optional[dict] = None
-) -> tuple[Task, dict[str, Split], dict]:
-    """The task, its splits, and the task state to save in checkpoints (reused by inference via ``task_state``)."""
-    if kind == "classification":
-        mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
-        allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
-        splits = classification_splits(
-            paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow
-        )
-        names = task_state.get("class_names") if task_state else None
-        names = names or class_names_of(cfg.num_classes, mapping)
-        return ClassificationTask(cfg.num_classes, names), splits, {"kind": kind, "class_names": names}
-    edges = np.asarray(task_state["edges"]) if task_state else None
-    tables = survival_splits(
-        paths,
-        bank,
-        cfg.label_name,
-        cfg.nbins,
-        cfg.model.agg_method,
-        cfg.model.max_regions,
-        cfg.training.pct,
-        cfg.seed,
-        edges,
-        bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
-    )
-    task = SurvivalTask(cfg.nbins, cfg.label_name, tables.edges)
-    if task_state:
-        task.training_outcomes = np.array(
-            list(zip(task_state["train_events"], task_state["train_times"], strict=True)),
-            dtype=[("event", bool), ("time", float)],
-        )
-        return task, tables.splits, task_state
-    train = tables.splits["train"].frame
-    task.set_training_outcomes(train)
-    state = {
-        "kind": kind,
-        "edges": tables.edges.tolist(),
-        "train_events": task.training_outcomes["event"].tolist(),
-        "train_times": task.training_outcomes["time"].tolist(),
-    }
-    return task, tables.splits, state
-
-
-def build_model_from_config(cfg: DictConfig, num_outputs: int, load_vit_region: bool = True) -> torch.nn.Module:
-    """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
-    pos = cfg.model.slide_pos_embed
-    return build_slide_model(
-        cfg.level.value,
-        num_outputs,
-        cfg.model.dropout,
-        pos.type if pos.use else None,
-        pos.max_len,
-        cfg.model.embed_dim_region,
-        patient_pooling=cfg.model.get("agg_method") == "self_att",
-        vit_region_weights=cfg.model.pretrain_vit_region,
-        checkpoint_key=cfg.model.checkpoint_key,
-        img_size_pretrained=cfg.model.img_size_pretrained,
-        freeze_vit_region=cfg.model.freeze_vit_region,
-        freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed,
-        patch_dim=cfg.model.embed_dim_patch,
-        load_vit_region=load_vit_region,
-    )
 
 
 def check_against_data(cfg: DictConfig, task: Task, splits: dict[str, Split]) -> None:
@@ -142,49 +66,16 @@ def check_resumed_schedule(cfg: DictConfig, latest: Path) -> None:
         )
 
 
-def encode_once(model: torch.nn.Module, splits: dict[str, Split], device: torch.device) -> None:
-    """With a frozen ViT_region (level local), encode each slide's patch features once, not every epoch."""
-    slide_model = getattr(model, "slide_model", model)
-    if not (isinstance(slide_model, LocalGlobalHIPT) and slide_model.freeze_vit_region):
-        return
-    slide_model.vit_region.eval()
-    for split in splits.values():
-        split.dataset.bank = EncodedBank(split.dataset.bank, slide_model.region_features, device)
-
-
-def write_results(
-    task: Task, results: dict[str, tuple[pd.DataFrame, float]], out_dir: Path, unlabelled: Sequence[str] = ()
-) -> dict[str, dict[str, float]]:
-    """``<split>_predictions.csv``, and for labelled splits the task's plots and ``metrics.json``; returns the
-    metrics."""
-    metrics = {}
-    for split, (predictions, loss) in results.items():
-        atomic_write_csv(predictions, out_dir / f"{split}_predictions.csv")
-        if split in unlabelled:
-            continue
-        metrics[split] = {"loss": loss, **task.metrics(predictions)}
-        task.plots(predictions, out_dir, split)
-    undefined = atomic_write_json(out_dir / "metrics.json", metrics)
-    if undefined:
-        logger.info(
-            "%s: %s written as null (not a finite number: e.g. an ensemble of checkpoints has no single loss, a "
-            "split with one class has no AUC)",
-            out_dir / "metrics.json",
-            ", ".join(undefined),
-        )
-    return metrics
-
-
 def train_fold(
     kind: str, cfg: DictConfig, paths: dict[str, str], run_dir: Path, device: torch.device, tracker: Tracker
 ) -> dict:
     """Train on one train/tune(/test) set of csvs in ``run_dir``; returns the final tune/test metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    bank = feature_bank(cfg)
-    task, splits, task_state = build_task_and_splits(kind, cfg, paths, bank)
+    bank = feature_bank_of(cfg)
+    task, splits, task_state = task_class(kind).from_config(cfg, paths, bank)
     check_against_data(cfg, task, splits)
-    model = build_model_from_config(cfg, task.num_outputs).to(device)
+    model = slide_model_from_config(cfg, task.num_outputs).to(device)
     encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
     tracking = cfg.early_stopping.tracking or task.default_tracking

@@ -28,7 +28,8 @@ def load_slide_model(path: str | Path, device: torch.device) -> SlideModel:
     Raises:
         CheckpointError: not a training checkpoint, or tensors that do not fit the model its config describes.
     """
-    from source.engines.training_job import build_model_from_config
+    from source.models.factory import slide_model_from_config
+    from source.tasks.registry import TASKS
 
     path = Path(path)
     state = read_checkpoint(path)
@@ -38,11 +39,10 @@ def load_slide_model(path: str | Path, device: torch.device) -> SlideModel:
             "model/config/task"
         )
     kind = state["task"].get("kind")
-    if kind not in TRAINING_SCHEMAS:
+    if kind not in TRAINING_SCHEMAS or kind not in TASKS:
         raise CheckpointError(f"slide_weights '{path}' has an unknown task {kind!r}")
     cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
-    outputs = cfg.num_classes if kind == "classification" else cfg.nbins
-    model = build_model_from_config(cfg, outputs, load_vit_region=False)
+    model = slide_model_from_config(cfg, TASKS[kind].outputs_of(cfg), load_vit_region=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:

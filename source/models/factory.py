@@ -175,3 +175,24 @@ def build_slide_model(
             vit_region, num_outputs, dropout, pos_embed, max_len, freeze_vit_region, freeze_pos_embed
         )
     return PatientHIPT(model, num_outputs, dropout) if patient_pooling else model
+
+
+def slide_model_from_config(cfg, num_outputs: int, load_vit_region: bool = True):
+    """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
+    pos = cfg.model.slide_pos_embed
+    return build_slide_model(
+        cfg.level.value,
+        num_outputs,
+        cfg.model.dropout,
+        pos.type if pos.use else None,
+        pos.max_len,
+        cfg.model.embed_dim_region,
+        patient_pooling=cfg.model.get("agg_method") == "self_att",
+        vit_region_weights=cfg.model.pretrain_vit_region,
+        checkpoint_key=cfg.model.checkpoint_key,
+        img_size_pretrained=cfg.model.img_size_pretrained,
+        freeze_vit_region=cfg.model.freeze_vit_region,
+        freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed,
+        patch_dim=cfg.model.embed_dim_patch,
+        load_vit_region=load_vit_region,
+    )

@@ -1,13 +1,20 @@
-"""The interface a task gives the generic trainer."""
+"""The interface a task gives the generic trainer, the inference job and the heatmaps.
+
+Everything that differs between slide-level tasks lives in the task's class: its number of outputs,
+the label columns a csv needs, its splits and the state a checkpoint keeps (e.g. survival's bins), the
+loss, predictions, metrics, plots, and how an ensemble averages predictions. Engines never branch on
+the task kind: they look the class up in :mod:`source.tasks.registry`.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping, Optional
 
 import pandas as pd
 import torch
+from omegaconf import DictConfig
 
 
 class Task(ABC):
@@ -20,6 +27,7 @@ class Task(ABC):
         higher_is_better: for each metric name, whether larger is better (``loss`` is lower-is-better).
     """
 
+    kind: str = ""
     num_outputs: int
     metric_names: tuple[str, ...] = ()
     default_tracking: str = "loss"
@@ -40,3 +48,39 @@ class Task(ABC):
     @abstractmethod
     def plots(self, predictions: pd.DataFrame, out_dir: Path, split: str) -> list[Path]:
         """Write the task's PNG plots of a split; return their paths."""
+
+    # -- what the engines ask of a task kind, from a training config ----------------------------------
+    @classmethod
+    @abstractmethod
+    def outputs_of(cls, cfg: DictConfig) -> int:
+        """Logits per item for a training config (e.g. ``num_classes``, ``nbins``)."""
+
+    @classmethod
+    @abstractmethod
+    def label_columns(cls, cfg: DictConfig) -> set[str]:
+        """The columns a csv needs to be scored (without them it is predicted only)."""
+
+    @classmethod
+    @abstractmethod
+    def target_names(cls) -> list[str]:
+        """The target keys of a bag (placeholders for csvs without labels)."""
+
+    @classmethod
+    def by_patient(cls, cfg: DictConfig) -> bool:
+        """Whether items are patients (bags of slides) rather than slides."""
+        return False
+
+    @classmethod
+    @abstractmethod
+    def from_config(
+        cls, cfg: DictConfig, paths: Mapping[str, str], bank: Any, state: Optional[dict] = None
+    ) -> tuple["Task", dict[str, Any], dict]:
+        """The task, its splits (``Split`` per csv of ``paths``) and the task state checkpoints keep.
+
+        ``state`` is that of a trained model (inference, heatmaps): the task is rebuilt as trained
+        (class names, survival bins) instead of from the training split.
+        """
+
+    @abstractmethod
+    def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Average the prediction tables of several models of the same items (columns as :meth:`predict`)."""

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -20,13 +21,13 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from source.data.labels import CLASS_TARGET
 from source.io import atomic_path
 from source.plots import save_figure
 from source.tasks.base import Task
 
 logger = logging.getLogger(__name__)
-TARGET = "label_index"
-"""Column of the prediction table holding the true class index."""
+TARGET = CLASS_TARGET
 
 
 def class_names_of(num_classes: int, label_mapping: Optional[Mapping[object, int]] = None) -> list[str]:
@@ -47,8 +48,44 @@ class ClassificationTask(Task):
             columns are ``prob_<name>``, ``pred`` (index) and ``pred_label`` (name); plots use the names.
     """
 
+    kind = "classification"
     default_tracking = "auc"
     higher_is_better = {"loss": False, "accuracy": True, "balanced_accuracy": True, "auc": True, "kappa": True}
+
+    @classmethod
+    def outputs_of(cls, cfg: DictConfig) -> int:
+        return int(cfg.num_classes)
+
+    @classmethod
+    def label_columns(cls, cfg: DictConfig) -> set[str]:
+        return {cfg.label_name}
+
+    @classmethod
+    def target_names(cls) -> list[str]:
+        return ["label"]
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
+        """Class names from ``label_mapping`` (or the trained model's ``state``); splits with class indices."""
+        from source.data.splits import classification_splits
+
+        mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
+        allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
+        splits = classification_splits(
+            paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow
+        )
+        names = (state or {}).get("class_names") or class_names_of(cfg.num_classes, mapping)
+        return cls(cfg.num_classes, names), splits, {"kind": cls.kind, "class_names": names}
+
+    def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Mean class probabilities; ``pred`` / ``pred_label`` recomputed from them."""
+        result = tables[0].copy()
+        columns = self.probability_columns
+        for column in columns:
+            result[column] = np.mean([table[column].to_numpy() for table in tables], axis=0)
+        result["pred"] = result[columns].to_numpy().argmax(axis=1)
+        result["pred_label"] = [self.class_names[i] for i in result["pred"]]
+        return result
 
     def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None) -> None:
         if num_classes < 2:

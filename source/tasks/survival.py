@@ -10,6 +10,7 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig, OmegaConf
 from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.util import Surv
 
@@ -63,9 +64,67 @@ class SurvivalTask(Task):
         alpha: training weight of the uncensored term.
     """
 
+    kind = "survival"
     default_tracking = "c_index"
     metric_names = ("c_index", "auc")
     higher_is_better = {"loss": False, "c_index": True, "auc": True}
+
+    @classmethod
+    def outputs_of(cls, cfg: DictConfig) -> int:
+        return int(cfg.nbins)
+
+    @classmethod
+    def label_columns(cls, cfg: DictConfig) -> set[str]:
+        return {"case_id", "censorship", cfg.label_name}
+
+    @classmethod
+    def target_names(cls) -> list[str]:
+        return ["bin", "censorship"]
+
+    @classmethod
+    def by_patient(cls, cfg: DictConfig) -> bool:
+        """Patients are the items when ``model.agg_method`` pools their slides."""
+        return cfg.model.agg_method is not None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
+        """Bins from the training split (or the trained model's ``state``); the training outcomes td-AUC needs."""
+        from source.data.splits import survival_splits
+
+        edges = np.asarray(state["edges"]) if state else None
+        tables = survival_splits(
+            paths,
+            bank,
+            cfg.label_name,
+            cfg.nbins,
+            cfg.model.agg_method,
+            cfg.model.max_regions,
+            cfg.training.pct,
+            cfg.seed,
+            edges,
+            bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
+        )
+        task = cls(cfg.nbins, cfg.label_name, tables.edges)
+        if state:
+            task.training_outcomes = np.array(
+                list(zip(state["train_events"], state["train_times"], strict=True)),
+                dtype=[("event", bool), ("time", float)],
+            )
+            return task, tables.splits, state
+        task.set_training_outcomes(tables.splits["train"].frame)
+        state = {
+            "kind": cls.kind,
+            "edges": tables.edges.tolist(),
+            "train_events": task.training_outcomes["event"].tolist(),
+            "train_times": task.training_outcomes["time"].tolist(),
+        }
+        return task, tables.splits, state
+
+    def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
+        """Mean risk."""
+        result = tables[0].copy()
+        result["risk"] = np.mean([table["risk"].to_numpy() for table in tables], axis=0)
+        return result
 
     def __init__(self, nbins: int, time_column: str, edges: Optional[np.ndarray] = None, alpha: float = 0.15) -> None:
         self.nbins = self.num_outputs = nbins
