@@ -30,14 +30,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hardware import describe, machine  # noqa: E402
-from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
-from source.data.slides import plan_slides  # noqa: E402
-from source.engines.extract import Extractor  # noqa: E402
-from source.engines.feature_store import FeatureStore  # noqa: E402
-from source.models.hipt import HIPTEncoder  # noqa: E402
-from source.models.layers import Attention  # noqa: E402
-from source.models.vit import vit4k_xs, vit_small  # noqa: E402
+from benchmarks.hardware import describe, machine
+from source.data.demo_slide import fetch_demo_slide, read_slide_level0
+from source.data.slides import plan_slides
+from source.engines.extract import Extractor
+from source.engines.feature_store import FeatureStore
+from source.models.hipt import HIPTEncoder
+from source.models.layers import Attention
+from source.models.vit import vit4k_xs, vit_small
 
 
 def real_region(size: int) -> np.ndarray:

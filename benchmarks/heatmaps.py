@@ -26,14 +26,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hardware import describe, machine  # noqa: E402
-from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
-from source.data.regions import list_regions  # noqa: E402
-from source.heatmaps.attention import AttentionReader  # noqa: E402
-from source.heatmaps.settings import RenderSettings  # noqa: E402
-from source.heatmaps.slide_render import SlideRenderer  # noqa: E402
-from source.models.hipt import HIPTEncoder  # noqa: E402
-from source.models.vit import vit4k_xs, vit_small  # noqa: E402
+from benchmarks.hardware import describe, machine
+from source.data.demo_slide import fetch_demo_slide, read_slide_level0
+from source.data.regions import list_regions
+from source.heatmaps.attention import AttentionReader
+from source.heatmaps.settings import RenderSettings
+from source.heatmaps.slide_render import SlideRenderer
+from source.models.hipt import HIPTEncoder
+from source.models.vit import vit4k_xs, vit_small
 
 
 def write_regions(folder: Path, count: int, size: int) -> None:

@@ -24,14 +24,16 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hardware import describe, machine  # noqa: E402
-from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
-from source.engines.pretrain import clip_gradients, parameter_groups  # noqa: E402
-from source.models.hipt import PRECISIONS  # noqa: E402
-from source.models.vit import build_vit  # noqa: E402
-from source.pretraining.augment import PatchMultiCrop  # noqa: E402
-from source.pretraining.dino import DINO  # noqa: E402
-from source.pretraining.loss import DINOLoss  # noqa: E402
+from benchmarks.hardware import describe, machine
+from source.data.demo_slide import fetch_demo_slide, read_slide_level0
+from source.models.hipt import PRECISIONS
+from source.models.vit import build_vit
+from source.pretraining.augment import PatchMultiCrop
+from source.pretraining.dino import (
+    DINO,
+    clip_gradients,
+)
+from source.pretraining.loss import DINOLoss
 
 
 def training_rate(batch: int, steps: int, precision: str) -> float:
@@ -43,7 +45,7 @@ def training_rate(batch: int, steps: int, precision: str) -> float:
         {"out_dim": 65536},
         DINOLoss(65536, 10, 0.04, 0.07, 30, 100),
     )
-    optimizer = torch.optim.AdamW(parameter_groups(dino.student), lr=1e-4)
+    optimizer = torch.optim.AdamW(dino.parameter_groups(), lr=1e-4)
     crops = [torch.randn(batch, 3, 224, 224) for _ in range(2)] + [torch.randn(batch, 3, 96, 96) for _ in range(8)]
     times = []
     for step in range(steps + 1):

@@ -26,14 +26,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hardware import describe, machine  # noqa: E402
-from source.data.features import BagDataset, FeatureBank, Split  # noqa: E402
-from source.engines.evaluate import predict_split  # noqa: E402
-from source.engines.optim import build_optimizer  # noqa: E402
-from source.engines.train import Trainer, TrainerSettings  # noqa: E402
-from source.engines.evaluate import encode_once  # noqa: E402
-from source.models.factory import build_slide_model  # noqa: E402
-from source.tasks.classification import ClassificationTask  # noqa: E402
+from benchmarks.hardware import describe, machine
+from source.data.features import BagDataset, FeatureBank, Split
+from source.engines.evaluate import (
+    encode_once,
+    predict_split,
+)
+from source.engines.optim import build_optimizer
+from source.engines.train import Trainer, TrainerSettings
+from source.models.factory import build_slide_model
+from source.tasks.classification import ClassificationTask
 
 
 class InMemoryBank(FeatureBank):

@@ -35,16 +35,16 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hardware import describe, machine  # noqa: E402
-from source.data.demo_slide import fetch_demo_slide, read_slide_level0  # noqa: E402
-from source.data.regions import Region, read_region  # noqa: E402
-from source.data.slides import SlidePlan, plan_slides  # noqa: E402
-from source.engines.extract import Extractor  # noqa: E402
-from source.engines.feature_store import FeatureStore  # noqa: E402
-from source.models.hipt import HIPTEncoder  # noqa: E402
-from source.models.vit import vit4k_xs, vit_small  # noqa: E402
-from source.wsi.reader import WholeSlideRegions  # noqa: E402
-from source.wsi.tiling import PyramidRead  # noqa: E402
+from benchmarks.hardware import describe, machine
+from source.data.demo_slide import fetch_demo_slide, read_slide_level0
+from source.data.regions import Region, read_region
+from source.data.slides import SlidePlan, plan_slides
+from source.engines.extract import Extractor
+from source.engines.feature_store import FeatureStore
+from source.models.hipt import HIPTEncoder
+from source.models.vit import vit4k_xs, vit_small
+from source.wsi.reader import WholeSlideRegions
+from source.wsi.tiling import PyramidRead
 
 
 def read_scaled(source, points, scale: int, index: int):

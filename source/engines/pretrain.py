@@ -13,7 +13,6 @@ from typing import Any, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -53,25 +52,6 @@ def build_schedules(cfg: Any, iterations_per_epoch: int, global_batch: int) -> S
         weight_decay=cosine_schedule(cfg.optim.weight_decay, cfg.optim.weight_decay_end, epochs, iterations_per_epoch),
         momentum=cosine_schedule(cfg.model.momentum_teacher, 1.0, epochs, iterations_per_epoch),
     )
-
-
-def parameter_groups(model: nn.Module) -> list[dict]:
-    """Weight decay on weights; none on biases and norm parameters (1-D tensors)."""
-    decayed, plain = [], []
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            (plain if name.endswith(".bias") or parameter.ndim == 1 else decayed).append(parameter)
-    return [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
-
-
-def clip_gradients(model: nn.Module, clip: float) -> None:
-    """DINO's per-parameter clipping: scale each gradient whose norm exceeds ``clip`` down to it."""
-    for parameter in model.parameters():
-        if parameter.grad is not None:
-            norm = parameter.grad.detach().norm(2)
-            factor = clip / (norm + 1e-6)
-            if factor < 1:
-                parameter.grad.mul_(factor)
 
 
 @dataclass
@@ -218,10 +198,9 @@ class DinoTrainer:
         else:
             loss.backward()
         if self.settings.clip_grad:
-            clip_gradients(self.dino.student, self.settings.clip_grad)
+            self.dino.clip_student_gradients(self.settings.clip_grad)
         if epoch < self.settings.freeze_last_layer:
-            for parameter in self.dino.student.head.last_layer.parameters():
-                parameter.grad = None
+            self.dino.cancel_last_layer_gradients()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

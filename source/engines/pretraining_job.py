@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms
 
@@ -18,7 +17,7 @@ from source.config.rundir import open_run
 from source.devices import resolve_device, usable_workers
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
 from source.engines.callbacks import EarlyStopping
-from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules, parameter_groups
+from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules
 from source.io import atomic_write_text
 from source.log import setup_logging
 from source.models.checkpoints import load_pretrained
@@ -191,10 +190,8 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
     )
     dino = build_dino(cfg, stage, 2 + cfg.aug.local_crops_number).to(device)
     if context.enabled:
-        dino.student_forward = DistributedDataParallel(
-            dino.student, device_ids=[device] if device.type == "cuda" else None
-        )
-    optimizer = torch.optim.AdamW(parameter_groups(dino.student))
+        dino.distribute(device)
+    optimizer = torch.optim.AdamW(dino.parameter_groups())
     schedules = build_schedules(cfg, len(loader), global_batch)
     stopping = cfg.early_stopping
     stopper = EarlyStopping(stopping.min_max == "max", stopping.patience, stopping.min_epoch, stopping.enable)

@@ -205,6 +205,48 @@ def backbone_state_dict(
     return backbone, len(cleaned) - len(backbone), used, ignored_entries
 
 
+@dataclass
+class FittedState:
+    """A checkpoint's backbone mapped onto a model's tensors (:func:`filter_checkpoint`).
+
+    Attributes:
+        state: exactly the model's keys that the checkpoint has with the right shape (pos-embed resized).
+        missing: model keys the checkpoint lacks.
+        misshaped: ``"key (checkpoint shape, model shape)"`` of tensors that do not fit.
+        unexpected: checkpoint keys the model does not have (sorted).
+        resized: ``(old, new)`` pos-embed patch-token counts when it was interpolated, else None.
+    """
+
+    state: dict[str, torch.Tensor]
+    missing: list[str]
+    misshaped: list[str]
+    unexpected: list[str]
+    resized: Optional[tuple[int, int]] = None
+
+
+def filter_checkpoint(backbone: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size]) -> FittedState:
+    """Map a checkpoint's backbone tensors onto a model's ``{key: shape}``, without touching any model.
+
+    A pos-embed of another square grid (same width) is interpolated to the model's; everything else is
+    taken as it is, by name. Pure: the caller decides what a missing or mis-shaped tensor means.
+    """
+    backbone = dict(backbone)
+    resized = None
+    if "pos_embed" in backbone and "pos_embed" in expected and backbone["pos_embed"].shape != expected["pos_embed"]:
+        old, new = backbone["pos_embed"], expected["pos_embed"]
+        if old.shape[-1] == new[-1]:
+            backbone["pos_embed"] = resize_pos_embed(old, int(round((new[1] - 1) ** 0.5)))
+            resized = (old.shape[1] - 1, new[1] - 1)
+    missing = [k for k in expected if k not in backbone]
+    misshaped = [
+        f"{k} (checkpoint {tuple(backbone[k].shape)}, model {tuple(shape)})"
+        for k, shape in expected.items()
+        if k in backbone and backbone[k].shape != shape
+    ]
+    state = {k: backbone[k] for k in expected if k in backbone and backbone[k].shape == expected[k]}
+    return FittedState(state, missing, misshaped, sorted(k for k in backbone if k not in expected), resized)
+
+
 def load_pretrained(
     model: nn.Module,
     path: str | Path,
@@ -236,37 +278,24 @@ def load_pretrained(
     checkpoint = read_checkpoint(path, key)
     backbone, ignored_head, used, ignored_entries = backbone_state_dict(checkpoint, entry, path)
     adopted = _adopt_pos_grid(model, backbone, name) if adopt_pos_grid else None
-    expected = model.state_dict()
-    resized = None
-    if (
-        "pos_embed" in backbone
-        and "pos_embed" in expected
-        and backbone["pos_embed"].shape != expected["pos_embed"].shape
-    ):
-        old, new = backbone["pos_embed"], expected["pos_embed"]
-        if old.shape[-1] == new.shape[-1]:
-            side = int(round((new.shape[1] - 1) ** 0.5))
-            backbone["pos_embed"] = resize_pos_embed(old, side)
-            resized = (old.shape[1] - 1, new.shape[1] - 1)
-            logger.info("%s: interpolated pos_embed of %s from %d to %d patch tokens", name, path, *resized)
-    missing = [k for k in expected if k not in backbone]
-    misshaped = [
-        f"{k} (checkpoint {tuple(backbone[k].shape)}, model {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in backbone and backbone[k].shape != v.shape
-    ]
-    if missing or misshaped:
+    fitted = filter_checkpoint(backbone, {k: v.shape for k, v in model.state_dict().items()})
+    if fitted.resized:
+        logger.info("%s: interpolated pos_embed of %s from %d to %d patch tokens", name, path, *fitted.resized)
+    if fitted.missing or fitted.misshaped:
         problems = []
-        if missing:
-            problems.append(f"missing tensors: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-        if misshaped:
-            problems.append(f"wrong shapes: {', '.join(misshaped[:8])}{' ...' if len(misshaped) > 8 else ''}")
+        if fitted.missing:
+            problems.append(
+                f"missing tensors: {', '.join(fitted.missing[:8])}{' ...' if len(fitted.missing) > 8 else ''}"
+            )
+        if fitted.misshaped:
+            shown = ", ".join(fitted.misshaped[:8])
+            problems.append(f"wrong shapes: {shown}{' ...' if len(fitted.misshaped) > 8 else ''}")
         raise CheckpointError(
             f"checkpoint '{path}' does not fit {name} ({'; '.join(problems)}). Is it the checkpoint of this encoder "
             "and architecture?"
         )
-    unexpected = sorted(k for k in backbone if k not in expected)
-    model.load_state_dict({k: backbone[k] for k in expected}, strict=True)
+    expected, unexpected, resized = fitted.state, fitted.unexpected, fitted.resized
+    model.load_state_dict(fitted.state, strict=True)
     logger.info(
         "%s: loaded %d tensors from %s%s; ignored %d DINO-head tensors%s%s",
         name,

@@ -9,6 +9,25 @@ from source.pretraining.head import DINOHead
 from source.pretraining.loss import DINOLoss
 
 
+def parameter_groups(model: nn.Module) -> list[dict]:
+    """Weight decay on weights; none on biases and norm parameters (1-D tensors)."""
+    decayed, plain = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (plain if name.endswith(".bias") or parameter.ndim == 1 else decayed).append(parameter)
+    return [{"params": decayed}, {"params": plain, "weight_decay": 0.0}]
+
+
+def clip_gradients(model: nn.Module, clip: float) -> None:
+    """DINO's per-parameter clipping: scale each gradient whose norm exceeds ``clip`` down to it."""
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            norm = parameter.grad.detach().norm(2)
+            factor = clip / (norm + 1e-6)
+            if factor < 1:
+                parameter.grad.mul_(factor)
+
+
 class MultiCropWrapper(nn.Module):
     """Backbone + head over a list of crops; consecutive crops of the same size share one backbone pass.
 
@@ -60,6 +79,29 @@ class DINO(nn.Module):
         with torch.no_grad():
             teacher = self.teacher(crops[:2])
         return self.loss(self.student_forward(crops), teacher, epoch)
+
+    # -- optimisation set-up (owned here, not by the training loop) -----------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """The student's AdamW groups: weight decay on weights (its value set per iteration on group 0),
+        none on biases and norms."""
+        return parameter_groups(self.student)
+
+    def distribute(self, device: torch.device) -> None:
+        """Under ``torch.distributed``: the student's forward goes through DDP (gradients all-reduced)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.student_forward = DistributedDataParallel(
+            self.student, device_ids=[device] if device.type == "cuda" else None
+        )
+
+    def clip_student_gradients(self, clip: float) -> None:
+        """DINO's per-parameter clipping of the student's gradients at norm ``clip``."""
+        clip_gradients(self.student, clip)
+
+    def cancel_last_layer_gradients(self) -> None:
+        """Drop the gradients of the head's last layer (frozen in the first ``freeze_last_layer`` epochs)."""
+        for parameter in self.student.head.last_layer.parameters():
+            parameter.grad = None
 
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:

@@ -209,3 +209,22 @@ def test_pickled_code_is_never_executed(tmp_path):
 def test_wrong_entry_lists_available_entries(official_file):
     with pytest.raises(CheckpointError, match="no 'ema' state dict.*'student'"):
         load_pretrained(build_vit("vit_small"), official_file, entry="ema")
+
+
+def test_filter_checkpoint_is_pure_and_maps_keys_onto_the_model():
+    from source.models.checkpoints import filter_checkpoint
+
+    model = vit_small()
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    backbone = dict(model.state_dict())
+    backbone["pos_embed"] = resize_pos_embed(backbone["pos_embed"], 8)  # a 8 x 8 grid against the model's 14 x 14
+    backbone["extra.weight"] = torch.zeros(2)
+    del backbone["norm.bias"]
+    backbone["norm.weight"] = torch.ones(5)
+    fitted = filter_checkpoint(backbone, expected)
+    assert fitted.resized == (64, 196) and fitted.state["pos_embed"].shape == expected["pos_embed"]
+    assert fitted.missing == ["norm.bias"] and fitted.unexpected == ["extra.weight"]
+    assert fitted.misshaped == ["norm.weight (checkpoint (5,), model (384,))"]
+    assert set(fitted.state) == set(expected) - {"norm.bias", "norm.weight"}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "no model is touched"
