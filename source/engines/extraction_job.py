@@ -11,16 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
 from source.config.extraction import RESUME_KEYS, validate_extraction
-from source.config.rundir import open_run
 from source.data.regions import discover_slide_ids, read_slide_list
 from source.data.slides import SlidePlan, plan_slides, shard_plans
 from source.devices import resolve_device, resolve_split_devices
-from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
+from source.distributed import DistributedContext
 from source.engines.extract import Extractor, merge_outcomes, write_reports
 from source.engines.feature_store import FeatureStore
-from source.log import setup_logging
+from source.engines.job import run_job
 from source.models.factory import build_hipt_encoder
-from source.precision import resolve_precision
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)
@@ -62,22 +60,26 @@ def run_extraction_job(cfg: DictConfig) -> int:
         ConfigError: an invalid config (before any work).
         CheckpointError: unusable weights (before any work).
     """
-    context = context_from_env()
-    setup_logging(context.rank)
+    with run_job(
+        cfg,
+        check=_check_extraction,
+        resume_keys=RESUME_KEYS,
+        precision_key="precision",
+        device_of=_extraction_device,
+    ) as job:
+        return _extract(cfg, job.run_dir, job.context, job.device, job.inputs)
+
+
+def _check_extraction(cfg: DictConfig) -> list:
     validate_extraction(cfg)
-    slides = read_inputs(cfg)
-    device = (
-        resolve_split_devices(cfg.device, context.local_rank)[0]
-        if cfg.split_across_gpus
-        else resolve_device(cfg.device, context.local_rank)
-    )
-    context = init_distributed(device)
-    cfg.precision = resolve_precision(cfg.precision.value, device)
-    try:
-        with open_run(cfg, context, RESUME_KEYS) as run_dir:
-            return _extract(cfg, run_dir, context, device, slides)
-    finally:
-        shutdown()
+    return read_inputs(cfg)
+
+
+def _extraction_device(cfg: DictConfig, local_rank: int) -> torch.device:
+    """This process's device; with ``split_across_gpus`` the first of its two (ViT_patch's)."""
+    if cfg.split_across_gpus:
+        return resolve_split_devices(cfg.device, local_rank)[0]
+    return resolve_device(cfg.device, local_rank)
 
 
 def read_inputs(cfg: DictConfig) -> list:

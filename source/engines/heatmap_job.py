@@ -11,11 +11,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.heatmaps import validate_heatmaps
-from source.config.rundir import open_run
 from source.data.regions import BadInputError
 from source.data.slides import shard_plans
-from source.devices import resolve_device
-from source.distributed import DistributedContext, context_from_env, gather_objects, init_distributed, shutdown
+from source.distributed import DistributedContext, gather_objects
+from source.engines.job import run_job
 from source.heatmaps.attention import AttentionReader
 from source.heatmaps.inputs import HeatmapSlides, plan_heatmap_slides, read_heatmap_slides
 from source.heatmaps.settings import RenderSettings
@@ -23,9 +22,7 @@ from source.heatmaps.single import render_patch, render_region, stem
 from source.heatmaps.slide_level import load_slide_model
 from source.heatmaps.slide_render import SlideRenderer
 from source.io import atomic_write_csv, safe_join
-from source.log import setup_logging
 from source.models.factory import build_hipt_encoder
-from source.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -39,20 +36,16 @@ def render_settings(cfg: DictConfig) -> RenderSettings:
 
 def run_heatmap_job(cfg: DictConfig) -> int:
     """Draw every requested map; returns the exit code (1 if a slide failed)."""
-    context = context_from_env()
-    setup_logging(context.rank)
+    with run_job(cfg, check=_check_heatmaps, precision_key="precision") as job:
+        return _draw_all(cfg, job.run_dir, job.context, job.device, job.inputs)
+
+
+def _check_heatmaps(cfg: DictConfig) -> HeatmapSlides:
     validate_heatmaps(cfg)
     slides = read_heatmap_slides(cfg)
     if cfg.extraction_run:
         validate_heatmaps(cfg)  # again with the run's region_size and patch_size
-    device = resolve_device(cfg.device, context.local_rank)
-    context = init_distributed(device)
-    cfg.precision = resolve_precision(cfg.precision.value, device)
-    try:
-        with open_run(cfg, context) as run_dir:
-            return _draw_all(cfg, run_dir, context, device, slides)
-    finally:
-        shutdown()
+    return slides
 
 
 def _draw_all(

@@ -11,14 +11,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
-from source.config.rundir import open_run
 from source.config.training import TRAINING_SCHEMAS
 from source.data.features import feature_bank_of
 from source.data.splits import unlabelled_split
-from source.devices import resolve_device
-from source.distributed import DistributedContext
 from source.engines.evaluate import encode_once, predict_split, write_results
-from source.log import setup_logging
+from source.engines.job import run_job
 from source.models.checkpoints import CheckpointError, read_checkpoint
 from source.models.factory import slide_model_from_config
 from source.tasks.registry import task_class
@@ -57,14 +54,17 @@ def split_by_labels(test_csvs: DictConfig, needed: set[str]) -> tuple[dict[str, 
     return labelled, unlabelled
 
 
-def run_inference_job(cfg: DictConfig, kind: str) -> int:
-    """Predict every csv of ``test_csvs`` with every checkpoint, average, write tables, metrics and plots."""
-    setup_logging()
+def _check_inference(cfg: DictConfig) -> list[Path]:
+    """The checkpoints to predict with, after checking ``test_csvs``."""
     if not OmegaConf.is_dict(cfg.test_csvs) or not cfg.test_csvs:
         raise ConfigError('test_csvs must name the csvs to predict, e.g. test_csvs="{external: /data/external.csv}"')
-    checkpoints = find_checkpoints(cfg)
-    device = resolve_device(cfg.device)
-    with open_run(cfg, DistributedContext()) as run_dir:
+    return find_checkpoints(cfg)
+
+
+def run_inference_job(cfg: DictConfig, kind: str) -> int:
+    """Predict every csv of ``test_csvs`` with every checkpoint, average, write tables, metrics and plots."""
+    with run_job(cfg, check=_check_inference, distributed=False) as job:
+        run_dir, device, checkpoints = job.run_dir, job.device, job.inputs
         per_model: dict[str, list[tuple[pd.DataFrame, float]]] = {name: [] for name in cfg.test_csvs}
         task, unlabelled = None, []
         for path in checkpoints:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -13,16 +14,14 @@ from torchvision import transforms
 
 from source.config.core import ConfigError
 from source.config.pretraining import validate_pretraining
-from source.config.rundir import open_run
-from source.devices import resolve_device, usable_workers
-from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
+from source.devices import usable_workers
+from source.distributed import DistributedContext
 from source.engines.callbacks import EarlyStopping
+from source.engines.job import run_job
 from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules
 from source.io import atomic_write_text
-from source.log import setup_logging
 from source.models.checkpoints import load_pretrained
 from source.models.vit import build_vit
-from source.precision import resolve_precision
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
 from source.pretraining.data import (
     SeededMultiCropDataset,
@@ -153,18 +152,10 @@ def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
 
 def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
     """Pretrain one stage with DINO; returns the exit code."""
-    context = context_from_env()
-    setup_logging(context.rank)
-    validate_pretraining(cfg, stage)
-    device = resolve_device(cfg.device, context.local_rank)
-    context = init_distributed(device)
-    cfg.speed.precision = resolve_precision(cfg.speed.precision.value, device, "speed.precision")
-    try:
-        with open_run(cfg, context, RESUME_KEYS) as run_dir:
-            _pretrain(cfg, stage, run_dir, context, device)
-        return 0
-    finally:
-        shutdown()
+    check = functools.partial(validate_pretraining, stage=stage)
+    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, precision_key="speed.precision") as job:
+        _pretrain(cfg, stage, job.run_dir, job.context, job.device)
+    return 0
 
 
 def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedContext, device: torch.device) -> None:
@@ -230,15 +221,17 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
     logger.info("teacher snapshot: %s (load it with pretrain_vit_%s=%s)", snapshot, stage, snapshot)
 
 
-def run_knn_job(cfg: DictConfig) -> int:
-    """Embed a labelled set with a checkpoint and score the kNN classifier; writes ``metrics.json``."""
-    setup_logging()
+def _check_knn(cfg: DictConfig) -> None:
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is not set: give a DINO snapshot, an official checkpoint or a backbone file")
     if not (cfg.downstream.train_csv and cfg.downstream.test_csv):
         raise ConfigError("downstream.train_csv and downstream.test_csv are needed")
-    device = resolve_device(cfg.device)
-    with open_run(cfg, DistributedContext()) as run_dir:
+
+
+def run_knn_job(cfg: DictConfig) -> int:
+    """Embed a labelled set with a checkpoint and score the kNN classifier; writes ``metrics.json``."""
+    with run_job(cfg, check=_check_knn, distributed=False) as job:
+        run_dir, device = job.run_dir, job.device
         backbone = build_vit(cfg.arch)
         load_pretrained(backbone, cfg.checkpoint, entry=cfg.checkpoint_key, name=cfg.arch, key="checkpoint")
         backbone.to(device)

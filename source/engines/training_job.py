@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -12,17 +13,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
-from source.config.rundir import open_run
 from source.config.training import RESUME_KEYS, validate_training
 from source.data.features import Split, feature_bank_of
 from source.data.labels import discover_folds
-from source.devices import resolve_device
-from source.distributed import DistributedContext
 from source.engines.evaluate import encode_once, predict_split, write_results
+from source.engines.job import run_job
 from source.engines.optim import build_optimizer, build_scheduler
 from source.engines.train import Trainer, TrainerSettings
 from source.io import atomic_write_csv
-from source.log import setup_logging
 from source.models.factory import slide_model_from_config
 from source.plots import plot_curves
 from source.tasks.base import Task
@@ -147,10 +145,9 @@ def summarize_folds(fold_metrics: dict[int, dict], out_path: Path) -> pd.DataFra
 
 def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
     """Train (one set of csvs, or every fold of ``data.fold_dir``); returns the exit code."""
-    setup_logging()
-    validate_training(cfg, multi)
-    device = resolve_device(cfg.device)
-    with open_run(cfg, DistributedContext(), RESUME_KEYS) as run_dir:
+    check = functools.partial(validate_training, multi=multi)
+    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, distributed=False) as job:
+        run_dir, device = job.run_dir, job.device
         tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg)
         try:
             if not multi:

@@ -1,0 +1,79 @@
+"""The one skeleton of every job: logging, checks, device, processes, precision, run folder, shutdown.
+
+Each ``run_*_job`` is ``with run_job(cfg, ...) as job: <its own work>``; the entry scripts map errors to
+exit codes with :func:`source.entry.exit_with`. The order is fixed so that every mistake a user can make
+in the config or the inputs is reported before a device, a process group or a run folder exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from source.config.rundir import open_run
+from source.devices import resolve_device
+from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
+from source.log import setup_logging
+from source.precision import resolve_precision
+
+
+@dataclass
+class Job:
+    """What the skeleton hands a job's body.
+
+    Attributes:
+        run_dir: ``output_dir/<experiment_name>/<run_id>/`` (config saved, ``log.txt`` open).
+        context: this process's rank and world size (one process: rank 0 of 1).
+        device: this process's device.
+        inputs: what the ``check`` callable returned (e.g. the slides read before any work).
+    """
+
+    run_dir: Path
+    context: DistributedContext
+    device: torch.device
+    inputs: Any = None
+
+
+def _default_device(cfg: DictConfig, local_rank: int) -> torch.device:
+    return resolve_device(cfg.device, local_rank)
+
+
+@contextlib.contextmanager
+def run_job(
+    cfg: DictConfig,
+    check: Optional[Callable[[DictConfig], Any]] = None,
+    resume_keys: Sequence[str] = (),
+    distributed: bool = True,
+    precision_key: Optional[str] = None,
+    device_of: Callable[[DictConfig, int], torch.device] = _default_device,
+) -> Iterator[Job]:
+    """Set a job up, yield it, shut it down.
+
+    Args:
+        cfg: the job's config (needs ``device``, ``output_dir``, ``experiment_name``, ``run_id``, ``resume``).
+        check: validates the config and reads the inputs (raising user errors) before anything else.
+        resume_keys: keys a resumed run must not change.
+        distributed: join torchrun's process group (from the environment); False: one process.
+        precision_key: dotted key of a precision to resolve for the device (``auto`` -> what it runs natively).
+        device_of: ``(cfg, local_rank) -> device`` (default ``resolve_device(cfg.device, local_rank)``).
+    """
+    context = context_from_env() if distributed else DistributedContext()
+    setup_logging(context.rank)
+    inputs = check(cfg) if check is not None else None
+    device = device_of(cfg, context.local_rank)
+    if distributed:
+        context = init_distributed(device)
+    if precision_key is not None:
+        requested = OmegaConf.select(cfg, precision_key)
+        OmegaConf.update(cfg, precision_key, resolve_precision(str(requested.value), device, precision_key))
+    try:
+        with open_run(cfg, context, resume_keys) as run_dir:
+            yield Job(run_dir, context, device, inputs)
+    finally:
+        if distributed:
+            shutdown()
