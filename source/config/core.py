@@ -29,12 +29,6 @@ def check_at_least(values: dict[str, Any], minimum: int = 1) -> None:
             raise ConfigError(f"{key} must be >= {minimum}, got {value}")
 
 
-def check_resume(cfg: DictConfig) -> None:
-    """``resume: true`` needs the ``run_id`` of the run to continue."""
-    if cfg.resume and not cfg.run_id:
-        raise ConfigError("resume: true needs run_id: set run_id to the folder name of the run to continue")
-
-
 def check_share(key: str, value: Any) -> None:
     """A share of the data in (0, 1] (or null: all)."""
     if value is not None and not 0 < value <= 1:

@@ -9,7 +9,8 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError, check_at_least, check_resume
+from source.config.core import ConfigError, check_at_least
+from source.config.run_block import RunBlock, check_run_block
 
 Level = Enum("Level", {"global": "global", "local": "local"}, type=str)
 """What a slide's feature file holds: ``global`` [M, 192] (ViT_patch + ViT_region) or ``local``
@@ -60,7 +61,7 @@ class TilingSettings:
 
 
 @dataclass
-class ExtractionConfig:
+class ExtractionConfig(RunBlock):
     """Every key of ``config/default.yaml``; see that file for what each one means."""
 
     region_dir: Optional[str] = None
@@ -69,10 +70,7 @@ class ExtractionConfig:
     save_region_images: bool = False
     tiling: TilingSettings = field(default_factory=TilingSettings)
     slide_list: Optional[str] = None
-    output_dir: str = "output"
     experiment_name: str = "feature_extraction"
-    run_id: Optional[str] = None
-    resume: bool = False
     region_size: int = 4096
     patch_size: int = 256
     mini_patch_size: int = 16
@@ -88,7 +86,6 @@ class ExtractionConfig:
     seed: int = 0
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    device: str = "auto"
     precision: Precision = Precision.fp32
     batch_size: int = 1
     patch_batch_size: int = 256
@@ -134,9 +131,8 @@ def validate_extraction(cfg: DictConfig) -> None:
     check_at_least({"batch_size": cfg.batch_size, "patch_batch_size": cfg.patch_batch_size})
     check_at_least({"num_workers": cfg.num_workers}, 0)
     check_normalisation(cfg.mean, cfg.std)
-    check_device(cfg.device)
     check_architectures(cfg.vit_patch_arch, cfg.vit_region_arch)
-    check_resume(cfg)
+    check_run_block(cfg)
     if cfg.split_across_gpus and cfg.level != Level["global"]:
         raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
     if not str(cfg.format).strip(".") or "/" in str(cfg.format):
@@ -163,13 +159,6 @@ def check_normalisation(mean, std) -> None:
             raise ConfigError(f"{key} needs one value per RGB channel (3 values), got {list(values)}")
     if any(value <= 0 for value in std):
         raise ConfigError(f"std values must be positive, got {list(std)}")
-
-
-def check_device(device: object) -> None:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:<index>``."""
-    device = str(device)
-    if not (device in {"auto", "cpu", "cuda"} or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:<index>, got '{device}'")
 
 
 def check_architectures(

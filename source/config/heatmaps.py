@@ -8,13 +8,14 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError, check_at_least, check_resume
+from source.config.core import ConfigError, check_at_least
 from source.config.extraction import Precision, TilingSettings, check_architectures, validate_whole_slide_keys
+from source.config.run_block import RunBlock, check_run_block
 from source.heatmaps.settings import RenderSettings
 
 
 @dataclass
-class HeatmapConfig(RenderSettings):
+class HeatmapConfig(RunBlock, RenderSettings):
     """Every key of ``config/heatmaps/default.yaml`` (the drawing keys come from :class:`RenderSettings`)."""
 
     patch_fp: Optional[str] = None
@@ -35,12 +36,8 @@ class HeatmapConfig(RenderSettings):
     img_size_pretrained: Optional[int] = None
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    output_dir: str = "output"
     experiment_name: str = "heatmaps"
-    run_id: Optional[str] = None
-    resume: bool = False
     seed: int = 0
-    device: str = "auto"
     precision: Precision = Precision.fp32
     patch_batch_size: int = 64
 
@@ -61,7 +58,7 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     _validate_drawing(cfg)
     check_architectures(cfg.vit_patch_arch)
     check_at_least({"patch_batch_size": cfg.patch_batch_size})
-    check_resume(cfg)
+    check_run_block(cfg)
 
 
 def _validate_inputs(cfg: DictConfig) -> None:

@@ -11,13 +11,14 @@ from typing import Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.choices import KnnMetric, MinMax
-from source.config.core import ConfigError, check_at_least, check_resume, check_share
+from source.config.core import ConfigError, check_at_least, check_share
 from source.config.extraction import (
     Precision,
     TilingSettings,
     WandbConfig,
     validate_whole_slide_keys,
 )
+from source.config.run_block import RunBlock, check_run_block
 
 
 @dataclass
@@ -100,16 +101,12 @@ class KnnConfig:
 
 
 @dataclass
-class PretrainingConfig:
+class PretrainingConfig(RunBlock):
     """Every key of ``config/pretraining/{patch,region}.yaml``."""
 
     data_dir: str = MISSING
-    output_dir: str = "output"
     experiment_name: str = "dino"
-    run_id: Optional[str] = None
-    resume: bool = False
     seed: int = 0
-    device: str = "auto"
     model: DinoModelConfig = field(default_factory=DinoModelConfig)
     training: DinoTrainingConfig = field(default_factory=DinoTrainingConfig)
     optim: DinoOptimConfig = field(default_factory=DinoOptimConfig)
@@ -145,7 +142,7 @@ PRETRAINING_SCHEMAS = {"patch": PatchPretrainingConfig, "region": PretrainingCon
 
 
 @dataclass
-class KnnEvalConfig:
+class KnnEvalConfig(RunBlock):
     """Every key of ``config/pretraining/knn.yaml``."""
 
     checkpoint: Optional[str] = None
@@ -156,11 +153,7 @@ class KnnEvalConfig:
     knn: KnnConfig = field(default_factory=KnnConfig)
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    output_dir: str = "output"
     experiment_name: str = "knn"
-    run_id: Optional[str] = None
-    resume: bool = False
-    device: str = "auto"
 
 
 def validate_pretraining(cfg: DictConfig, stage: str) -> None:
@@ -196,7 +189,7 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
         raise ConfigError(
             "early_stopping.enable needs a labelled downstream set: set downstream.train_csv and downstream.test_csv"
         )
-    check_resume(cfg)
+    check_run_block(cfg)
 
 
 def _clamp_warmups(cfg: DictConfig) -> None:

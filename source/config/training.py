@@ -9,8 +9,9 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.choices import AggMethod, CheckpointChoice, MinMax, Optimizer, PosEmbed, Scheduler
-from source.config.core import ConfigError, check_at_least, check_resume, check_share
+from source.config.core import ConfigError, check_at_least, check_share
 from source.config.extraction import Level, WandbConfig
+from source.config.run_block import RunBlock, check_run_block
 
 
 @dataclass
@@ -95,20 +96,16 @@ class SurvivalModelConfig(ModelConfig):
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(RunBlock):
     """Keys shared by classification and survival training."""
 
     data: DataConfig = field(default_factory=DataConfig)
     features_dir: str = MISSING
-    output_dir: str = "output"
     experiment_name: str = "training"
-    run_id: Optional[str] = None
-    resume: bool = False
     seed: int = 0
     level: Level = Level["global"]
     nepochs: int = 50
     label_name: str = "label"
-    device: str = "auto"
     training: TrainingSection = field(default_factory=TrainingSection)
     tuning: TuningSection = field(default_factory=TuningSection)
     testing: TestingSection = field(default_factory=TestingSection)
@@ -132,7 +129,7 @@ class SurvivalConfig(TrainingConfig):
 
 
 @dataclass
-class InferenceConfig:
+class InferenceConfig(RunBlock):
     """Keys of ``inference/*.py``."""
 
     checkpoints: list[str] = field(default_factory=list)
@@ -140,11 +137,7 @@ class InferenceConfig:
     checkpoint_name: str = "best"
     test_csvs: Any = None
     features_dir: Optional[str] = None
-    output_dir: str = "output"
     experiment_name: str = "inference"
-    run_id: Optional[str] = None
-    resume: bool = False
-    device: str = "auto"
 
 
 TRAINING_SCHEMAS = {"classification": ClassificationConfig, "survival": SurvivalConfig}
@@ -184,7 +177,7 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
     check_share("training.pct", cfg.training.pct)
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
-    check_resume(cfg)
+    check_run_block(cfg)
     if "label_mapping" in cfg and cfg.label_mapping is not None:
         _check_label_mapping(cfg)
     check_at_least({key: cfg[key] for key in ("num_classes", "nbins") if key in cfg}, 2)

@@ -11,6 +11,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import ConfigError
+from source.config.run_block import check_run_block
 from source.config.training import TRAINING_SCHEMAS
 from source.data.features import feature_bank_of
 from source.data.splits import unlabelled_split
@@ -55,7 +56,8 @@ def split_by_labels(test_csvs: DictConfig, needed: set[str]) -> tuple[dict[str, 
 
 
 def _check_inference(cfg: DictConfig) -> list[Path]:
-    """The checkpoints to predict with, after checking ``test_csvs``."""
+    """The checkpoints to predict with, after checking ``test_csvs`` and the run block."""
+    check_run_block(cfg)
     if not OmegaConf.is_dict(cfg.test_csvs) or not cfg.test_csvs:
         raise ConfigError('test_csvs must name the csvs to predict, e.g. test_csvs="{external: /data/external.csv}"')
     return find_checkpoints(cfg)

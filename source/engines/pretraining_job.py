@@ -14,6 +14,7 @@ from torchvision import transforms
 
 from source.config.core import ConfigError
 from source.config.pretraining import validate_pretraining
+from source.config.run_block import check_run_block
 from source.devices import usable_workers
 from source.distributed import DistributedContext
 from source.engines.callbacks import EarlyStopping
@@ -222,6 +223,7 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
 
 
 def _check_knn(cfg: DictConfig) -> None:
+    check_run_block(cfg)
     if not cfg.checkpoint:
         raise ConfigError("checkpoint is not set: give a DINO snapshot, an official checkpoint or a backbone file")
     if not (cfg.downstream.train_csv and cfg.downstream.test_csv):
