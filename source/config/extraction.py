@@ -173,20 +173,36 @@ def check_architectures(
 
 
 def _validate_input(cfg: DictConfig) -> None:
-    if bool(cfg.region_dir) == bool(cfg.wsi_csv):
-        given = "both are set" if cfg.region_dir else "neither is set"
-        raise ConfigError(
-            f"give exactly one input, region_dir or wsi_csv ({given}): wsi_csv=slides.csv reads whole-slide images "
-            "(columns slide_id, image_path[, mask_path][, spacing_at_level_0]); region_dir=/data/regions reads "
-            "<slide_id>/imgs/<x>_<y>.<format> region images"
-        )
-    if cfg.region_dir and not Path(cfg.region_dir).is_dir():
-        raise ConfigError(f"region_dir '{cfg.region_dir}' is not a folder: check the path")
+    check_one_input(
+        cfg,
+        "region_dir",
+        "region_dir=/data/regions reads <slide_id>/imgs/<x>_<y>.<format> region images",
+        "a folder: check the path",
+    )
     validate_whole_slide_keys(cfg)
     if cfg.save_region_images and not cfg.wsi_csv:
         raise ConfigError(
             "save_region_images only applies to wsi_csv input (region_dir input already is region images)"
         )
+
+
+WSI_CSV_USE = (
+    "wsi_csv=slides.csv reads whole-slide images (columns slide_id, image_path[, mask_path][, spacing_at_level_0])"
+)
+
+
+def check_one_input(cfg: DictConfig, folder_key: str, folder_use: str, folder_meaning: str) -> None:
+    """Exactly one of ``folder_key`` (an existing folder) and ``wsi_csv`` is set.
+
+    Args:
+        folder_use: how the folder input is used, for the message (e.g. ``region_dir=... reads ...``).
+        folder_meaning: what the folder must be, for the message when it is not one.
+    """
+    if bool(cfg[folder_key]) == bool(cfg.wsi_csv):
+        given = "both are set" if cfg.wsi_csv else "neither is set"
+        raise ConfigError(f"give exactly one input, {folder_key} or wsi_csv ({given}): {WSI_CSV_USE}; {folder_use}")
+    if cfg[folder_key] and not Path(cfg[folder_key]).is_dir():
+        raise ConfigError(f"{folder_key} '{cfg[folder_key]}' is not {folder_meaning}")
 
 
 def validate_whole_slide_keys(cfg: DictConfig) -> None:

@@ -16,6 +16,7 @@ from source.config.extraction import (
     Precision,
     TilingSettings,
     WandbConfig,
+    check_one_input,
     validate_whole_slide_keys,
 )
 from source.config.run_block import RunBlock, check_run_block
@@ -207,15 +208,7 @@ def _clamp_warmups(cfg: DictConfig) -> None:
 
 
 def _validate_patch_input(cfg: DictConfig) -> None:
-    if bool(cfg.data_dir) == bool(cfg.wsi_csv):
-        given = "both are set" if cfg.data_dir else "neither is set"
-        raise ConfigError(
-            f"give exactly one input, data_dir or wsi_csv ({given}): wsi_csv=slides.csv pretrains on patches read from "
-            "whole-slide images (columns slide_id, image_path[, mask_path][, spacing_at_level_0]); "
-            "data_dir=/data/patches on patch image files"
-        )
-    if cfg.data_dir and not Path(cfg.data_dir).is_dir():
-        raise ConfigError(f"data_dir '{cfg.data_dir}' is not a folder of patch images")
+    check_one_input(cfg, "data_dir", "data_dir=/data/patches reads patch image files", "a folder of patch images")
     validate_whole_slide_keys(cfg)
     if cfg.data.patch_size < 16:
         raise ConfigError(f"data.patch_size must be at least 16 px, got {cfg.data.patch_size}")

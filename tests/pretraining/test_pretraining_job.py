@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from source.config.core import ConfigError
-from source.engines import pretrain as pretrain_module
 from source.engines.pretraining_job import run_knn_job, run_pretraining_job
 from source.models.factory import build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.pretraining.data import PretrainingDataError
 from tests.helpers import REPO, pretraining_config
+from tests.pretraining.dino_runs import assert_killed_run_resumes, log
 
 FAST_PATCH = {
     "model.arch": "vit_tiny",
@@ -46,10 +46,6 @@ FAST_REGION = {
     "optim.lr": 0.05,
     "device": "cpu",
 }
-
-
-def log(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def patch_run(tmp_path, patch_dir, run_id="run", **overrides):
@@ -134,24 +130,9 @@ def test_region_stage_on_level_local_features(tmp_path, region_tensor_dir):
 
 
 def test_resume_continues_identically(tmp_path, patch_dir, monkeypatch):
-    assert patch_run(tmp_path / "a", patch_dir)[0] == 0
-    original = pretrain_module.DinoTrainer.save
-
-    def killed(self, name, epoch):
-        original(self, name, epoch)
-        if name == "latest" and epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", killed)
-    with pytest.raises(KeyboardInterrupt):
-        patch_run(tmp_path / "b", patch_dir)
-    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", original)
-    assert patch_run(tmp_path / "b", patch_dir, resume=True)[0] == 0
-    full, resumed = tmp_path / "a" / "dino_patch" / "run", tmp_path / "b" / "dino_patch" / "run"
-    assert [r["loss"] for r in log(resumed)] == pytest.approx([r["loss"] for r in log(full)], rel=1e-6)
-    a, b = (torch.load(p / "latest.pt", weights_only=True)["teacher"] for p in (full, resumed))
-    for key in a:
-        torch.testing.assert_close(a[key], b[key])
+    assert_killed_run_resumes(
+        lambda root, **keys: patch_run(root, patch_dir, **keys), tmp_path, monkeypatch, kill_after=1
+    )
 
 
 def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, patch_dir):

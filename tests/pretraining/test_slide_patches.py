@@ -1,6 +1,5 @@
 """DINO patch pretraining straight from whole-slide images, and epochs balanced across slides."""
 
-import json
 import logging
 import subprocess
 import sys
@@ -8,14 +7,13 @@ import sys
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from source.engines import pretrain as pretrain_module
 from source.engines.pretraining_job import run_pretraining_job
 from source.pretraining.data import PretrainingDataError
 from source.pretraining.sampling import BalancedEpochSampler, balanced_quota
 from source.wsi.coordinates import load_coordinates
 from tests.helpers import REPO, pretraining_config, subprocess_environment
+from tests.pretraining.dino_runs import assert_killed_run_resumes, log
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
@@ -37,10 +35,6 @@ FAST = {
     "data.patch_size": 128,
     "data.patches_per_epoch": 16,
 }
-
-
-def log(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
 
 def wsi_run(tmp_path, csv, run_id="run", **overrides):
@@ -78,24 +72,7 @@ def test_patch_stage_from_whole_slides_trains_monitors_and_writes_no_patch(tmp_p
 
 
 def test_resume_from_whole_slides_continues_identically(tmp_path, wsi_csv, monkeypatch):
-    assert wsi_run(tmp_path / "a", wsi_csv)[0] == 0
-    original = pretrain_module.DinoTrainer.save
-
-    def killed(self, name, epoch):
-        original(self, name, epoch)
-        if name == "latest" and epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", killed)
-    with pytest.raises(KeyboardInterrupt):
-        wsi_run(tmp_path / "b", wsi_csv)
-    monkeypatch.setattr(pretrain_module.DinoTrainer, "save", original)
-    assert wsi_run(tmp_path / "b", wsi_csv, resume=True)[0] == 0
-    full, resumed = tmp_path / "a" / "dino_patch" / "run", tmp_path / "b" / "dino_patch" / "run"
-    assert [r["loss"] for r in log(resumed)] == pytest.approx([r["loss"] for r in log(full)], rel=1e-6)
-    a, b = (torch.load(p / "latest.pt", weights_only=True)["teacher"] for p in (full, resumed))
-    for key in a:
-        torch.testing.assert_close(a[key], b[key])
+    assert_killed_run_resumes(lambda root, **keys: wsi_run(root, wsi_csv, **keys), tmp_path, monkeypatch, kill_after=0)
 
 
 def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, wsi_csv):
