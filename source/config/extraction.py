@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig
 
@@ -81,6 +81,7 @@ class ExtractionConfig(RunBlock):
     pretrain_vit_region: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
     checkpoint_key: str = "teacher"
     vit_patch_arch: str = "vit_small"
+    vit_patch_kwargs: Any = None
     vit_region_arch: str = "vit4k_xs"
     img_size_pretrained: Optional[int] = None
     seed: int = 0
@@ -104,6 +105,7 @@ RESUME_KEYS = (
     "pretrain_vit_region",
     "checkpoint_key",
     "vit_patch_arch",
+    "vit_patch_kwargs",
     "vit_region_arch",
     "img_size_pretrained",
     "mean",
@@ -164,12 +166,15 @@ def check_normalisation(mean, std) -> None:
 def check_architectures(
     patch_arch: str, region_arch: str | None = None, keys=("vit_patch_arch", "vit_region_arch")
 ) -> None:
-    """Registered ViT_patch (pixels) / ViT_region (grid) architecture names (:mod:`source.models.registry`)."""
-    from source.models.registry import EncoderKind, encoder_names
+    """Registered ViT_patch (pixels, or ``timm:<model>``) / ViT_region (grid) names (:mod:`source.models.registry`)."""
+    from source.models.registry import EncoderKind, encoder_spec
 
     for key, name, kind in ((keys[0], patch_arch, EncoderKind.pixels), (keys[1], region_arch, EncoderKind.grid)):
-        if name is not None and name not in encoder_names(kind):
-            raise ConfigError(f"{key} must be one of {list(encoder_names(kind))}, got '{name}'")
+        if name is not None:
+            try:
+                encoder_spec(name, kind)
+            except ValueError as error:
+                raise ConfigError(f"{key}: {error}") from error
 
 
 def _validate_input(cfg: DictConfig) -> None:

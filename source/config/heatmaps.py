@@ -57,6 +57,14 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     validate_whole_slide_keys(cfg)
     _validate_drawing(cfg)
     check_architectures(cfg.vit_patch_arch)
+    from source.models.registry import TIMM_BUILDER, encoder_spec
+
+    if encoder_spec(cfg.vit_patch_arch).builder == TIMM_BUILDER:
+        raise ConfigError(
+            f"vit_patch_arch '{cfg.vit_patch_arch}': attention maps of timm / foundation-model patch encoders are not "
+            "supported by attention_visualization.py yet (extraction, region pretraining and training are); use "
+            "vit_tiny, vit_small or vit_base"
+        )
     check_at_least({"patch_batch_size": cfg.patch_batch_size})
     check_run_block(cfg)
 

@@ -35,6 +35,7 @@ class DinoModelConfig:
     drop_path_rate: float = 0.1
     pretrained_weights: Optional[str] = None
     checkpoint_key: str = "teacher"
+    input_dim: Optional[int] = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from source.distributed import DistributedContext
 from source.engines.extract import Extractor, merge_outcomes, write_reports
 from source.engines.feature_store import FeatureStore
 from source.engines.job import run_job
+from source.io import atomic_write_json
 from source.models.factory import build_hipt_encoder
 from source.tracking import Tracker
 
@@ -41,6 +43,7 @@ def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
         std=tuple(cfg.std),
         precision=cfg.precision.value,
         mini_patch_size=cfg.mini_patch_size,
+        patch_kwargs=OmegaConf.to_container(cfg.vit_patch_kwargs) if cfg.vit_patch_kwargs else None,
     )
     if cfg.split_across_gpus:
         encoder.place(*resolve_split_devices(cfg.device, local_rank))
@@ -51,6 +54,27 @@ def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
         if encoder.vit_region is not None:
             encoder.vit_region.compile()
     return encoder
+
+
+def record_patch_transform(vit_patch, run_dir: Path, resume: bool) -> None:
+    """Write the patch encoder's transform to ``patch_transform.json``; on resume, refuse one that changed.
+
+    Raises:
+        ConfigError: a resumed run whose encoder resizes or normalises patches differently.
+    """
+    transform = getattr(vit_patch, "transform", None)
+    if transform is None:
+        return
+    path = run_dir / "patch_transform.json"
+    current = transform.as_dict()
+    if resume and path.exists():
+        saved = json.loads(path.read_text())
+        if saved != current:
+            raise ConfigError(
+                f"resume: the patch encoder's transform was {saved} ({path}) but is {current} now; features of the "
+                "two would not match. Use the same encoder or another run_id"
+            )
+    atomic_write_json(path, current)
 
 
 def run_extraction_job(cfg: DictConfig) -> int:
@@ -163,6 +187,8 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
         cfg.level.value,
     )
     encoder = build_encoder_from_config(cfg, context.local_rank)
+    if context.is_main:
+        record_patch_transform(encoder.vit_patch, run_dir, cfg.resume)
     tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
     extractor = Extractor(
         encoder,

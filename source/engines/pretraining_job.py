@@ -50,7 +50,8 @@ def training_dataset(
     (stage ``region``), and the group (slide) of each sample for balanced epochs."""
     aug, bad = cfg.aug, cfg.training.max_bad_fraction
     if stage == "region":
-        files, grid = find_region_tensors(cfg.data_dir)
+        files, grid, width = find_region_tensors(cfg.data_dir)
+        cfg.model.input_dim = width
         augment = RegionMultiCrop(grid, aug.global_crop_fraction, aug.local_crop_fraction, aug.local_crops_number)
         return SeededMultiCropDataset(files, load_grid, augment, cfg.seed), [0] * len(files)
     augment = PatchMultiCrop(
@@ -130,7 +131,9 @@ def knn_monitor(cfg: DictConfig, stage: str, run_dir: Path, mean, std) -> KnnMon
 def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
     """Student (with drop-path, optionally from ``model.pretrained_weights``), teacher, heads and loss."""
     model = cfg.model
-    student, teacher = build_vit(model.arch, drop_path_rate=model.drop_path_rate), build_vit(model.arch)
+    widths = {"input_dim": model.input_dim} if stage == "region" and model.input_dim else {}
+    student = build_vit(model.arch, drop_path_rate=model.drop_path_rate, **widths)
+    teacher = build_vit(model.arch, **widths)
     if model.pretrained_weights:
         load_pretrained(
             student,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+from torch import nn
 
 from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
@@ -54,16 +55,24 @@ def build_vit_patch(
     entry: str = "teacher",
     token_size: int = TOKEN_SIZE,
     key: str = PATCH_KEY,
-) -> VisionTransformer:
-    """ViT_patch (ViT-S/16 by default), loaded from ``weights`` (given by config key ``key``)."""
-    return _vit_patch_with_report(arch, weights, entry, token_size, key)[0]
+    arch_kwargs: Optional[dict] = None,
+):
+    """ViT_patch (ViT-S/16 by default, any registered pixel encoder or ``timm:<model>``), loaded from ``weights``
+    (given by config key ``key``); ``arch_kwargs`` go to the architecture's builder (timm: ``create_model``)."""
+    return _vit_patch_with_report(arch, weights, entry, token_size, key, arch_kwargs)[0]
 
 
 def _vit_patch_with_report(
-    arch: str, weights: Optional[str | Path], entry: str, token_size: int, key: str = PATCH_KEY
-) -> tuple[VisionTransformer, Optional[LoadReport]]:
-    model = build_encoder(arch, EncoderKind.pixels, patch_size=token_size)
-    return model, load_or_warn(model, weights, entry, "vit_patch", key)
+    arch: str,
+    weights: Optional[str | Path],
+    entry: str,
+    token_size: int,
+    key: str = PATCH_KEY,
+    arch_kwargs: Optional[dict] = None,
+) -> tuple[nn.Module, Optional[LoadReport]]:
+    model = build_encoder(arch, EncoderKind.pixels, patch_size=token_size, **(arch_kwargs or {}))
+    target = getattr(model, "model", model)  # a timm encoder's weights are those of its timm model
+    return model, load_or_warn(target, weights, entry, "vit_patch", key)
 
 
 def build_vit_region(
@@ -102,6 +111,7 @@ def build_hipt_encoder(
     precision: str = "fp32",
     mini_patch_size: int = TOKEN_SIZE,
     keys: tuple[str, str] = (PATCH_KEY, REGION_KEY),
+    patch_kwargs: Optional[dict] = None,
 ) -> HIPTEncoder:
     """The region encoder for ``level`` ``global`` (ViT_patch + ViT_region) or ``local`` (ViT_patch only).
 
@@ -109,7 +119,21 @@ def build_hipt_encoder(
     ``std`` here is warned about (the encoder would see pixels unlike those it learned from). ``keys``
     are the config keys of the two weights, named in warnings and errors.
     """
-    vit_patch, report = _vit_patch_with_report(patch_arch, pretrain_vit_patch, checkpoint_key, mini_patch_size, keys[0])
+    vit_patch, report = _vit_patch_with_report(
+        patch_arch, pretrain_vit_patch, checkpoint_key, mini_patch_size, keys[0], patch_kwargs
+    )
+    transform = getattr(vit_patch, "transform", None)
+    if transform is not None:  # a timm / foundation-model encoder brings its own normalisation
+        if (tuple(mean), tuple(std)) != (transform.mean, transform.std):
+            logger.info(
+                "vit_patch %s normalises with its own mean %s / std %s (input %d px, %s): mean and std are not used",
+                patch_arch,
+                list(transform.mean),
+                list(transform.std),
+                transform.input_size,
+                transform.interpolation,
+            )
+        mean, std = transform.mean, transform.std
     vit_patch.eval()
     if report is not None and report.normalisation is not None:
         trained_mean, trained_std = report.normalisation

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Optional
 
 
 class EncoderKind(str, Enum):
@@ -32,15 +32,17 @@ class EncoderSpec:
         name: the name configs use (``vit_patch_arch``, ``vit_region_arch``, ``model.arch``).
         kind: pixels or grid.
         builder: ``module:function`` returning the ``nn.Module`` (keyword arguments passed through).
-        embed_dim: width of its output features (and of its tokens).
+        embed_dim: width of its output features (None: known once built, e.g. ``timm:<model>``).
         description: one line for listings and errors.
     """
 
     name: str
     kind: EncoderKind
     builder: str
-    embed_dim: int
+    embed_dim: Optional[int]
     description: str
+    options: tuple[tuple[str, Any], ...] = ()
+    """Fixed keyword arguments of the builder (e.g. the preset name)."""
 
 
 ENCODERS: dict[str, EncoderSpec] = {}
@@ -66,6 +68,15 @@ for _spec in (
 ):
     register(_spec)
 
+TIMM_BUILDER = "source.models.timm_encoders:build_timm_encoder"
+PRESET_WIDTHS = {"uni": 1024, "uni2": 1536, "virchow2": 2560, "h_optimus_0": 1536, "prov_gigapath": 1536}
+"""Pathology foundation models (:data:`source.models.timm_encoders.PRESETS`) and their output widths."""
+for _name, _width in PRESET_WIDTHS.items():
+    register(EncoderSpec(_name, EncoderKind.pixels, TIMM_BUILDER, _width, f"{_name} (timm preset)", (("name", _name),)))
+
+DYNAMIC_PREFIXES = ("timm:", "hf-hub:")
+"""Pixel encoders named by timm (``timm:<model>``) or by a Hugging Face Hub id (``hf-hub:<org>/<model>``)."""
+
 DEFAULT_PATCH_ENCODER = "vit_small"
 DEFAULT_REGION_ENCODER = "vit4k_xs"
 
@@ -82,14 +93,18 @@ def encoder_spec(name: str, kind: EncoderKind | str | None = None) -> EncoderSpe
         ValueError: an unknown name, or one of the other kind; the message lists the valid names.
     """
     spec = ENCODERS.get(name)
+    if spec is None and name.startswith(DYNAMIC_PREFIXES):
+        spec = EncoderSpec(name, EncoderKind.pixels, TIMM_BUILDER, None, f"{name} (timm)", (("name", name),))
     if spec is None or (kind is not None and spec.kind != EncoderKind(kind)):
         valid = encoder_names(kind) if kind is not None else tuple(ENCODERS)
         what = f"{EncoderKind(kind).value} encoder" if kind is not None else "encoder"
-        raise ValueError(f"unknown {what} '{name}'; choose one of {list(valid)}")
+        also = " or timm:<model name>" if kind is None or EncoderKind(kind) == EncoderKind.pixels else ""
+        raise ValueError(f"unknown {what} '{name}'; choose one of {list(valid)}{also}")
     return spec
 
 
 def build_encoder(name: str, kind: EncoderKind | str | None = None, **kwargs: Any):
     """Build the registered architecture ``name`` (an ``nn.Module``) with ``kwargs``."""
-    module_name, function = encoder_spec(name, kind).builder.split(":")
-    return getattr(importlib.import_module(module_name), function)(**kwargs)
+    spec = encoder_spec(name, kind)
+    module_name, function = spec.builder.split(":")
+    return getattr(importlib.import_module(module_name), function)(**dict(spec.options), **kwargs)

@@ -96,12 +96,14 @@ class RegionRef:
     row: Optional[int] = None
 
 
-def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRef], int]:
-    """The regions of the ``.pt`` files under ``root`` and their grid side n.
+def find_region_tensors(root: str | Path, dim: Optional[int] = None) -> tuple[list[RegionRef], int, int]:
+    """The regions of the ``.pt`` files under ``root``, their grid side n and feature width C.
 
     Files are one region's ``(n*n, dim)`` features (``save_region_features``) or a slide's
     ``(M, n*n, dim)`` (the ``features/slide/`` folder of a level-local extraction): each of its M rows
-    is a region, read from the file on demand (memory-mapped), so no per-region file is needed.
+    is a region, read from the file on demand (memory-mapped), so no per-region file is needed. The width
+    C is that of the patch encoder (384 for HIPT's ViT-S/16, 1024 for UNI, ...): ``dim`` when given, else
+    the first file's, and the same in every file.
 
     Raises:
         PretrainingDataError: no folder, no file, a file of another shape, or grids of different sizes.
@@ -124,6 +126,7 @@ def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRe
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else ()
         tokens = shape[-2] if len(shape) in (2, 3) else 0
         side = math.isqrt(tokens)
+        dim = dim if dim is not None else (shape[-1] if shape else None)
         if len(shape) not in (2, 3) or shape[-1] != dim or side * side != tokens or tokens == 0:
             raise PretrainingDataError(
                 f"feature file '{path}' has shape {shape}, expected (n*n, {dim}) for a region or (M, n*n, {dim}) for a "
@@ -133,7 +136,7 @@ def find_region_tensors(root: str | Path, dim: int = 384) -> tuple[list[RegionRe
             raise PretrainingDataError(f"region tensor '{path}' is a {side}x{side} grid but others are {grid}x{grid}")
         grid = side
         regions += [RegionRef(path)] if len(shape) == 2 else [RegionRef(path, row) for row in range(shape[0])]
-    return regions, grid
+    return regions, grid, dim
 
 
 class SeededMultiCropDataset(Dataset):

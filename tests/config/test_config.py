@@ -74,5 +74,5 @@ def test_validation_names_the_key(tmp_path, overrides, message):
 
 @pytest.mark.parametrize("key, value", [("vit_patch_arch", "vit_smal"), ("vit_region_arch", "vit_small")])
 def test_architecture_names_are_checked(tmp_path, key, value):
-    with pytest.raises(ConfigError, match=f"{key} must be one of"):
+    with pytest.raises(ConfigError, match=f"{key}: unknown (pixels|grid) encoder .{value}.; choose one of"):
         validate_extraction(extraction_config(region_dir=str(tmp_path), **{key: value}))

@@ -5,7 +5,7 @@ import torch
 
 from source.config.core import ConfigError
 from source.config.extraction import check_architectures
-from source.models.registry import ENCODERS, EncoderKind, build_encoder, encoder_names, encoder_spec
+from source.models.registry import ENCODERS, TIMM_BUILDER, EncoderKind, build_encoder, encoder_names, encoder_spec
 
 
 def sample_input(kind: EncoderKind) -> torch.Tensor:
@@ -17,8 +17,9 @@ def sample_input(kind: EncoderKind) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_forward_backward_and_state_dict_round_trip(name):
     spec = encoder_spec(name)
+    small = {"depth": 1} if spec.builder == TIMM_BUILDER else {}  # foundation-model presets: their width, one block
     torch.manual_seed(1)
-    model = build_encoder(name).eval()
+    model = build_encoder(name, **small).eval()
     inputs = sample_input(spec.kind)
     out = model(inputs)
     assert out.shape == (2, spec.embed_dim) and torch.isfinite(out).all()
@@ -28,7 +29,7 @@ def test_forward_backward_and_state_dict_round_trip(name):
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
     torch.manual_seed(2)
-    twin = build_encoder(name).eval()
+    twin = build_encoder(name, **small).eval()
     twin.load_state_dict(model.state_dict(), strict=True)
     model.eval()
     with torch.no_grad():
@@ -36,13 +37,27 @@ def test_forward_backward_and_state_dict_round_trip(name):
 
 
 def test_names_by_kind_and_clear_errors():
-    assert encoder_names("pixels") == ("vit_tiny", "vit_small", "vit_base")
+    assert encoder_names("pixels") == (
+        "vit_tiny",
+        "vit_small",
+        "vit_base",
+        "uni",
+        "uni2",
+        "virchow2",
+        "h_optimus_0",
+        "prov_gigapath",
+    )
     assert encoder_names(EncoderKind.grid) == ("vit4k_xs",)
     with pytest.raises(ValueError, match=r"unknown grid encoder 'vit_small'; choose one of \['vit4k_xs'\]"):
         encoder_spec("vit_small", "grid")
     with pytest.raises(ValueError, match="unknown encoder 'resnet50'"):
         build_encoder("resnet50")
-    with pytest.raises(ConfigError, match=r"vit_patch_arch must be one of \['vit_tiny', 'vit_small', 'vit_base'\]"):
+    with pytest.raises(
+        ConfigError, match=r"vit_patch_arch: unknown pixels encoder 'vit4k_xs'; choose one of \['vit_tiny'"
+    ):
         check_architectures("vit4k_xs")
-    with pytest.raises(ConfigError, match=r"vit_region_arch must be one of \['vit4k_xs'\]"):
+    with pytest.raises(
+        ConfigError, match=r"vit_region_arch: unknown grid encoder 'vit_small'; choose one of \['vit4k_xs'\]"
+    ):
         check_architectures("vit_small", "vit_small")
+    check_architectures("timm:vit_base_patch16_224", "vit4k_xs")  # any timm name is a pixel encoder

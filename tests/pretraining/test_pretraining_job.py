@@ -342,10 +342,12 @@ def test_region_stage_reads_slide_feature_files_like_region_files(tmp_path, regi
     slides.mkdir()
     torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[:4]]), slides / "a.pt")
     torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[4:]]), slides / "b.pt")
-    refs, grid = find_region_tensors(slides)
-    assert grid == 4 and [(r.path.name, r.row) for r in refs] == [("a.pt", i) for i in range(4)] + [
-        ("b.pt", i) for i in range(2)
-    ]
+    refs, grid, width = find_region_tensors(slides)
+    assert (
+        grid == 4
+        and width == 384
+        and [(r.path.name, r.row) for r in refs] == [("a.pt", i) for i in range(4)] + [("b.pt", i) for i in range(2)]
+    )
     for ref, path in zip(refs, regions, strict=True):
         torch.testing.assert_close(load_grid(ref), load_grid(path))
     short = FAST_REGION | {"training.nepochs": 2}
