@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig
 
@@ -33,6 +33,7 @@ class HeatmapConfig(RunBlock, RenderSettings):
     slide_weights: Optional[str] = None
     checkpoint_key: str = "teacher"
     vit_patch_arch: str = "vit_small"
+    vit_patch_kwargs: Any = None
     img_size_pretrained: Optional[int] = None
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
@@ -57,14 +58,6 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     validate_whole_slide_keys(cfg)
     _validate_drawing(cfg)
     check_architectures(cfg.vit_patch_arch)
-    from source.models.registry import TIMM_BUILDER, encoder_spec
-
-    if encoder_spec(cfg.vit_patch_arch).builder == TIMM_BUILDER:
-        raise ConfigError(
-            f"vit_patch_arch '{cfg.vit_patch_arch}': attention maps of timm / foundation-model patch encoders are not "
-            "supported by attention_visualization.py yet (extraction, region pretraining and training are); use "
-            "vit_tiny, vit_small or vit_base"
-        )
     check_at_least({"patch_batch_size": cfg.patch_batch_size})
     check_run_block(cfg)
 

@@ -66,6 +66,7 @@ def _draw_all(
         std=tuple(cfg.std),
         precision=cfg.precision.value,
         keys=("patch_weights", "region_weights"),
+        patch_kwargs=OmegaConf.to_container(cfg.vit_patch_kwargs) if cfg.vit_patch_kwargs else None,
     ).place(device)
     reader = AttentionReader(encoder)
     settings = render_settings(cfg)

@@ -59,7 +59,7 @@ class AttentionReader:
     def patches(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: ``(P, 3, p, p)`` uint8. Returns CLS features ``(P, D)`` and attention ``(P, Hp, g, g)``."""
         encoder, vit = self.encoder, self.encoder.vit_patch
-        tokens = pixels.shape[-1] // vit.token_embed.patch_size
+        tokens = vit.token_grid(pixels.shape[-1])
         features, maps = [], []
         for start in range(0, len(pixels), encoder.patch_batch_size):
             chunk = encoder.normalize(pixels[start : start + encoder.patch_batch_size].to(encoder.patch_device))

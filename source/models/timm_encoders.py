@@ -175,11 +175,42 @@ class TimmPatchEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised patches ``(B, 3, H, W)`` -> ``(B, embed_dim)``."""
-        tokens = self.model.forward_features(self.resize(x))
+        return self.pool(self.model.forward_features(self.resize(x)))
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final-norm tokens ``(B, N, D)`` -> CLS ``(B, D)`` or CLS + mean of the patch tokens ``(B, 2D)``."""
         cls = tokens[:, 0]
         if self.transform.output == "cls+mean":
             return torch.cat([cls, tokens[:, self.num_prefix_tokens :].mean(dim=1)], dim=-1)
         return cls
+
+    def token_grid(self, side: int) -> int:
+        """Patch tokens per side of the model's input (after the resize), whatever ``side`` the patch has."""
+        return self.transform.input_size // int(self.model.patch_embed.patch_size[0])
+
+    def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output ``(B, embed_dim)`` and the last block's attention ``(B, H, 1 + N, 1 + N)`` over the CLS and patch
+        tokens (register tokens left out), computed from the block's own query / key projections.
+
+        Raises:
+            ValueError: a timm model whose last block has no ``qkv`` attention (e.g. rotary-embedding models).
+        """
+        model = self.model
+        block = model.blocks[-1]
+        attn = block.attn
+        if not hasattr(attn, "qkv"):
+            raise ValueError(f"{self.name}: attention maps need a timm ViT whose blocks use a qkv projection")
+        tokens = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(self.resize(x)))))
+        for earlier in model.blocks[:-1]:
+            tokens = earlier(tokens)
+        batch, count, width = tokens.shape
+        qkv = attn.qkv(block.norm1(tokens)).reshape(batch, count, 3, attn.num_heads, width // attn.num_heads)
+        q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        weights = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        keep = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(self.num_prefix_tokens, count)]).to(x.device)
+        weights = weights.index_select(2, keep).index_select(3, keep)
+        return self.pool(model.norm(block(tokens))), weights
 
 
 def _layers(names: dict[str, str]) -> dict[str, Any]:

@@ -186,6 +186,10 @@ class VisionTransformer(nn.Module):
         """The final-norm CLS embedding ``(B, D)``."""
         return self.forward_features(x)[:, 0]
 
+    def token_grid(self, side: int) -> int:
+        """Tokens per side of the last block's attention for a ``side``-px input (pixel encoders)."""
+        return side // self.token_embed.patch_size
+
     def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CLS embedding ``(B, D)`` and the last block's attention weights ``(B, H, 1 + N, 1 + N)``."""
         tokens = self.prepare_tokens(x)

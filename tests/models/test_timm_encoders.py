@@ -123,3 +123,52 @@ def test_clear_errors_for_missing_files_wrong_architectures_and_hub_ids_offline(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="cannot be fetched from the Hugging Face Hub.*needs network access"):
         build_timm_encoder("hf-hub:MahmoodLab/UNI")
+
+
+@pytest.mark.parametrize("arch, kwargs", [("timm:vit_tiny_patch16_224", TINY_TIMM), ("virchow2", {"depth": 2})])
+def test_attention_of_a_timm_vit_equals_what_its_last_block_computes(arch, kwargs):
+    torch.manual_seed(0)
+    encoder = build_timm_encoder(arch, **kwargs).eval()
+    block = encoder.model.blocks[-1]
+    block.attn.fused_attn = False  # timm's explicit path: its attn_drop receives the softmax weights
+    captured = []
+    block.attn.attn_drop.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    x = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        features, weights = encoder.forward_with_attention(x)
+        expected = encoder(x)
+    grid = encoder.token_grid(256)
+    prefix = encoder.num_prefix_tokens
+    keep = [0, *range(prefix, prefix + grid * grid)]
+    torch.testing.assert_close(features, expected)
+    assert weights.shape == (2, encoder.num_heads, 1 + grid * grid, 1 + grid * grid)
+    torch.testing.assert_close(weights, captured[-1][:, :, keep][:, :, :, keep])
+    if prefix > 1:  # register tokens take part of the attention but are not drawn
+        assert (weights[:, :, 0].sum(-1) < 1).all()
+
+
+def test_patch_heatmaps_from_a_timm_vit(tmp_path, demo_regions_1024):
+    from PIL import Image
+
+    from source.engines.heatmap_job import run_heatmap_job
+    from tests.heatmaps.test_heatmap_job import heatmap_config
+
+    region = sorted((demo_regions_1024 / "CMU-1-Small-Region" / "imgs").iterdir())[0]
+    Image.open(region).crop((256, 256, 512, 512)).save(tmp_path / "patch.png")
+    cfg = heatmap_config(
+        patch_fp=str(tmp_path / "patch.png"),
+        region_fp=str(region),
+        region_size=1024,
+        vit_patch_arch="timm:vit_tiny_patch16_224",
+        vit_patch_kwargs=TINY_TIMM,
+        patch_weights=None,
+        region_weights=None,
+        output_dir=str(tmp_path),
+        run_id="r",
+        device="cpu",
+    )
+    assert run_heatmap_job(cfg) == 0
+    maps = sorted(p.name for p in (tmp_path / "heatmaps" / "r" / "patch" / "patch").glob("head_*.png"))
+    assert maps == ["head_0.png", "head_1.png", "head_2.png"]
+    hierarchical = tmp_path / "heatmaps" / "r" / region.stem / "hierarchical"
+    assert len(list(hierarchical.glob("rhead_*_phead_*.png"))) == 6 * 3, "ViT_region's 6 heads over the 192-d grid"
