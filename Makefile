@@ -38,6 +38,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/heatmaps.py
 	$(PY) benchmarks/pretraining.py
+	$(PY) benchmarks/patch_encoders.py
 
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py

@@ -9,6 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from source.data.features import FeatureFileError
 from source.engines import train as train_module
 from source.engines.inference_job import run_inference_job
 from source.engines.training_job import run_training_job
@@ -260,3 +261,19 @@ def test_local_level_trains_with_a_frozen_official_vit_region(tmp_path):
     state = torch.load(run_dir(unfrozen) / "latest.pt", weights_only=True)["model"]
     torch.testing.assert_close(state["vit_region.pos_embed"], vit.pos_embed.detach())
     assert not torch.allclose(state["vit_region.blocks.0.attn.qkv.weight"], vit.blocks[0].attn.qkv.weight)
+
+
+def test_local_level_trains_on_grids_of_a_foundation_model_width(tmp_path):
+    """Level-local features of a 1024-wide patch encoder (UNI's width): ViT_region's input layer takes 1024."""
+    paths = classification_data(tmp_path / "data", n_slides=20, regions=3, dim=1024, local_grid=4, seed=6)
+    random_region = {"model.pretrain_vit_region": None}
+    cfg = classification_cfg(
+        tmp_path, paths, level="local", nepochs=1, **{"model.embed_dim_patch": 1024} | random_region
+    )
+    assert run_training_job(cfg, "classification", multi=False) == 0
+    state = torch.load(run_dir(cfg) / "latest.pt", weights_only=True)["model"]
+    assert state["vit_region.phi.0.weight"].shape == (192, 1024)
+    assert pd.read_csv(run_dir(cfg) / "tune_predictions.csv").shape[0] == 4
+    wrong = classification_cfg(tmp_path / "b", paths, level="local", nepochs=1, **random_region)  # width left at 384
+    with pytest.raises(FeatureFileError, match="384"):
+        run_training_job(wrong, "classification", multi=False)
