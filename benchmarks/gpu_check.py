@@ -204,6 +204,11 @@ def stages(scratch: Path, slide: Path) -> dict:
         ],
         scratch,
     )
+    results["patch encoders: ViT-S/16, ViT-B/16, ViT-L/16 (UNI's shape), fp32 / bf16"] = run(
+        [sys.executable, str(ROOT / "benchmarks" / "patch_encoders.py"), "--patches", "256", "--device", "cuda",
+         "--output", str(scratch / "patch_encoders.json")],
+        scratch,
+    )  # fmt: skip
     return results
 
 
