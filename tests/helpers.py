@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -294,3 +294,33 @@ def run_two_process_extraction(tmp_path: Path, *args: str) -> Path:
     result = subprocess.run(command, capture_output=True, text=True, env=subprocess_environment(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp_path / "feature_extraction" / "ddp"
+
+
+def run_on_two_c10d_nodes(script_and_args: list[str], cwd: Optional[Path] = None) -> list[str]:
+    """Run ``python3 <script> <args>`` as two torchrun "nodes" of one process each on localhost, joined by the
+    c10d rendezvous (as a Slurm job of two nodes would be); returns both outputs after asserting both succeeded."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nodes = []
+    for node in range(2):
+        rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=hipt-test"]
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", *rendezvous]
+        command += [f"--node-rank={node}", *script_and_args]
+        nodes.append(
+            subprocess.Popen(
+                command,
+                env=subprocess_environment(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=cwd,
+            )
+        )
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    return outputs

@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from tests.helpers import (
     assert_killed_run_resumes,
     extraction_command,
+    run_on_two_c10d_nodes,
     run_two_process_extraction,
     slides_written_per_log,
     subprocess_environment,
@@ -74,39 +74,8 @@ def test_two_process_gloo_run_writes_each_slide_once(tmp_path, many_slides):
 
 def test_two_nodes_with_c10d_rendezvous_write_each_slide_once(tmp_path, many_slides):
     """Two 'nodes' of one process each on localhost, joined by torchrun's c10d rendezvous (as a Slurm job would be)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    nodes = []
-    for node in range(2):
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nnodes=2",
-            "--nproc_per_node=1",
-            "--rdzv-backend=c10d",
-            f"--rdzv-endpoint=127.0.0.1:{port}",
-            "--rdzv-id=hipt-test",
-            f"--node-rank={node}",
-            *extraction_command(
-                f"region_dir={many_slides}",
-                f"output_dir={tmp_path}",
-                "run_id=nodes",
-                "device=cpu",
-                "num_workers=0",
-                *TINY,
-            )[1:],
-        ]
-        nodes.append(
-            subprocess.Popen(
-                command, env=subprocess_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-        )
-    outputs = [node.communicate(timeout=600)[0] for node in nodes]
-    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    arguments = [f"region_dir={many_slides}", f"output_dir={tmp_path}", "run_id=nodes", "device=cpu", "num_workers=0"]
+    run_on_two_c10d_nodes(extraction_command(*arguments, *TINY)[1:])
     run_dir = tmp_path / "feature_extraction" / "nodes"
     writes = slides_written_per_log(run_dir)
     assert sorted(writes) == [f"slide_{i}" for i in range(5)] and all(len(logs) == 1 for logs in writes.values())

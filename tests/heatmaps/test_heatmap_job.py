@@ -259,3 +259,19 @@ def test_two_process_gloo_run_draws_each_slide_once(tmp_path, region_dir):
     assert sorted(drawn) == sorted(["subset", "copy_a", "copy_b", "CMU-1-Small-Region"])
     assert all(len(ranks) == 1 for ranks in drawn.values()) and len({r[0] for r in drawn.values()}) == 2
     assert pd.read_csv(run / "slides.csv").slide_id.tolist() == ["subset", "copy_a", "copy_b", "CMU-1-Small-Region"]
+
+
+def test_two_c10d_nodes_draw_each_slide_once(tmp_path, region_dir):
+    """Two 'nodes' of one process each, joined by torchrun's c10d rendezvous (a two-node Slurm job)."""
+    from tests.helpers import run_on_two_c10d_nodes, slides_written_per_log
+
+    shutil.copytree(region_dir / "subset", region_dir / "copy_a")
+    arguments = [str(REPO / "attention_visualization.py"), "--config-name", "default", f"region_dir={region_dir}",
+                 "region_size=1024", f"output_dir={tmp_path}", "run_id=nodes", "heads=[0]", "save_region_maps=false",
+                 "device=cpu", "vit_patch_arch=vit_tiny", "patch_weights=null", "region_weights=null"]  # fmt: skip
+    run_on_two_c10d_nodes(arguments)
+    drawn = slides_written_per_log(tmp_path / "heatmaps" / "nodes")
+    assert sorted(drawn) == ["CMU-1-Small-Region", "copy_a", "subset"] and all(
+        len(logs) == 1 for logs in drawn.values()
+    )
+    assert {logs[0] for logs in drawn.values()} == {"log.txt", "log.rank1.txt"}

@@ -383,3 +383,24 @@ def test_region_stage_two_process_gloo_run_on_slide_files_gives_the_single_proce
         assert result.returncode == 0, result.stderr[-3000:]
     one, two = log(tmp_path / "one" / "dino_region" / "x"), log(tmp_path / "two" / "dino_region" / "x")
     assert len(one) == 2 and [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-4)
+
+
+def test_two_c10d_nodes_train_with_the_global_batch_of_both(tmp_path, patch_dir):
+    """Patch pretraining on two 'nodes' of one process each (torchrun c10d rendezvous): one run, global batch 8."""
+    from tests.helpers import run_on_two_c10d_nodes
+
+    fixed = {"training.batch_size_per_gpu", "training.nepochs"}
+    settings = [f"{k}={v}" for k, v in FAST_PATCH.items() if k not in fixed]
+    arguments = [str(REPO / "pretrain" / "dino_patch.py"), "--config-name", "patch", f"data_dir={patch_dir}"]
+    arguments += [
+        "training.nepochs=2",
+        "training.batch_size_per_gpu=4",
+        *settings,
+        f"output_dir={tmp_path}",
+        "run_id=nodes",
+    ]
+    run_on_two_c10d_nodes(arguments)
+    run_dir = tmp_path / "dino_patch" / "nodes"
+    records = log(run_dir)
+    assert [r["epoch"] for r in records] == [1, 2] and all(torch.isfinite(torch.tensor([r["loss"] for r in records])))
+    assert "global batch 8, 3 iterations per epoch" in (run_dir / "log.txt").read_text()
