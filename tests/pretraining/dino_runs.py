@@ -11,6 +11,24 @@ import torch
 
 from source.engines import pretrain as pretrain_module
 
+FAST_PATCH = {
+    "model.arch": "vit_tiny",
+    "model.out_dim": 128,
+    "model.teacher_temp": 0.04,
+    "model.warmup_teacher_temp_epochs": 1,
+    "training.nepochs": 3,
+    "training.warmup_epochs": 1,
+    "training.batch_size_per_gpu": 8,
+    "aug.global_crops_size": 64,
+    "aug.local_crops_size": 32,
+    "aug.local_crops_number": 2,
+    "speed.num_workers": 0,
+    "optim.lr": 0.05,
+    "early_stopping.save_every": 2,
+    "device": "cpu",
+}
+"""Patch-stage settings small enough for CPU tests (vit_tiny, 64 / 32-px crops)."""
+
 
 def log(run_dir: Path) -> list[dict]:
     """The records of ``log.jsonl`` (one per epoch)."""

@@ -16,24 +16,8 @@ from source.models.factory import build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.pretraining.data import PretrainingDataError
 from tests.helpers import REPO, pretraining_config
-from tests.pretraining.dino_runs import assert_killed_run_resumes, log
+from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log
 
-FAST_PATCH = {
-    "model.arch": "vit_tiny",
-    "model.out_dim": 128,
-    "model.teacher_temp": 0.04,
-    "model.warmup_teacher_temp_epochs": 1,
-    "training.nepochs": 3,
-    "training.warmup_epochs": 1,
-    "training.batch_size_per_gpu": 8,
-    "aug.global_crops_size": 64,
-    "aug.local_crops_size": 32,
-    "aug.local_crops_number": 2,
-    "speed.num_workers": 0,
-    "optim.lr": 0.05,
-    "early_stopping.save_every": 2,
-    "device": "cpu",
-}
 FAST_REGION = {
     "model.out_dim": 128,
     "model.teacher_temp": 0.04,

@@ -13,25 +13,13 @@ from source.pretraining.data import PretrainingDataError
 from source.pretraining.sampling import BalancedEpochSampler, balanced_quota
 from source.wsi.coordinates import load_coordinates
 from tests.helpers import REPO, pretraining_config, subprocess_environment
-from tests.pretraining.dino_runs import assert_killed_run_resumes, log
+from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
-FAST = {
-    "model.arch": "vit_tiny",
-    "model.out_dim": 128,
-    "model.teacher_temp": 0.04,
-    "model.warmup_teacher_temp_epochs": 1,
+FAST = {k: v for k, v in FAST_PATCH.items() if k != "early_stopping.save_every"} | {
     "model.drop_path_rate": 0.0,
     "training.nepochs": 2,
-    "training.warmup_epochs": 1,
-    "training.batch_size_per_gpu": 8,
-    "aug.global_crops_size": 64,
-    "aug.local_crops_size": 32,
-    "aug.local_crops_number": 2,
-    "speed.num_workers": 0,
-    "optim.lr": 0.05,
-    "device": "cpu",
     "data.patch_size": 128,
     "data.patches_per_epoch": 16,
 }
