@@ -1,35 +1,80 @@
-"""The GPU check (make gpu-check): correctness and throughput of every stage on one CUDA GPU, in a few minutes.
+"""The GPU check (make gpu-check): correctness and throughput of every stage on one CUDA GPU, in about 8 minutes.
 
-    python3 benchmarks/gpu_check.py [--regions 8] [--output benchmarks/results]
+    python3 benchmarks/gpu_check.py [--regions 8] [--budget-s 480] [--output benchmarks/results]
 
-1. correctness on CUDA: ViT-S/16 + ViT4K-XS features on the GPU in fp32 against the CPU (max abs
-   difference) and in bf16 (min cosine), on real H&E pixels of the demo slide;
-2. extraction throughput on 4096-px regions: fp32, bf16 and bf16 + torch.compile at batch sizes 1, 2, 4
+Sections, each recorded on its own (one that fails is reported and the others still run):
+1. hardware: GPU name and memory, CUDA, torch, the CPU, TF32 settings;
+2. correctness: ViT-S/16 + ViT4K-XS features of a real 4096-px H&E region on the GPU in fp32 against the
+   CPU (max abs difference) and in bf16 (min cosine);
+3. extraction throughput on 4096-px regions: fp32, bf16 and bf16 + torch.compile at several batch sizes
    (regions/s, peak GPU memory);
-3. extract_features.py from a whole-slide image under torchrun (1 process, NCCL), precision auto;
-4. one epoch of slide-level classification training and 2 epochs of DINO patch pretraining on the GPU.
-Writes gpu_check.json and gpu_check.md (a Markdown table) under --output. Without a CUDA GPU it stops
-at once with exit code 2: it never skips silently.
+4. whole-slide feed: one worker's read-and-decode rate of 4096-px regions from a JPEG pyramidal TIFF, and
+   extraction from that slide on the GPU (bf16) with several DataLoader worker counts, against the GPU's
+   own bf16 rate: how many CPU workers keep the GPU busy;
+5. stages as users run them: extract_features.py from a whole-slide image under torchrun (1 process,
+   NCCL, precision auto), one epoch of slide-level training, 2 epochs of DINO patch pretraining, and the
+   patch-encoder benchmark (ViT-S/16, ViT-B/16, ViT-L/16);
+6. the tests that exercise devices and precision, run with HIPT_TEST_DEVICE=cuda (pytest-xdist when
+   installed), within what is left of --budget-s.
+Writes gpu_check.json (after every section, so a killed run keeps what it measured) and gpu_check.md
+under --output. Without a CUDA GPU it stops at once with exit code 2: it never skips silently.
+--cpu-smoke runs every section on the CPU at toy sizes, to check this script itself; it is no GPU check
+and its table says so. Exit code: 0 when every section and test passed, else 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
+import re
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
+from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+DEVICE_TESTS = [
+    "tests/test_precision.py",
+    "tests/test_devices.py",
+    "tests/engines/test_training_job.py",
+    "tests/pretraining/test_pretraining_job.py",
+    "tests/heatmaps/test_heatmap_job.py",
+    "tests/models/test_timm_encoders.py",
+    "tests/wsi/test_wsi_heatmaps.py",
+    "tests/test_extract_features_cli.py",
+]
+"""Test files whose jobs run on ``HIPT_TEST_DEVICE`` (or on ``device=auto``, the GPU when there is one)."""
 
-def encode_repeatedly(encoder, pixels, times: int) -> list:
-    """``times`` forwards of ``pixels`` (one timed measurement)."""
-    return [encoder(pixels) for _ in range(times)]
+SMOKE_TESTS = ["tests/test_precision.py", "tests/test_devices.py"]
+
+
+@dataclasses.dataclass
+class CheckSettings:
+    """What the check runs: the device, region side, regions per measurement, batch sizes, workers."""
+
+    device: str
+    region_size: int
+    regions: int
+    batch_sizes: tuple[int, ...]
+    compile_batch_sizes: tuple[int, ...]
+    workers: tuple[int, ...]
+    patches: int
+    budget_s: float
+    smoke: bool
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def seconds_left(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.started)
 
 
 def require_gpu() -> None:
@@ -39,185 +84,348 @@ def require_gpu() -> None:
     if not torch.cuda.is_available():
         print(
             "ERROR gpu-check needs a CUDA GPU, and none is visible (torch.cuda.is_available() is False). Run it on a "
-            "GPU machine; make test covers the CPU.",
+            "GPU machine; make test covers the CPU (python3 benchmarks/gpu_check.py --cpu-smoke only checks this "
+            "script).",
             file=sys.stderr,
         )
         sys.exit(2)
 
 
-def timed(function, repeats: int = 3) -> float:
-    """Median seconds of ``function()`` after one warm-up call (CUDA synchronised)."""
-    import statistics
-
+def synchronize(device: str) -> None:
     import torch
 
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(function: Callable[[], object], device: str, repeats: int = 3) -> float:
+    """Median seconds of ``function()`` after one warm-up call (device synchronised)."""
     function()
-    torch.cuda.synchronize()
+    synchronize(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
-        torch.cuda.synchronize()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def correctness(region) -> dict:
-    """Features on the GPU (fp32, bf16) against the CPU in fp32."""
+def hipt_encoder(device: str, precision: str = "fp32"):
+    """HIPT's ViT-S/16 + ViT4K-XS with seeded random weights, placed on ``device``."""
     import torch
 
     from source.models.hipt import HIPTEncoder
     from source.models.vit import vit4k_xs, vit_small
 
     torch.manual_seed(0)
-    encoder = HIPTEncoder(vit_small().eval(), vit4k_xs().eval())
+    encoder = HIPTEncoder(vit_small().eval(), vit4k_xs().eval(), precision=precision)
+    return encoder.place(torch.device(device))
+
+
+def hardware(settings: CheckSettings, _region) -> dict:
+    """The GPU, CUDA, the CPU and the TF32 switches the fp32 numbers depend on."""
+    import torch
+
+    from benchmarks.hardware import machine
+
+    facts = machine(torch.device(settings.device)) | {"cpus": os.cpu_count()}
+    if settings.device == "cuda":
+        facts |= {
+            "cuda": torch.version.cuda,
+            "gpu_bf16": bool(torch.cuda.is_bf16_supported()),
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        }
+    return facts
+
+
+def correctness(settings: CheckSettings, region) -> dict:
+    """Global features on the device (fp32, bf16) against the CPU in fp32, on one real region."""
+    import torch
+
     with torch.inference_mode():
-        reference = encoder.place(torch.device("cpu"))(region).global_
-        encoder.place(torch.device("cuda"))
-        gpu = encoder(region).global_.cpu()
+        reference = hipt_encoder("cpu")(region).global_
+        encoder = hipt_encoder(settings.device)
+        on_device = encoder(region).global_.cpu()
         encoder.precision = "bf16"
-        gpu_bf16 = encoder(region).global_.float().cpu()
+        on_device_bf16 = encoder(region).global_.float().cpu()
     return {
-        "fp32 max abs diff vs CPU": float((gpu - reference).abs().max()),
-        "bf16 min cosine vs CPU": float(torch.nn.functional.cosine_similarity(gpu_bf16, reference).min()),
+        "fp32 max abs diff vs CPU": float((on_device - reference).abs().max()),
+        "fp32 max abs feature": float(reference.abs().max()),
+        "bf16 min cosine vs CPU": float(torch.nn.functional.cosine_similarity(on_device_bf16, reference).min()),
     }
 
 
-def throughput(region, regions: int) -> list[dict]:
-    """regions/s and peak memory for fp32 / bf16 / bf16 + compile at batch sizes 1, 2, 4."""
+def peak_memory_gb(device: str) -> Optional[float]:
     import torch
 
-    from source.models.hipt import HIPTEncoder
-    from source.models.vit import vit4k_xs, vit_small
+    return torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
+
+
+def throughput(settings: CheckSettings, region) -> list[dict]:
+    """regions/s and peak memory for fp32, bf16 and bf16 + compile at the settings' batch sizes."""
+    import torch
 
     rows = []
-    for precision, compiled in (("fp32", False), ("bf16", False), ("bf16", True)):
-        encoder = HIPTEncoder(vit_small().eval(), vit4k_xs().eval(), precision=precision).place(torch.device("cuda"))
+    variants = [("fp32", False, settings.batch_sizes), ("bf16", False, settings.batch_sizes)]
+    variants.append(("bf16", True, settings.compile_batch_sizes))
+    for precision, compiled, batch_sizes in variants:
+        encoder = hipt_encoder(settings.device, precision)
         if compiled:
             encoder.vit_patch.compile()
             encoder.vit_region.compile()
-        for batch in (1, 2, 4):
+        for batch in batch_sizes:
             pixels = region.repeat(batch, 1, 1, 1)
-            torch.cuda.reset_peak_memory_stats()
+            forwards = max(1, settings.regions // batch)
+            if settings.device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             with torch.inference_mode():
-                seconds = timed(
-                    lambda encoder=encoder, pixels=pixels, batch=batch: [
-                        encoder(pixels) for _ in range(max(1, regions // batch))
-                    ]
-                )
-            done = max(1, regions // batch) * batch
+                seconds = timed(functools.partial(encode_repeatedly, encoder, pixels, forwards), settings.device)
             rows.append(
                 {
                     "precision": precision,
                     "compile": compiled,
                     "batch_size": batch,
-                    "regions_per_s": done / seconds,
-                    "peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9,
+                    "regions_per_s": forwards * batch / seconds,
+                    "peak_memory_gb": peak_memory_gb(settings.device),
                 }
             )
             print(
-                f"{precision} compile={compiled} batch={batch}: {rows[-1]['regions_per_s']:.1f} regions/s", flush=True
+                f"{precision} compile={compiled} batch={batch}: {rows[-1]['regions_per_s']:.2f} regions/s", flush=True
             )
+        del encoder
     return rows
 
 
-def run(command: list[str], cwd: Path) -> dict:
-    """Run a command; its exit code, seconds and the end of its output."""
-    start = time.perf_counter()
-    result = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)}
-    )
+def encode_repeatedly(encoder, pixels, times: int) -> list:
+    """``times`` forwards of ``pixels`` (``(B, 3, S, S)`` uint8 on the CPU, moved by the encoder)."""
+    return [encoder(pixels) for _ in range(times)]
+
+
+def whole_slide_feed(settings: CheckSettings, region, scratch: Path, gpu_rate: Optional[float]) -> dict:
+    """One worker's TIFF read rate, and extraction from the slide with several worker counts."""
+    import numpy as np
+
+    from benchmarks.wsi_reading import read_rate, read_scaled, write_slide
+    from source.data.regions import Region
+    from source.data.slides import SlidePlan
+    from source.engines.extract import Extractor
+    from source.engines.feature_store import FeatureStore
+    from source.wsi.reader import WholeSlideRegions
+    from source.wsi.tiling import PyramidRead
+
+    size = settings.region_size
+    pixels = region[0].permute(1, 2, 0).numpy()
+    mosaic = np.ascontiguousarray(np.tile(pixels, (3, 3, 1)))  # 3 x 3 regions of real tissue
+    path = write_slide(scratch / "mosaic.tif", mosaic, 0.5, (1, 4, 16))
+    corners = [(x * size, y * size) for y in range(3) for x in range(3)]
+
+    def source(name: str) -> WholeSlideRegions:
+        return WholeSlideRegions(name, PyramidRead(path, "tifffile", 0.5, 0, size, size, size))
+
+    per_worker = read_rate(functools.partial(read_scaled, source("one"), corners, 1), len(corners), 2)
+    encoder = hipt_encoder(settings.device, "bf16")
+    rows = []
+    for workers in settings.workers:
+        plans = [SlidePlan(f"s{i}", [Region(x, y) for x, y in corners], source=source(f"s{i}")) for i in range(4)]
+        store = FeatureStore(scratch / f"workers{workers}")
+        extractor = Extractor(encoder, store, "global", size, batch_size=4, num_workers=workers, show_progress=False)
+        start = time.perf_counter()
+        outcomes = extractor.run(plans)
+        seconds = time.perf_counter() - start
+        failed = [o.slide_id for o in outcomes if o.status != "success"]
+        rows.append({"workers": workers, "regions_per_s": 4 * len(corners) / seconds, "failed_slides": failed})
+        print(f"whole-slide extraction, {workers} workers: {rows[-1]['regions_per_s']:.2f} regions/s", flush=True)
     return {
-        "exit_code": result.returncode,
-        "seconds": time.perf_counter() - start,
-        "tail": (result.stdout + result.stderr)[-1500:],
+        "read_per_worker_regions_per_s": per_worker,
+        "gpu_bf16_regions_per_s": gpu_rate,
+        "workers_to_feed_gpu": gpu_rate / per_worker if gpu_rate else None,
+        "extraction": rows,
     }
 
 
-def stages(scratch: Path, slide: Path) -> dict:
-    """torchrun NCCL extraction from a slide, one epoch of training, DINO steps: each as its users run it."""
-    from tests.training_data import classification_data
+def run(command: list[str], cwd: Path, timeout: float, env: Optional[dict] = None, log: Optional[Path] = None) -> dict:
+    """Run a command; its exit code (124 on timeout), seconds and the end of its output (all of it in ``log``)."""
+    start = time.perf_counter()
+    path = os.pathsep.join(part for part in (str(ROOT), os.environ.get("PYTHONPATH", "")) if part)
+    environment = os.environ | {"PYTHONPATH": path} | (env or {})
+    process = subprocess.Popen(
+        command, cwd=cwd, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        code = process.returncode
+    except subprocess.TimeoutExpired:  # end its children too (DataLoader workers, pytest-xdist, torchrun's)
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        code, output = 124, f"{output}\ntimed out after {timeout:.0f} s"
+    if log is not None:
+        log.write_text(output)
+    return {"exit_code": code, "seconds": time.perf_counter() - start, "tail": output[-3000:]}
 
-    (scratch / "slides.csv").write_text(f"slide_id,image_path\ndemo,{slide}\n")
-    results = {
-        "torchrun NCCL extraction (wsi_csv, precision auto)": run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                "--nproc_per_node=1",
-                str(ROOT / "extract_features.py"),
-                "--config-name",
-                "default",
-                f"wsi_csv={scratch / 'slides.csv'}",
-                "region_size=1024",
-                "precision=auto",
-                "device=cuda",
-                "pretrain_vit_patch=null",
-                "pretrain_vit_region=null",
-                f"output_dir={scratch / 'out'}",
-                "run_id=nccl",
-            ],
-            scratch,
-        )
-    }
-    data = classification_data(scratch / "data", n_slides=60, regions=8)
-    results["slide-level training, 1 epoch"] = run(
-        [
-            sys.executable,
-            str(ROOT / "train" / "classification.py"),
-            "--config-name",
-            "single",
-            f"features_dir={data['features_dir']}",
-            f"data.train_csv={data['train']}",
-            f"data.tune_csv={data['tune']}",
-            "nepochs=1",
-            "device=cuda",
-            f"output_dir={scratch / 'out'}",
-        ],
-        scratch,
-    )
-    patches = scratch / "patches"
-    patches.mkdir()
+
+def stage_commands(settings: CheckSettings, scratch: Path, slide: Path) -> dict[str, list[str]]:
+    """Each stage as its users launch it, on the device."""
     from PIL import Image
 
     from source.data.demo_slide import read_slide_level0
+    from tests.training_data import classification_data
 
+    (scratch / "slides.csv").write_text(f"slide_id,image_path\ndemo,{slide}\n")
+    data = classification_data(scratch / "data", n_slides=60, regions=8)
+    patches = scratch / "patches"
+    patches.mkdir()
     pixels = read_slide_level0(slide)
     for index in range(32):
         y, x = 256 * (index // 8), 256 * (index % 8)
         Image.fromarray(pixels[y : y + 256, x : x + 256]).save(patches / f"{index}.png")
-    results["DINO patch pretraining, 2 epochs"] = run(
-        [
-            sys.executable,
-            str(ROOT / "pretrain" / "dino_patch.py"),
-            "--config-name",
-            "patch",
-            f"data_dir={patches}",
-            "training.nepochs=2",
-            "training.warmup_epochs=1",
-            "training.batch_size_per_gpu=16",
-            "speed.precision=auto",
-            "device=cuda",
-            f"output_dir={scratch / 'out'}",
+    python, out, device = sys.executable, scratch / "out", f"device={settings.device}"
+    return {
+        "torchrun extraction from a slide (1 process, NCCL on a GPU, precision auto)": [
+            python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+            str(ROOT / "extract_features.py"), "--config-name", "default", f"wsi_csv={scratch / 'slides.csv'}",
+            "region_size=1024", "precision=auto", device, "pretrain_vit_patch=null", "pretrain_vit_region=null",
+            f"output_dir={out}", "run_id=torchrun",
         ],
-        scratch,
-    )
-    results["patch encoders: ViT-S/16, ViT-B/16, ViT-L/16 (UNI's shape), fp32 / bf16"] = run(
-        [sys.executable, str(ROOT / "benchmarks" / "patch_encoders.py"), "--patches", "256", "--device", "cuda",
-         "--output", str(scratch / "patch_encoders.json")],
-        scratch,
-    )  # fmt: skip
+        "slide-level classification training, 1 epoch": [
+            python, str(ROOT / "train" / "classification.py"), "--config-name", "single",
+            f"features_dir={data['features_dir']}", f"data.train_csv={data['train']}", f"data.tune_csv={data['tune']}",
+            "nepochs=1", device, f"output_dir={out}",
+        ],
+        "DINO patch pretraining, 2 epochs of 32 patches": [
+            python, str(ROOT / "pretrain" / "dino_patch.py"), "--config-name", "patch", f"data_dir={patches}",
+            "training.nepochs=2", "training.warmup_epochs=1", "training.batch_size_per_gpu=16", "speed.precision=auto",
+            device, f"output_dir={out}",
+        ],
+        "patch encoders (ViT-S/16, ViT-B/16, ViT-L/16), fp32 / bf16": [
+            python, str(ROOT / "benchmarks" / "patch_encoders.py"), "--patches", str(settings.patches),
+            "--device", settings.device, "--output", str(scratch / "patch_encoders.json"),
+        ],
+    }  # fmt: skip
+
+
+def stages(settings: CheckSettings, scratch: Path, slide: Path) -> dict:
+    """Run each stage (at most 3 minutes each); the patch-encoder rows are read from its JSON."""
+    results = {}
+    for name, command in stage_commands(settings, scratch, slide).items():
+        results[name] = run(command, scratch, timeout=max(30.0, min(180.0, settings.seconds_left() - 60)))
+        print(f"{name}: exit {results[name]['exit_code']}, {results[name]['seconds']:.0f} s", flush=True)
+    encoders = scratch / "patch_encoders.json"
+    if encoders.exists():
+        results["patch_encoder_rows"] = json.loads(encoders.read_text())["rows"]
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--regions", type=int, default=8, help="4096-px regions per throughput measurement")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
-    args = parser.parse_args()
-    require_gpu()
+def device_tests(settings: CheckSettings, log: Path) -> dict:
+    """The device tests with ``HIPT_TEST_DEVICE`` = the device, in what is left of the budget; the whole
+    pytest output goes to ``log``, and the counts are read per test, so a run cut short still counts."""
+    import importlib.util
+
+    files = SMOKE_TESTS if settings.smoke else DEVICE_TESTS
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *files]
+    if importlib.util.find_spec("xdist") is not None and not settings.smoke:
+        command += ["-n", str(max(2, min(12, (os.cpu_count() or 2) - 4)))]
+    timeout = max(60.0, settings.seconds_left())
+    result = run(command, ROOT, timeout, env={"HIPT_TEST_DEVICE": settings.device}, log=log)
+    text = log.read_text()
+    progress = r"^(?:\[gw\d+\] \[\s*\d+%\] (PASSED|FAILED|ERROR) |\S+::\S+ (PASSED|FAILED|ERROR)\b)"
+    outcomes = ["".join(match) for match in re.findall(progress, text, re.MULTILINE)]
+    result["counts"] = {word.lower(): outcomes.count(word) for word in ("PASSED", "FAILED", "ERROR")}
+    result["failed"] = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", text, re.MULTILINE)))
+    result["files"] = files
+    return result
+
+
+def section(result: dict, name: str, output: Path, function: Callable[[], object]) -> bool:
+    """Record ``function()`` (or its error) as ``result[name]`` and save the JSON; True when it succeeded."""
+    try:
+        result[name] = function()
+        ok = True
+    except Exception as error:  # one broken section must not hide the others' numbers
+        result[name] = {"error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()[-3000:]}
+        print(f"FAILED section {name}: {error}", file=sys.stderr, flush=True)
+        ok = False
+    save(result, output / "gpu_check.json")
+    return ok
+
+
+def save(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(result, indent=2, default=str))
+    temporary.replace(path)
+
+
+def markdown(result: dict) -> str:
+    """The check's tables: extraction throughput, whole-slide feed, stages and tests."""
+    from benchmarks.hardware import describe
+
+    facts = result.get("hardware", {})
+    title = "CPU SMOKE RUN (not a GPU check)" if result["smoke"] else "GPU check"
+    lines = [f"{title} on {describe(facts) if 'cpu' in facts else 'unknown hardware'}", ""]
+    if "cuda" in facts:
+        lines += [f"CUDA {facts['cuda']}, TF32 matmul {facts['tf32_matmul']}, TF32 cuDNN {facts['tf32_cudnn']}", ""]
+    lines += extraction_lines(result.get("extraction", []), result["region_size"])
+    lines += feed_lines(result.get("whole_slide_feed", {}))
+    lines += [f"- {name}: {value:.4g}" for name, value in result.get("correctness", {}).items() if name != "error"]
+    lines += stage_lines(result.get("stages", {}))
+    tests = result.get("tests", {})
+    if "counts" in tests:
+        counts = ", ".join(f"{count} {word}" for word, count in tests["counts"].items())
+        lines.append(f"- tests with HIPT_TEST_DEVICE={result['device']}: {counts}, exit {tests['exit_code']}, "
+                     f"{tests['seconds']:.0f} s")  # fmt: skip
+        lines += [f"  - FAILED {name}" for name in tests["failed"]]
+    errors = [name for name, value in result.items() if isinstance(value, dict) and "error" in value]
+    lines += [f"- section {name} FAILED: {result[name]['error']}" for name in errors]
+    lines.append(f"- total {result.get('seconds', 0):.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def extraction_lines(rows: list, size: int) -> list[str]:
+    if not isinstance(rows, list) or not rows:
+        return []
+    lines = [
+        f"| precision | compile | batch | regions/s ({size} px) | peak GPU memory (GB) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        memory = "-" if r["peak_memory_gb"] is None else f"{r['peak_memory_gb']:.1f}"
+        lines.append(f"| {r['precision']} | {r['compile']} | {r['batch_size']} | {r['regions_per_s']:.2f} | {memory} |")
+    return [*lines, ""]
+
+
+def feed_lines(feed: dict) -> list[str]:
+    if "extraction" not in feed:
+        return []
+    lines = [
+        f"One worker reads and decodes {feed['read_per_worker_regions_per_s']:.2f} regions/s from a JPEG TIFF; "
+        f"the GPU encodes {feed['gpu_bf16_regions_per_s'] or 0:.2f} regions/s in bf16, so about "
+        f"{feed['workers_to_feed_gpu'] or 0:.1f} workers keep it busy.",
+        "",
+        "| DataLoader workers | whole-slide extraction, bf16 (regions/s) |",
+        "|---:|---:|",
+        *(f"| {row['workers']} | {row['regions_per_s']:.2f} |" for row in feed["extraction"]),
+    ]
+    return [*lines, ""]
+
+
+def stage_lines(stages_result: dict) -> list[str]:
+    lines = [""]
+    encoders = stages_result.get("patch_encoder_rows", {})
+    if encoders:
+        lines += ["| patch encoder, precision | patches/s |", "|---|---:|"]
+        lines += [f"| {name} | {row['patches_per_s']:.0f} |" for name, row in encoders.items()]
+        lines.append("")
+    for name, stage in stages_result.items():
+        if name != "patch_encoder_rows" and isinstance(stage, dict) and "exit_code" in stage:
+            lines.append(f"- {name}: exit {stage['exit_code']}, {stage['seconds']:.0f} s")
+    return lines
+
+
+def real_region(size: int):
+    """A ``(1, 3, size, size)`` uint8 region of real H&E: the demo slide tiled."""
     import numpy as np
     import torch
 
@@ -225,45 +433,61 @@ def main() -> int:
 
     slide = fetch_demo_slide(ROOT / "demo")
     he = read_slide_level0(slide)
-    tiled = np.tile(he, (2, 2, 1))[:4096, :4096]
-    region = torch.from_numpy(np.ascontiguousarray(tiled)).permute(2, 0, 1).unsqueeze(0)
-    started = time.perf_counter()
-    properties = torch.cuda.get_device_properties(0)
-    result = {
-        "gpu": torch.cuda.get_device_name(0),
-        "gpu_memory_gb": properties.total_memory / 1e9,
-        "bf16_supported": bool(torch.cuda.is_bf16_supported()),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "correctness": correctness(region),
-        "extraction_4096px": throughput(region, args.regions),
-    }
+    tiled = np.tile(he, (-(-size // he.shape[0]), -(-size // he.shape[1]), 1))[:size, :size]
+    return slide, torch.from_numpy(np.ascontiguousarray(tiled)).permute(2, 0, 1).unsqueeze(0)
+
+
+def settings_from(args: argparse.Namespace) -> CheckSettings:
+    if args.cpu_smoke:
+        return CheckSettings("cpu", 512, 1, (1, 2), (1,), (0, 2), 2, args.budget_s, True)
+    cpus = os.cpu_count() or 2
+    workers = tuple(sorted({2, 4, min(8, cpus - 1), cpus - 1}))
+    return CheckSettings("cuda", 4096, args.regions, (1, 2, 4, 8), (1, 4), workers, 512, args.budget_s, False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--regions", type=int, default=8, help="4096-px regions per throughput measurement")
+    parser.add_argument(
+        "--budget-s", type=float, default=480.0, help="seconds for the whole check (tests get the rest)"
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--cpu-smoke", action="store_true", help="check this script on the CPU at toy sizes")
+    args = parser.parse_args()
+    if not args.cpu_smoke:
+        require_gpu()
+    settings = settings_from(args)
+    slide, region = real_region(settings.region_size)
+    result: dict = {"smoke": settings.smoke, "device": settings.device, "region_size": settings.region_size}
+    ok = section(result, "hardware", args.output, lambda: hardware(settings, region))
+    ok &= section(result, "correctness", args.output, lambda: correctness(settings, region))
+    ok &= section(result, "extraction", args.output, lambda: throughput(settings, region))
+    rates = [r["regions_per_s"] for r in result["extraction"] if isinstance(r, dict) and r["precision"] == "bf16"]
     with tempfile.TemporaryDirectory() as scratch:
-        result["stages"] = stages(Path(scratch), slide)
-    result["seconds"] = time.perf_counter() - started
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "gpu_check.json").write_text(json.dumps(result, indent=2))
-    lines = [
-        f"GPU check on {result['gpu']} ({result['gpu_memory_gb']:.0f} GB, bf16 {result['bf16_supported']}), torch "
-        f"{result['torch']}, CUDA {result['cuda']}, {result['seconds']:.0f} s",
-        "",
-        "| precision | compile | batch | regions/s (4096 px) | peak GPU memory (GB) |",
-        "|---|---|---:|---:|---:|",
-        *(
-            f"| {r['precision']} | {r['compile']} | {r['batch_size']} | {r['regions_per_s']:.1f} | "
-            f"{r['peak_memory_gb']:.1f} |"
-            for r in result["extraction_4096px"]
-        ),
-        "",
-        *(f"- {name}: {value:.3g}" for name, value in result["correctness"].items()),
-        *(f"- {name}: exit {stage['exit_code']}, {stage['seconds']:.0f} s" for name, stage in result["stages"].items()),
-    ]
-    (args.output / "gpu_check.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    failed = [name for name, stage in result["stages"].items() if stage["exit_code"] != 0]
-    for name in failed:
-        print(f"FAILED {name}:\n{result['stages'][name]['tail']}", file=sys.stderr)
-    return 1 if failed else 0
+        ok &= section(
+            result,
+            "whole_slide_feed",
+            args.output,
+            lambda: whole_slide_feed(settings, region, Path(scratch), max(rates, default=None)),
+        )
+        ok &= section(result, "stages", args.output, lambda: stages(settings, Path(scratch), slide))
+    ok &= section(result, "tests", args.output, lambda: device_tests(settings, args.output / "tests_log.txt"))
+    result["seconds"] = time.perf_counter() - settings.started
+    save(result, args.output / "gpu_check.json")
+    table = markdown(result)
+    (args.output / "gpu_check.md").write_text(table)
+    failures = [name for name, stage in result.get("stages", {}).items() if stage_failed(stage)]
+    failures += ["tests"] if result["tests"].get("exit_code", 1) != 0 else []
+    for name in failures:
+        details = result["stages"].get(name) or result["tests"]
+        tail = details.get("tail") or details.get("error")
+        print(f"FAILED {name}:\n{tail}", file=sys.stderr)
+    print(table)
+    return 0 if ok and not failures else 1
+
+
+def stage_failed(stage: object) -> bool:
+    return isinstance(stage, dict) and stage.get("exit_code", 0) != 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,18 @@ from tests.wsi.slides import write_pyramid
 CACHE = Path(os.environ.get("HIPT_TEST_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """``HIPT_TEST_DEVICE`` must name a device this machine has: the job tests would fail on each run else."""
+    import torch
+
+    from tests.helpers import TEST_DEVICE
+
+    if TEST_DEVICE not in {"cpu", "cuda"}:
+        raise pytest.UsageError(f"HIPT_TEST_DEVICE must be cpu or cuda, got '{TEST_DEVICE}'")
+    if TEST_DEVICE == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("HIPT_TEST_DEVICE=cuda but no CUDA GPU is visible; unset it to test on the CPU")
+
+
 @pytest.fixture(scope="session")
 def demo_slide() -> Path:
     """CMU-1-Small-Region.svs, checked by sha256."""

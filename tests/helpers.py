@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import functools
 import math
+import os
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -17,6 +18,9 @@ from source.config.core import compose_base
 from source.config.extraction import ExtractionConfig
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_DEVICE = os.environ.get("HIPT_TEST_DEVICE", "cpu")
+"""Where the job tests (training, pretraining, heatmaps, timm encoders) run: ``cpu`` in ``make test``,
+``cuda`` when the GPU check runs them (``HIPT_TEST_DEVICE=cuda``). Multi-process gloo tests stay on the CPU."""
 
 
 def reference_blocks(
@@ -210,10 +214,10 @@ def extraction_command(*args: str) -> list[str]:
 
 
 def subprocess_environment() -> dict[str, str]:
-    """The environment of a test's subprocess: one thread, the repository importable."""
-    import os
-
-    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    """The environment of a test's subprocess: one thread, the repository importable (ahead of any
+    ``PYTHONPATH`` already set, which is kept)."""
+    path = os.pathsep.join(part for part in (str(REPO), os.environ.get("PYTHONPATH", "")) if part)
+    return os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
 def compare_runs(first: Path, second: Path) -> None:

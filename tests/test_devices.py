@@ -41,3 +41,16 @@ def test_cuda_states_are_saved_and_restored_when_cuda_is_used(monkeypatch):
     assert [int(t) for t in state["cuda"]] == [1, 2]
     set_rng_state(state)
     assert [int(t) for t in restored[0]] == [1, 2]
+
+
+def test_asking_the_tests_for_cuda_without_a_gpu_is_a_usage_error():
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, subprocess_environment
+
+    environment = subprocess_environment() | {"HIPT_TEST_DEVICE": "cuda", "CUDA_VISIBLE_DEVICES": ""}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_devices.py")]
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO)
+    assert result.returncode == 4  # pytest's usage-error exit code: nothing ran
+    assert "HIPT_TEST_DEVICE=cuda but no CUDA GPU is visible" in result.stdout + result.stderr

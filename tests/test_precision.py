@@ -48,10 +48,11 @@ def test_explicit_emulated_precision_is_warned_but_kept(hardware, caplog):
 
 
 def test_a_run_saves_the_resolved_precision(hardware, tmp_path, region_dir):
+    expected = {"cpu": "fp32", "cuda": "fp16"}  # the pretend hardware has neither native CPU bf16 nor CUDA bf16
     from omegaconf import OmegaConf
 
     from source.engines.extraction_job import run_extraction_job
-    from tests.helpers import extraction_config
+    from tests.helpers import TEST_DEVICE, extraction_config
 
     values = dict(
         region_dir=str(region_dir),
@@ -63,21 +64,20 @@ def test_a_run_saves_the_resolved_precision(hardware, tmp_path, region_dir):
         vit_patch_arch="vit_tiny",
         pretrain_vit_patch=None,
         pretrain_vit_region=None,
-        device="cpu",
+        device=TEST_DEVICE,
         slide_list=None,
     )
     assert run_extraction_job(extraction_config(**values)) == 0
-    assert OmegaConf.load(tmp_path / "feature_extraction" / "r" / "config.yaml").precision == "fp32"
+    assert OmegaConf.load(tmp_path / "feature_extraction" / "r" / "config.yaml").precision == expected[TEST_DEVICE]
 
 
 def test_gpu_check_refuses_clearly_without_a_gpu(tmp_path):
-    import os
     import subprocess
     import sys
 
-    from tests.helpers import REPO
+    from tests.helpers import REPO, subprocess_environment
 
-    environment = os.environ | {"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)}
+    environment = subprocess_environment() | {"CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--output", str(tmp_path)],
         capture_output=True,

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tests.helpers import TEST_DEVICE
+
 
 def write_features(features_dir: Path, slide_ids, bags) -> None:
     features_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +111,7 @@ def job_config(kind: str, out: Path, paths: dict[str, Path], **overrides):
         "features_dir": str(paths["features_dir"]),
         "output_dir": str(out / "out"),
         "run_id": "run",
-        "device": "cpu",
+        "device": TEST_DEVICE,
         "nepochs": 6 if kind == "classification" else 8,
         "training.gradient_accumulation": 8,
         "optim.lr": 0.001,

@@ -1,7 +1,6 @@
 """train/*.py and inference/*.py as users run them (Hydra command line), and every documented config."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 from source.config.heatmaps import HeatmapConfig
 from source.config.pretraining import KnnEvalConfig, PatchPretrainingConfig, PretrainingConfig
 from source.config.training import TRAINING_SCHEMAS, InferenceConfig
-from tests.helpers import REPO, assert_documented
+from tests.helpers import REPO, assert_documented, subprocess_environment
 from tests.training_data import classification_data, survival_data
 
 
@@ -38,7 +37,7 @@ def test_other_yamls_have_every_schema_key_each_commented(path, schema):
 
 
 def run(script, *args, cwd):
-    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    environment = subprocess_environment()
     return subprocess.run(
         [sys.executable, str(REPO / script), *args], capture_output=True, text=True, env=environment, cwd=cwd
     )

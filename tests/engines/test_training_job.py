@@ -14,7 +14,7 @@ from source.engines import train as train_module
 from source.engines.inference_job import run_inference_job
 from source.engines.training_job import run_training_job
 from source.models.vit import vit4k_xs
-from tests.helpers import official_checkpoint, training_config
+from tests.helpers import TEST_DEVICE, official_checkpoint, training_config
 from tests.training_data import classification_data, job_config, survival_data
 
 
@@ -38,7 +38,7 @@ def inference_config(tmp_path, run_id, **values):
         "experiment_name": "inference",
         "run_id": run_id,
         "resume": False,
-        "device": "cpu",
+        "device": TEST_DEVICE,
     }
     return OmegaConf.create(defaults | values)
 
@@ -170,7 +170,7 @@ def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_da
             "features_dir": str(signal_data["features_dir"]),
             "output_dir": str(tmp_path / "out"),
             "run_id": "cv",
-            "device": "cpu",
+            "device": TEST_DEVICE,
             "nepochs": 2,
             "training.gradient_accumulation": 8,
         },

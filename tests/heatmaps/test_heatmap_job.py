@@ -1,7 +1,6 @@
 """attention_visualization end to end on regions of the real demo slide; bad input; torchrun with gloo."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from source.engines.heatmap_job import run_heatmap_job
 from source.heatmaps.stitch import TITLE_HEIGHT
 from source.models.checkpoints import CheckpointError
 from source.models.slide import GlobalHIPT
-from tests.helpers import REPO, training_config
+from tests.helpers import REPO, TEST_DEVICE, subprocess_environment, training_config
 
 TINY = {"vit_patch_arch": "vit_tiny", "patch_weights": None, "region_weights": None}
 
@@ -57,7 +56,7 @@ def test_real_slide_outputs_have_the_documented_names_and_sizes(tmp_path, region
         downsample=32,
         threshold=0.5,
         highlight=0.6,
-        device="cpu",
+        device=TEST_DEVICE,
         slide_weights=str(slide_checkpoint(tmp_path / "best.pt")),
         geojson_patches=True,
     )
@@ -100,7 +99,7 @@ def test_default_draws_the_mean_over_heads_on_a_canvas_sized_for_the_slide(tmp_p
         region_size=1024,
         output_dir=str(tmp_path),
         run_id="r",
-        device="cpu",
+        device=TEST_DEVICE,
         canvas_width=canvas_width,
         **TINY,
     )
@@ -135,7 +134,7 @@ def test_one_bad_slide_fails_alone(tmp_path, region_dir):
         run_id="r",
         heads=[0],
         save_region_maps=False,
-        device="cpu",
+        device=TEST_DEVICE,
         **TINY,
     )
     assert run_heatmap_job(cfg) == 1
@@ -152,7 +151,7 @@ def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
         slide_id="subset",
         region_size=1024,
         output_dir=str(tmp_path),
-        device="cpu",
+        device=TEST_DEVICE,
         slide_weights=str(slide_checkpoint(tmp_path / "bad.pt", broken=True)),
         **TINY,
     )
@@ -165,7 +164,7 @@ def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
 
 
 def run_cli(*args, cwd):
-    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    environment = subprocess_environment()
     return subprocess.run(
         [sys.executable, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=600
     )

@@ -15,7 +15,7 @@ from source.models.checkpoints import CheckpointError
 from source.models.factory import build_hipt_encoder, build_vit_patch
 from source.models.registry import encoder_spec
 from source.models.timm_encoders import PRESETS, build_timm_encoder
-from tests.helpers import extraction_config, pretraining_config
+from tests.helpers import TEST_DEVICE, extraction_config, pretraining_config
 
 TINY_TIMM = {"depth": 2}
 """vit_tiny_patch16_224 with 2 blocks: a small timm ViT (192-d, 3 heads) standing in for the large ones."""
@@ -76,7 +76,7 @@ def test_extraction_at_both_levels_then_region_pretraining_on_192_wide_grids(tmp
     _, path = timm_weights(tmp_path)
     common = dict(region_dir=str(demo_regions_1024), region_size=1024, vit_patch_arch="timm:vit_tiny_patch16_224",
                   vit_patch_kwargs=TINY_TIMM, pretrain_vit_patch=str(path), pretrain_vit_region=None, num_workers=0,
-                  output_dir=str(tmp_path / "out"), device="cpu")  # fmt: skip
+                  output_dir=str(tmp_path / "out"), device=TEST_DEVICE)  # fmt: skip
     for level, shape in (("local", (6, 16, 192)), ("global", (6, 192))):
         cfg = extraction_config(level=level, run_id=level, **common)
         assert run_extraction_job(cfg) == 0
@@ -103,7 +103,7 @@ def test_extraction_at_both_levels_then_region_pretraining_on_192_wide_grids(tmp
         "training.batch_size_per_gpu": 3,
         "aug.local_crops_number": 2,
         "speed.num_workers": 0,
-        "device": "cpu",
+        "device": TEST_DEVICE,
     }
     slides = tmp_path / "out" / "feature_extraction" / "local" / "features" / "slide"
     cfg = pretraining_config("region", data_dir=str(slides), output_dir=str(tmp_path), run_id="r", **fast)
@@ -165,7 +165,7 @@ def test_patch_heatmaps_from_a_timm_vit(tmp_path, demo_regions_1024):
         region_weights=None,
         output_dir=str(tmp_path),
         run_id="r",
-        device="cpu",
+        device=TEST_DEVICE,
     )
     assert run_heatmap_job(cfg) == 0
     maps = sorted(p.name for p in (tmp_path / "heatmaps" / "r" / "patch" / "patch").glob("head_*.png"))

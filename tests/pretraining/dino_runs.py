@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from source.engines import pretrain as pretrain_module
+from tests.helpers import TEST_DEVICE
 
 FAST_PATCH = {
     "model.arch": "vit_tiny",
@@ -25,7 +26,7 @@ FAST_PATCH = {
     "speed.num_workers": 0,
     "optim.lr": 0.05,
     "early_stopping.save_every": 2,
-    "device": "cpu",
+    "device": TEST_DEVICE,
 }
 """Patch-stage settings small enough for CPU tests (vit_tiny, 64 / 32-px crops)."""
 

@@ -1,7 +1,6 @@
 """DINO pretraining end to end on real H&E inputs with tiny settings."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from source.engines.pretraining_job import run_knn_job, run_pretraining_job
 from source.models.factory import build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.pretraining.data import PretrainingDataError
-from tests.helpers import REPO, pretraining_config
+from tests.helpers import REPO, TEST_DEVICE, pretraining_config, subprocess_environment
 from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log
 
 FAST_REGION = {
@@ -28,7 +27,7 @@ FAST_REGION = {
     "aug.local_crops_number": 2,
     "speed.num_workers": 0,
     "optim.lr": 0.05,
-    "device": "cpu",
+    "device": TEST_DEVICE,
 }
 
 
@@ -123,7 +122,7 @@ def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, patch_dir)
     common = [f"data_dir={patch_dir}", "model.drop_path_rate=0", "training.nepochs=2"] + [
         f"{k}={v}" for k, v in FAST_PATCH.items() if k not in {"training.batch_size_per_gpu", "training.nepochs"}
     ]
-    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    environment = subprocess_environment()
     script = str(REPO / "pretrain" / "dino_patch.py")
     single = subprocess.run(
         [
@@ -222,7 +221,7 @@ def test_eval_knn_on_a_snapshot(tmp_path, patch_dir, downstream_csvs):
             "run_id": "k",
             "downstream": {"train_csv": str(downstream_csvs[0]), "test_csv": str(downstream_csvs[1])},
             "knn": {"k": 3},
-            "device": "cpu",
+            "device": TEST_DEVICE,
         },
     )
     assert run_knn_job(cfg) == 0
@@ -352,7 +351,7 @@ def test_region_stage_two_process_gloo_run_on_slide_files_gives_the_single_proce
     common = [f"data_dir={slides}", "model.drop_path_rate=0", "training.nepochs=2"] + [
         f"{k}={v}" for k, v in FAST_REGION.items() if k not in {"training.batch_size_per_gpu", "training.nepochs"}
     ]
-    environment = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    environment = subprocess_environment()
     script = [str(REPO / "pretrain" / "dino_region.py"), "--config-name", "region", *common]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for command, batch, out in (([sys.executable], 2, "one"), (torchrun, 1, "two")):

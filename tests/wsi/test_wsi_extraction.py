@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from tests.helpers import (
     extraction_config,
     run_two_process_extraction,
     slides_written_per_log,
+    subprocess_environment,
 )
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
@@ -233,7 +233,7 @@ def test_input_choice_is_checked(tmp_path, wsi_csv):
         ],
         capture_output=True,
         text=True,
-        env=os.environ | {"PYTHONPATH": str(REPO)},
+        env=subprocess_environment(),
         cwd=tmp_path,
     )
     assert result.returncode == 2 and "give exactly one input, region_dir or wsi_csv (both are set)" in result.stderr

@@ -19,10 +19,16 @@ from source.config.heatmaps import HeatmapConfig
 from source.engines.extraction_job import run_extraction_job
 from source.engines.heatmap_job import run_heatmap_job
 from source.heatmaps.stitch import TITLE_HEIGHT
-from tests.helpers import REPO, extraction_config, slides_written_per_log, subprocess_environment
+from tests.helpers import REPO, TEST_DEVICE, extraction_config, slides_written_per_log, subprocess_environment
 from tests.wsi.conftest import write_csv
 
-TINY = {"vit_patch_arch": "vit_tiny", "patch_weights": None, "region_weights": None, "device": "cpu", "downsample": 8}
+TINY = {
+    "vit_patch_arch": "vit_tiny",
+    "patch_weights": None,
+    "region_weights": None,
+    "device": TEST_DEVICE,
+    "downsample": 8,
+}
 KEYS = ["level", "region_x", "region_y", "patch", "head"]
 
 
