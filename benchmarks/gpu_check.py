@@ -325,6 +325,7 @@ def device_tests(settings: CheckSettings, log: Path) -> dict:
 
     files = SMOKE_TESTS if settings.smoke else DEVICE_TESTS
     command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *files]
+    command += ["-k", "not gloo and not c10d"]  # multi-process runs are CPU (gloo) tests: make test has them
     if importlib.util.find_spec("xdist") is not None and not settings.smoke:
         command += ["-n", str(max(2, min(12, (os.cpu_count() or 2) - 4)))]
     timeout = max(60.0, settings.seconds_left())
@@ -369,7 +370,7 @@ def markdown(result: dict) -> str:
         lines += [f"CUDA {facts['cuda']}, TF32 matmul {facts['tf32_matmul']}, TF32 cuDNN {facts['tf32_cudnn']}", ""]
     lines += extraction_lines(result.get("extraction", []), result["region_size"])
     lines += feed_lines(result.get("whole_slide_feed", {}))
-    lines += [f"- {name}: {value:.4g}" for name, value in result.get("correctness", {}).items() if name != "error"]
+    lines += [f"- {name}: {value:.6g}" for name, value in result.get("correctness", {}).items() if name != "error"]
     lines += stage_lines(result.get("stages", {}))
     tests = result.get("tests", {})
     if "counts" in tests:

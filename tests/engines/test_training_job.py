@@ -243,7 +243,7 @@ def test_local_level_trains_with_a_frozen_official_vit_region(tmp_path):
         tmp_path, paths, level="local", nepochs=2, **{"model.pretrain_vit_region": str(tmp_path / "vit4k_xs_dino.pth")}
     )
     assert run_training_job(cfg, "classification", multi=False) == 0
-    state = torch.load(run_dir(cfg) / "latest.pt", weights_only=True)["model"]
+    state = torch.load(run_dir(cfg) / "latest.pt", map_location="cpu", weights_only=True)["model"]
     for name, value in vit.state_dict().items():
         torch.testing.assert_close(state[f"vit_region.{name}"], value)
     unfrozen = classification_cfg(
@@ -258,7 +258,7 @@ def test_local_level_trains_with_a_frozen_official_vit_region(tmp_path):
         },
     )
     run_training_job(unfrozen, "classification", multi=False)
-    state = torch.load(run_dir(unfrozen) / "latest.pt", weights_only=True)["model"]
+    state = torch.load(run_dir(unfrozen) / "latest.pt", map_location="cpu", weights_only=True)["model"]
     torch.testing.assert_close(state["vit_region.pos_embed"], vit.pos_embed.detach())
     assert not torch.allclose(state["vit_region.blocks.0.attn.qkv.weight"], vit.blocks[0].attn.qkv.weight)
 
@@ -271,7 +271,7 @@ def test_local_level_trains_on_grids_of_a_foundation_model_width(tmp_path):
         tmp_path, paths, level="local", nepochs=1, **{"model.embed_dim_patch": 1024} | random_region
     )
     assert run_training_job(cfg, "classification", multi=False) == 0
-    state = torch.load(run_dir(cfg) / "latest.pt", weights_only=True)["model"]
+    state = torch.load(run_dir(cfg) / "latest.pt", map_location="cpu", weights_only=True)["model"]
     assert state["vit_region.phi.0.weight"].shape == (192, 1024)
     assert pd.read_csv(run_dir(cfg) / "tune_predictions.csv").shape[0] == 4
     wrong = classification_cfg(tmp_path / "b", paths, level="local", nepochs=1, **random_region)  # width left at 384

@@ -31,6 +31,12 @@ FAST_PATCH = {
 """Patch-stage settings small enough for CPU tests (vit_tiny, 64 / 32-px crops)."""
 
 
+def on_cpu(settings: dict) -> dict:
+    """``settings`` on the CPU: multi-process (gloo) runs compare with a single process on the same device,
+    and one GPU cannot hold a process per rank."""
+    return settings | {"device": "cpu"}
+
+
 def log(run_dir: Path) -> list[dict]:
     """The records of ``log.jsonl`` (one per epoch)."""
     return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]

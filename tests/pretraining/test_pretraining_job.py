@@ -15,7 +15,7 @@ from source.models.factory import build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
 from source.pretraining.data import PretrainingDataError
 from tests.helpers import REPO, TEST_DEVICE, pretraining_config, subprocess_environment
-from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log
+from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log, on_cpu
 
 FAST_REGION = {
     "model.out_dim": 128,
@@ -120,7 +120,9 @@ def test_resume_continues_identically(tmp_path, patch_dir, monkeypatch):
 
 def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, patch_dir):
     common = [f"data_dir={patch_dir}", "model.drop_path_rate=0", "training.nepochs=2"] + [
-        f"{k}={v}" for k, v in FAST_PATCH.items() if k not in {"training.batch_size_per_gpu", "training.nepochs"}
+        f"{k}={v}"
+        for k, v in on_cpu(FAST_PATCH).items()
+        if k not in {"training.batch_size_per_gpu", "training.nepochs"}
     ]
     environment = subprocess_environment()
     script = str(REPO / "pretrain" / "dino_patch.py")
@@ -349,7 +351,9 @@ def test_region_stage_two_process_gloo_run_on_slide_files_gives_the_single_proce
     torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[:4]]), slides / "a.pt")
     torch.save(torch.stack([torch.load(p, weights_only=True) for p in regions[4:]]), slides / "b.pt")
     common = [f"data_dir={slides}", "model.drop_path_rate=0", "training.nepochs=2"] + [
-        f"{k}={v}" for k, v in FAST_REGION.items() if k not in {"training.batch_size_per_gpu", "training.nepochs"}
+        f"{k}={v}"
+        for k, v in on_cpu(FAST_REGION).items()
+        if k not in {"training.batch_size_per_gpu", "training.nepochs"}
     ]
     environment = subprocess_environment()
     script = [str(REPO / "pretrain" / "dino_region.py"), "--config-name", "region", *common]
@@ -373,7 +377,7 @@ def test_two_c10d_nodes_train_with_the_global_batch_of_both(tmp_path, patch_dir)
     from tests.helpers import run_on_two_c10d_nodes
 
     fixed = {"training.batch_size_per_gpu", "training.nepochs"}
-    settings = [f"{k}={v}" for k, v in FAST_PATCH.items() if k not in fixed]
+    settings = [f"{k}={v}" for k, v in on_cpu(FAST_PATCH).items() if k not in fixed]
     arguments = [str(REPO / "pretrain" / "dino_patch.py"), "--config-name", "patch", f"data_dir={patch_dir}"]
     arguments += [
         "training.nepochs=2",

@@ -13,7 +13,7 @@ from source.pretraining.data import PretrainingDataError
 from source.pretraining.sampling import BalancedEpochSampler, balanced_quota
 from source.wsi.coordinates import load_coordinates
 from tests.helpers import REPO, pretraining_config, subprocess_environment
-from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log
+from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log, on_cpu
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
@@ -64,7 +64,9 @@ def test_resume_from_whole_slides_continues_identically(tmp_path, wsi_csv, monke
 
 
 def test_two_process_gloo_run_gives_the_single_process_loss(tmp_path, wsi_csv):
-    common = [f"wsi_csv={wsi_csv}"] + [f"{k}={v}" for k, v in FAST.items() if k != "training.batch_size_per_gpu"]
+    common = [f"wsi_csv={wsi_csv}"] + [
+        f"{k}={v}" for k, v in on_cpu(FAST).items() if k != "training.batch_size_per_gpu"
+    ]
     script = [str(REPO / "pretrain" / "dino_patch.py"), "--config-name", "patch", *common]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     for command, batch, out in (([sys.executable], 8, "one"), (torchrun, 4, "two")):
