@@ -56,6 +56,9 @@ DEVICE_TESTS = [
 """Test files whose jobs run on ``HIPT_TEST_DEVICE`` (or on ``device=auto``, the GPU when there is one)."""
 
 SMOKE_TESTS = ["tests/test_precision.py", "tests/test_devices.py"]
+FEED_SLIDES = 16
+"""Slides of 9 regions each in the whole-slide feed: 36 batches of 4, several per worker (a first run with 4
+slides, 9 batches, measured mostly the workers' start)."""
 
 
 @dataclasses.dataclass
@@ -228,14 +231,18 @@ def whole_slide_feed(settings: CheckSettings, region, scratch: Path, gpu_rate: O
     encoder = hipt_encoder(settings.device, "bf16")
     rows = []
     for workers in settings.workers:
-        plans = [SlidePlan(f"s{i}", [Region(x, y) for x, y in corners], source=source(f"s{i}")) for i in range(4)]
+        slides = FEED_SLIDES if not settings.smoke else 2  # enough batches per worker for a steady state
+        plans = [SlidePlan(f"s{i}", [Region(x, y) for x, y in corners], source=source(f"s{i}")) for i in range(slides)]
         store = FeatureStore(scratch / f"workers{workers}")
         extractor = Extractor(encoder, store, "global", size, batch_size=4, num_workers=workers, show_progress=False)
         start = time.perf_counter()
         outcomes = extractor.run(plans)
         seconds = time.perf_counter() - start
         failed = [o.slide_id for o in outcomes if o.status != "success"]
-        rows.append({"workers": workers, "regions_per_s": 4 * len(corners) / seconds, "failed_slides": failed})
+        rate = slides * len(corners) / seconds
+        rows.append(
+            {"workers": workers, "regions": slides * len(corners), "regions_per_s": rate, "failed_slides": failed}
+        )
         print(f"whole-slide extraction, {workers} workers: {rows[-1]['regions_per_s']:.2f} regions/s", flush=True)
     return {
         "read_per_worker_regions_per_s": per_worker,
@@ -330,13 +337,19 @@ def device_tests(settings: CheckSettings, log: Path) -> dict:
         command += ["-n", str(max(2, min(12, (os.cpu_count() or 2) - 4)))]
     timeout = max(60.0, settings.seconds_left())
     result = run(command, ROOT, timeout, env={"HIPT_TEST_DEVICE": settings.device}, log=log)
-    text = log.read_text()
-    progress = r"^(?:\[gw\d+\] \[\s*\d+%\] (PASSED|FAILED|ERROR) |\S+::\S+ (PASSED|FAILED|ERROR)\b)"
-    outcomes = ["".join(match) for match in re.findall(progress, text, re.MULTILINE)]
-    result["counts"] = {word.lower(): outcomes.count(word) for word in ("PASSED", "FAILED", "ERROR")}
-    result["failed"] = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", text, re.MULTILINE)))
+    result["counts"], result["failed"] = read_test_outcomes(log.read_text())
     result["files"] = files
     return result
+
+
+def read_test_outcomes(output: str) -> tuple[dict[str, int], list[str]]:
+    """Counts of passed / failed / error tests in ``pytest -v`` output (with or without pytest-xdist), read
+    from the per-test lines so that output cut short still counts, and the failed tests' ids."""
+    progress = r"^(?:\[gw\d+\] \[\s*\d+%\] (PASSED|FAILED|ERROR) |\S+::\S+ (PASSED|FAILED|ERROR)\b)"
+    outcomes = ["".join(match) for match in re.findall(progress, output, re.MULTILINE)]
+    counts = {word.lower(): outcomes.count(word) for word in ("PASSED", "FAILED", "ERROR")}
+    failed = re.findall(r"^\[gw\d+\] \[\s*\d+%\] (?:FAILED|ERROR) (\S+)|^(\S+::\S+) (?:FAILED|ERROR)\b", output, re.M)
+    return counts, sorted({xdist or plain for xdist, plain in failed})
 
 
 def section(result: dict, name: str, output: Path, function: Callable[[], object]) -> bool:
