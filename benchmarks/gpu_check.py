@@ -126,7 +126,7 @@ def hipt_encoder(device: str, precision: str = "fp32"):
     return encoder.place(torch.device(device))
 
 
-def hardware(settings: CheckSettings, _region) -> dict:
+def hardware(settings: CheckSettings) -> dict:
     """The GPU, CUDA, the CPU and the TF32 switches the fp32 numbers depend on."""
     import torch
 
@@ -473,7 +473,7 @@ def main() -> int:
     settings = settings_from(args)
     slide, region = real_region(settings.region_size)
     result: dict = {"smoke": settings.smoke, "device": settings.device, "region_size": settings.region_size}
-    ok = section(result, "hardware", args.output, lambda: hardware(settings, region))
+    ok = section(result, "hardware", args.output, lambda: hardware(settings))
     ok &= section(result, "correctness", args.output, lambda: correctness(settings, region))
     ok &= section(result, "extraction", args.output, lambda: throughput(settings, region))
     rates = [r["regions_per_s"] for r in result["extraction"] if isinstance(r, dict) and r["precision"] == "bf16"]
