@@ -1,6 +1,6 @@
 """The GPU check's report: test outcomes read from pytest's output, and its Markdown table."""
 
-from benchmarks.gpu_check import markdown, read_test_outcomes
+from benchmarks.gpu_report import markdown, read_test_outcomes
 
 XDIST_OUTPUT = """\
 tests/a.py::test_one
