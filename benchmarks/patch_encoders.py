@@ -27,6 +27,7 @@ from benchmarks.extraction import real_region
 from benchmarks.hardware import describe, machine
 from source.models.factory import build_hipt_encoder
 from source.models.hipt import patchify
+from source.models.settings import EncoderSettings
 
 ENCODERS = {
     "ViT-S/16 (HIPT, 384-d)": "vit_small",
@@ -64,9 +65,8 @@ def main() -> None:
     for name, arch in ENCODERS.items():
         torch.manual_seed(0)
         for precision in ("fp32", "bf16"):
-            encoder = build_hipt_encoder(
-                "local", None, patch_arch=arch, patch_size=256, patch_batch_size=args.patches, precision=precision
-            )
+            settings = EncoderSettings("local", arch, patch_batch_size=args.patches, precision=precision)
+            encoder = build_hipt_encoder(settings)
             encoder.place(device)
             rate = patches_per_second(encoder, patches, args.repeats, sync)
             rows[f"{name}, {precision}"] = {"patches_per_s": rate, "embed_dim": encoder.vit_patch.embed_dim}

@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from source.config.core import ConfigError
+from source.errors import ConfigError
 
 
 def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:

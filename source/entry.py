@@ -11,33 +11,16 @@ from omegaconf import DictConfig
 from source.config.core import hydra_entry, register_schema
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """The exceptions that mean a user mistake (bad config, csv, features, checkpoint, data): exit code 2.
-
-    Imported here, not at module level, so that a bad command line is reported before torch loads.
-    """
-    from source.config.core import ConfigError
-    from source.data.features import FeatureFileError
-    from source.data.labels import LabelTableError
-    from source.data.regions import BadInputError
-    from source.models.checkpoints import CheckpointError
-    from source.pretraining.data import PretrainingDataError
-
-    return (ConfigError, CheckpointError, LabelTableError, FeatureFileError, PretrainingDataError, BadInputError)
-
-
 def exit_with(job, *args) -> None:
-    """Run ``job(*args)`` and exit with its code; user errors are logged in one line and exit with 2."""
+    """Run ``job(*args)`` and exit with its code; a :class:`~source.errors.UserError` is logged in one line and
+    exits with its own ``exit_code`` (2 for bad config or inputs, 1 for a run that failed on its data)."""
+    from source.errors import UserError  # a light module: a bad command line is still reported before torch loads
+
     try:
         code = job(*args)
-    except user_errors() as error:
+    except UserError as error:
         logging.getLogger("hipt").error("%s", error)
-        code = 2
-    except RuntimeError as error:
-        if type(error).__name__ != "TrainingDivergedError":
-            raise
-        logging.getLogger("hipt").error("%s", error)
-        code = 1
+        code = error.exit_code
     sys.exit(code)
 
 

@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from source.errors import UserError
+
 if TYPE_CHECKING:  # torch and pandas load on first use: config errors are reported before they are imported
     import pandas as pd
 
@@ -31,7 +33,7 @@ def placeholder_kind(head: bytes) -> str | None:
     return None
 
 
-class UnsafePathError(ValueError):
+class UnsafePathError(UserError, ValueError):
     """A name taken from user data would lead outside its folder."""
 
 

@@ -150,12 +150,20 @@ def training_config(kind: str, multi: bool = False, **overrides) -> DictConfig:
     from source.config.training import TRAINING_SCHEMAS
 
     schema = TRAINING_SCHEMAS[kind]
-    documented = OmegaConf.load(REPO / "config" / "training" / kind / ("multi.yaml" if multi else "single.yaml"))
-    documented.pop("defaults")
+    documented = load_documented(REPO / "config" / "training" / kind / ("multi.yaml" if multi else "single.yaml"))
     cfg = OmegaConf.merge(OmegaConf.structured(schema), documented)
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, merge=False)
     return cfg
+
+
+def load_documented(path: Path) -> DictConfig:
+    """A documented YAML with the sibling files of its ``defaults`` list merged under it, as Hydra composes them
+    (schema entries of the list, registered in code, are left out)."""
+    documented = OmegaConf.load(path)
+    bases = [path.with_name(f"{name}.yaml") for name in documented.pop("defaults", []) if isinstance(name, str)]
+    composed = [load_documented(base) for base in bases if base.is_file()]
+    return OmegaConf.merge(*composed, documented) if composed else documented
 
 
 def pretraining_config(stage: str, **overrides) -> DictConfig:
@@ -194,11 +202,14 @@ def yaml_keys(node: dict, prefix: str = "") -> set[str]:
 
 
 def assert_documented(path: Path, schema: type) -> None:
-    """The YAML at ``path`` has exactly the schema's keys, a comment on every value line, and merges on the schema."""
+    """The YAML at ``path`` (with the files it composes) has exactly the schema's keys, a comment on every value line
+    of its own, and merges on the schema."""
     import re
 
-    documented = OmegaConf.load(path)
-    documented.pop("defaults")
+    own = OmegaConf.load(path)
+    own.pop("defaults")
+    assert yaml_keys(OmegaConf.to_container(own)) <= schema_keys(schema)
+    documented = load_documented(path)
     assert yaml_keys(OmegaConf.to_container(documented)) == schema_keys(schema)
     for line in path.read_text().splitlines():
         if re.match(r"^\s*[a-z_]+:\s*\S", line):

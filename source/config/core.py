@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from source.errors import ConfigError
 from source.io import atomic_write_text
 
 HYDRA_DEFAULTS = (
@@ -20,23 +21,6 @@ HYDRA_DEFAULTS = (
 )
 """Overrides that keep Hydra from creating ``outputs/`` folders or touching logging: runs write to
 ``output_dir/<experiment_name>/<run_id>/`` themselves and configure their own logging."""
-
-
-def check_at_least(values: dict[str, Any], minimum: int = 1) -> None:
-    """Raise :class:`ConfigError` naming the first key whose value is below ``minimum``."""
-    for key, value in values.items():
-        if value < minimum:
-            raise ConfigError(f"{key} must be >= {minimum}, got {value}")
-
-
-def check_share(key: str, value: Any) -> None:
-    """A share of the data in (0, 1] (or null: all)."""
-    if value is not None and not 0 < value <= 1:
-        raise ConfigError(f"{key} must be in (0, 1], got {value}")
-
-
-class ConfigError(ValueError):
-    """A user configuration is invalid; the message names the key and the fix."""
 
 
 def compose_base(schema: type, documented_yaml: Path) -> DictConfig:

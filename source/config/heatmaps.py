@@ -8,10 +8,12 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError, check_at_least
-from source.config.extraction import Precision, TilingSettings, check_architectures, validate_whole_slide_keys
+from source.config.checks import check_architectures, check_at_least, validate_whole_slide_keys
+from source.config.common import Precision
 from source.config.run_block import RunBlock, check_run_block
+from source.errors import ConfigError
 from source.heatmaps.settings import RenderSettings
+from source.wsi.settings import TilingSettings
 
 
 @dataclass
@@ -34,6 +36,7 @@ class HeatmapConfig(RunBlock, RenderSettings):
     checkpoint_key: str = "teacher"
     vit_patch_arch: str = "vit_small"
     vit_patch_kwargs: Any = None
+    vit_region_arch: str = "vit4k_xs"
     img_size_pretrained: Optional[int] = None
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
@@ -57,7 +60,7 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     _validate_inputs(cfg)
     validate_whole_slide_keys(cfg)
     _validate_drawing(cfg)
-    check_architectures(cfg.vit_patch_arch)
+    check_architectures(cfg.vit_patch_arch, cfg.vit_region_arch)
     check_at_least({"patch_batch_size": cfg.patch_batch_size})
     check_run_block(cfg)
 

@@ -10,16 +10,11 @@ from typing import Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from source.config.choices import KnnMetric, MinMax
-from source.config.core import ConfigError, check_at_least, check_share
-from source.config.extraction import (
-    Precision,
-    TilingSettings,
-    WandbConfig,
-    check_one_input,
-    validate_whole_slide_keys,
-)
+from source.config.checks import check_at_least, check_one_input, check_share, validate_whole_slide_keys
+from source.config.common import KnnMetric, MinMax, Precision, WandbConfig
 from source.config.run_block import RunBlock, check_run_block
+from source.errors import ConfigError
+from source.wsi.settings import TilingSettings
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
-from source.config.core import ConfigError
+from source.errors import ConfigError
 
 
 @dataclass

@@ -8,10 +8,19 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from source.config.choices import AggMethod, CheckpointChoice, MinMax, Optimizer, PosEmbed, Scheduler
-from source.config.core import ConfigError, check_at_least, check_share
-from source.config.extraction import Level, WandbConfig
+from source.config.checks import check_architectures, check_at_least, check_share
+from source.config.common import (
+    AggMethod,
+    CheckpointChoice,
+    Level,
+    MinMax,
+    Optimizer,
+    PosEmbed,
+    Scheduler,
+    WandbConfig,
+)
 from source.config.run_block import RunBlock, check_run_block
+from source.errors import ConfigError
 
 
 @dataclass
@@ -83,6 +92,7 @@ class ModelConfig:
     embed_dim_patch: int = 384
     slide_pos_embed: SlidePosEmbedConfig = field(default_factory=SlidePosEmbedConfig)
     pretrain_vit_region: Optional[str] = None
+    vit_region_arch: str = "vit4k_xs"
     checkpoint_key: str = "teacher"
     img_size_pretrained: Optional[int] = None
     freeze_vit_region: bool = True
@@ -178,6 +188,7 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
     check_run_block(cfg)
+    check_architectures(None, cfg.model.vit_region_arch, keys=("", "model.vit_region_arch"))
     if "label_mapping" in cfg and cfg.label_mapping is not None:
         _check_label_mapping(cfg)
     check_at_least({key: cfg[key] for key in ("num_classes", "nbins") if key in cfg}, 2)

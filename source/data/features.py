@@ -17,12 +17,13 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from source.errors import UserError
 from source.io import safe_join
 
 logger = logging.getLogger(__name__)
 
 
-class FeatureFileError(ValueError):
+class FeatureFileError(UserError, ValueError):
     """A feature file does not fit the chosen level, or holds NaN / inf."""
 
 

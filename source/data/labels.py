@@ -11,6 +11,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from source.errors import UserError
 from source.io import UnsafePathError, safe_join
 
 logger = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ CLASS_TARGET = "label_index"
 """Column of a classification table (and its prediction table) holding the true class index."""
 
 
-class LabelTableError(ValueError):
+class LabelTableError(UserError, ValueError):
     """A label csv or fold folder is unusable; the message names the file, the rows and the fix."""
 
 

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from source.errors import UserError
 from source.io import atomic_write_csv
 
 
-class FoldError(ValueError):
+class FoldError(UserError, ValueError):
     """The csv or the arguments cannot make the folds asked for; the message says why."""
 
 

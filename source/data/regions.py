@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from source.errors import UserError
 from source.io import UnsafePathError, safe_join
 
 REGION_NAME = re.compile(r"^(\d+)_(\d+)$")
@@ -37,7 +38,7 @@ SLIDE_SUFFIXES = {
 """Suffixes that mark a ``slide_list`` line as a slide file path (its stem is the slide id)."""
 
 
-class BadInputError(ValueError):
+class BadInputError(UserError, ValueError):
     """An input slide or region is unusable; the message names the file and the reason."""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import ConfigError
+from source.config.encoders import EXTRACTION_KEYS, encoder_settings
 from source.config.extraction import RESUME_KEYS, validate_extraction
 from source.data.regions import discover_slide_ids, read_slide_list
 from source.data.slides import SlidePlan, plan_slides, shard_plans
@@ -19,6 +19,7 @@ from source.distributed import DistributedContext
 from source.engines.extract import Extractor, merge_outcomes, write_reports
 from source.engines.feature_store import FeatureStore
 from source.engines.job import run_job
+from source.errors import ConfigError
 from source.io import atomic_write_json
 from source.models.factory import build_hipt_encoder
 from source.tracking import Tracker
@@ -29,22 +30,7 @@ logger = logging.getLogger(__name__)
 def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
     """The HIPT encoder of an extraction config, on its device(s), optionally compiled."""
     torch.manual_seed(cfg.seed)
-    encoder = build_hipt_encoder(
-        level=cfg.level.value,
-        pretrain_vit_patch=cfg.pretrain_vit_patch,
-        pretrain_vit_region=cfg.pretrain_vit_region,
-        patch_arch=cfg.vit_patch_arch,
-        region_arch=cfg.vit_region_arch,
-        checkpoint_key=cfg.checkpoint_key,
-        img_size_pretrained=cfg.img_size_pretrained,
-        patch_size=cfg.patch_size,
-        patch_batch_size=cfg.patch_batch_size,
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
-        precision=cfg.precision.value,
-        mini_patch_size=cfg.mini_patch_size,
-        patch_kwargs=OmegaConf.to_container(cfg.vit_patch_kwargs) if cfg.vit_patch_kwargs else None,
-    )
+    encoder = build_hipt_encoder(encoder_settings(cfg, EXTRACTION_KEYS))
     if cfg.split_across_gpus:
         encoder.place(*resolve_split_devices(cfg.device, local_rank))
     else:

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.encoders import HEATMAP_KEYS, encoder_settings
 from source.config.heatmaps import validate_heatmaps
 from source.data.regions import BadInputError
 from source.data.slides import shard_plans
@@ -53,21 +54,8 @@ def _draw_all(
 ) -> int:
     torch.manual_seed(cfg.seed)
     needs_region = bool(cfg.region_fp or slides.ids)  # patch maps alone need no ViT_region
-    encoder = build_hipt_encoder(
-        "global" if needs_region else "local",
-        cfg.patch_weights,
-        cfg.region_weights,
-        patch_arch=cfg.vit_patch_arch,
-        checkpoint_key=cfg.checkpoint_key,
-        img_size_pretrained=cfg.img_size_pretrained,
-        patch_size=cfg.patch_size,
-        patch_batch_size=cfg.patch_batch_size,
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
-        precision=cfg.precision.value,
-        keys=("patch_weights", "region_weights"),
-        patch_kwargs=OmegaConf.to_container(cfg.vit_patch_kwargs) if cfg.vit_patch_kwargs else None,
-    ).place(device)
+    level = "global" if needs_region else "local"
+    encoder = build_hipt_encoder(encoder_settings(cfg, HEATMAP_KEYS, level=level)).place(device)
     reader = AttentionReader(encoder)
     settings = render_settings(cfg)
     slide_model = load_slide_model(cfg.slide_weights, device) if cfg.slide_weights else None

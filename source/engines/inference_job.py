@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import ConfigError
 from source.config.run_block import check_run_block
 from source.config.training import TRAINING_SCHEMAS
 from source.data.features import feature_bank_of
 from source.data.splits import unlabelled_split
 from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.job import run_job
+from source.errors import ConfigError
 from source.models.checkpoints import CheckpointError, read_checkpoint
 from source.models.factory import slide_model_from_config
 from source.tasks.registry import task_class

@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.rundir import open_run
 from source.devices import resolve_device
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
+from source.engines.rundir import open_run
 from source.log import setup_logging
 from source.precision import resolve_precision
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -12,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms
 
-from source.config.core import ConfigError
+from source.config.checks import check_architectures
+from source.config.encoders import DINO_KEYS, KNN_KEYS, encoder_settings
 from source.config.pretraining import validate_pretraining
 from source.config.run_block import check_run_block
 from source.devices import usable_workers
@@ -20,9 +22,9 @@ from source.distributed import DistributedContext
 from source.engines.callbacks import EarlyStopping
 from source.engines.job import run_job
 from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules
+from source.errors import ConfigError
 from source.io import atomic_write_text
-from source.models.checkpoints import load_pretrained
-from source.models.vit import build_vit
+from source.models.factory import build_stage_encoder
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
 from source.pretraining.data import (
     SeededMultiCropDataset,
@@ -131,17 +133,10 @@ def knn_monitor(cfg: DictConfig, stage: str, run_dir: Path, mean, std) -> KnnMon
 def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
     """Student (with drop-path, optionally from ``model.pretrained_weights``), teacher, heads and loss."""
     model = cfg.model
-    widths = {"input_dim": model.input_dim} if stage == "region" and model.input_dim else {}
-    student = build_vit(model.arch, drop_path_rate=model.drop_path_rate, **widths)
-    teacher = build_vit(model.arch, **widths)
-    if model.pretrained_weights:
-        load_pretrained(
-            student,
-            model.pretrained_weights,
-            entry=model.checkpoint_key,
-            name=f"{stage} student",
-            key="model.pretrained_weights",
-        )
+    settings = encoder_settings(cfg, DINO_KEYS[stage], warn_random=False, adopt_pos_grid=False)
+    student = build_stage_encoder(settings, stage, model.input_dim)
+    teacher_settings = dataclasses.replace(settings, patch_weights=None, region_weights=None, drop_path_rate=0.0)
+    teacher = build_stage_encoder(teacher_settings, stage, model.input_dim)  # the student's weights are copied in
     loss = DINOLoss(
         model.out_dim,
         crops,
@@ -231,14 +226,18 @@ def _check_knn(cfg: DictConfig) -> None:
         raise ConfigError("checkpoint is not set: give a DINO snapshot, an official checkpoint or a backbone file")
     if not (cfg.downstream.train_csv and cfg.downstream.test_csv):
         raise ConfigError("downstream.train_csv and downstream.test_csv are needed")
+    if cfg.stage not in KNN_KEYS:
+        raise ConfigError(f"stage must be one of {list(KNN_KEYS)} (what the checkpoint encodes), got '{cfg.stage}'")
+    patch_arch, region_arch = (cfg.arch, None) if cfg.stage == "patch" else (None, cfg.arch)
+    check_architectures(patch_arch, region_arch, keys=("arch", "arch"))
 
 
 def run_knn_job(cfg: DictConfig) -> int:
     """Embed a labelled set with a checkpoint and score the kNN classifier; writes ``metrics.json``."""
     with run_job(cfg, check=_check_knn, distributed=False) as job:
         run_dir, device = job.run_dir, job.device
-        backbone = build_vit(cfg.arch)
-        load_pretrained(backbone, cfg.checkpoint, entry=cfg.checkpoint_key, name=cfg.arch, key="checkpoint")
+        settings = encoder_settings(cfg, KNN_KEYS[cfg.stage], warn_random=False, adopt_pos_grid=False)
+        backbone = build_stage_encoder(settings, cfg.stage)
         backbone.to(device)
         stage_cfg = OmegaConf.create({"downstream": cfg.downstream, "knn": cfg.knn})
         monitor = knn_monitor(stage_cfg, cfg.stage, run_dir, cfg.mean, cfg.std)

@@ -12,7 +12,6 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import ConfigError
 from source.config.training import RESUME_KEYS, validate_training
 from source.data.features import Split, feature_bank_of
 from source.data.labels import discover_folds
@@ -20,6 +19,7 @@ from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.job import run_job
 from source.engines.optim import build_optimizer, build_scheduler
 from source.engines.train import Trainer, TrainerSettings
+from source.errors import ConfigError
 from source.io import atomic_write_csv
 from source.models.factory import slide_model_from_config
 from source.plots import plot_curves

@@ -13,11 +13,11 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import ConfigError
 from source.data.labels import read_table
 from source.data.regions import discover_slide_ids
 from source.data.slides import SlidePlan, plan_slides
 from source.distributed import DistributedContext
+from source.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from source.config.core import ConfigError
 from source.data.regions import Region, read_region
 from source.data.slides import RegionSource
+from source.errors import ConfigError
 from source.heatmaps.attention import AttentionReader, region_maps
 from source.heatmaps.export import AttentionExport
 from source.heatmaps.render import blend, highlighted, side_by_side, thresholded, with_colorbar

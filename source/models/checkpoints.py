@@ -25,6 +25,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from source.errors import UserError
 from source.io import placeholder_kind
 from source.models.vit import resize_pos_embed
 
@@ -38,7 +39,7 @@ SAFE_GLOBALS = [argparse.Namespace]
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint file cannot be used; the message names the file and what to do."""
 
 

@@ -1,23 +1,24 @@
-"""Build HIPT encoders by name and fill them with pretrained weights (or, when asked, random ones)."""
+"""Build HIPT encoders from :class:`~source.models.settings.EncoderSettings` and fill them with pretrained weights
+(or, when asked, random ones)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from torch import nn
 
+from source.config.encoders import TRAINING_KEYS, encoder_settings
 from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
-from source.models.registry import DEFAULT_PATCH_ENCODER, DEFAULT_REGION_ENCODER, EncoderKind, build_encoder
+from source.models.registry import EncoderKind, build_encoder
+from source.models.settings import TOKEN_SIZE, EncoderSettings
 from source.models.vit import PRETRAINED_POS_GRID, VisionTransformer
 
 logger = logging.getLogger(__name__)
-
-TOKEN_SIZE = 16
-"""Pixels per ViT_patch token; ViT_region's ``img_size_pretrained`` is counted in the same unit."""
 
 
 def load_or_warn(
@@ -44,90 +45,76 @@ def load_or_warn(
     return load_pretrained(model, weights, entry=entry, name=name, adopt_pos_grid=adopt_pos_grid, key=key)
 
 
-PATCH_KEY = "pretrain_vit_patch"
-REGION_KEY = "pretrain_vit_region"
-"""Extraction's config keys of the weights; other entry points pass their own names to be named in messages."""
+def _depth_kwargs(settings: EncoderSettings) -> dict:
+    return {"drop_path_rate": settings.drop_path_rate} if settings.drop_path_rate else {}
 
 
-def build_vit_patch(
-    arch: str = DEFAULT_PATCH_ENCODER,
-    weights: Optional[str | Path] = None,
-    entry: str = "teacher",
-    token_size: int = TOKEN_SIZE,
-    key: str = PATCH_KEY,
-    arch_kwargs: Optional[dict] = None,
-):
-    """ViT_patch (ViT-S/16 by default, any registered pixel encoder or ``timm:<model>``), loaded from ``weights``
-    (given by config key ``key``); ``arch_kwargs`` go to the architecture's builder (timm: ``create_model``)."""
-    return _vit_patch_with_report(arch, weights, entry, token_size, key, arch_kwargs)[0]
+def build_vit_patch(settings: EncoderSettings) -> nn.Module:
+    """ViT_patch (``settings.patch_arch``: ViT-S/16 by default, any registered pixel encoder or ``timm:<model>``),
+    loaded from ``settings.patch_weights``; maps ``(B, 3, H, W)`` pixels to ``(B, D_patch)``."""
+    return _vit_patch_with_report(settings)[0]
 
 
-def _vit_patch_with_report(
-    arch: str,
-    weights: Optional[str | Path],
-    entry: str,
-    token_size: int,
-    key: str = PATCH_KEY,
-    arch_kwargs: Optional[dict] = None,
-) -> tuple[nn.Module, Optional[LoadReport]]:
-    model = build_encoder(arch, EncoderKind.pixels, patch_size=token_size, **(arch_kwargs or {}))
+def _vit_patch_with_report(settings: EncoderSettings) -> tuple[nn.Module, Optional[LoadReport]]:
+    model = build_encoder(
+        settings.patch_arch,
+        EncoderKind.pixels,
+        patch_size=settings.mini_patch_size,
+        **_depth_kwargs(settings),
+        **dict(settings.patch_kwargs or {}),
+    )
     target = getattr(model, "model", model)  # a timm encoder's weights are those of its timm model
-    return model, load_or_warn(target, weights, entry, "vit_patch", key)
+    report = load_or_warn(
+        target,
+        settings.patch_weights,
+        settings.checkpoint_key,
+        "vit_patch",
+        settings.patch_weights_key,
+        settings.warn_random,
+        settings.adopt_pos_grid,
+    )
+    return model, report
 
 
-def build_vit_region(
-    arch: str = DEFAULT_REGION_ENCODER,
-    weights: Optional[str | Path] = None,
-    entry: str = "teacher",
-    img_size_pretrained: Optional[int] = None,
-    input_dim: int = 384,
-    warn_random: bool = True,
-    key: str = REGION_KEY,
-) -> VisionTransformer:
-    """ViT_region (ViT4K-XS by default), loaded from ``weights`` (given by config key ``key``).
+def build_vit_region(settings: EncoderSettings, input_dim: int = 384) -> VisionTransformer:
+    """ViT_region (``settings.region_arch``: ViT4K-XS by default) over ``input_dim``-wide patch features, loaded
+    from ``settings.region_weights``; maps a grid ``(B, input_dim, n, n)`` to ``(B, D_region)``.
 
-    Args:
-        img_size_pretrained: pos-embed size to build, in ViT4K's 16-unit convention (224 = the official
-            14 x 14 grid); a checkpoint of another grid is resized to it. None: take the checkpoint's grid.
+    ``settings.img_size_pretrained`` is the pos-embed size to build, in ViT4K's 16-unit convention (224 = the
+    official 14 x 14 grid); a checkpoint of another grid is resized to it. None: take the checkpoint's grid.
     """
-    pos_grid = (img_size_pretrained // TOKEN_SIZE) if img_size_pretrained else PRETRAINED_POS_GRID
-    model = build_encoder(arch, EncoderKind.grid, pos_grid=pos_grid, input_dim=input_dim)
-    load_or_warn(model, weights, entry, "vit_region", key, warn_random, adopt_pos_grid=img_size_pretrained is None)
+    size = settings.img_size_pretrained
+    pos_grid = (size // TOKEN_SIZE) if size else PRETRAINED_POS_GRID
+    model = build_encoder(
+        settings.region_arch, EncoderKind.grid, pos_grid=pos_grid, input_dim=input_dim, **_depth_kwargs(settings)
+    )
+    load_or_warn(
+        model,
+        settings.region_weights,
+        settings.checkpoint_key,
+        "vit_region",
+        settings.region_weights_key,
+        settings.warn_random,
+        adopt_pos_grid=settings.adopt_pos_grid and size is None,
+    )
     return model
 
 
-def build_hipt_encoder(
-    level: str,
-    pretrain_vit_patch: Optional[str | Path],
-    pretrain_vit_region: Optional[str | Path] = None,
-    patch_arch: str = DEFAULT_PATCH_ENCODER,
-    region_arch: str = DEFAULT_REGION_ENCODER,
-    checkpoint_key: str = "teacher",
-    img_size_pretrained: Optional[int] = None,
-    patch_size: int = 256,
-    patch_batch_size: int = 256,
-    mean: Sequence[float] = (0.5, 0.5, 0.5),
-    std: Sequence[float] = (0.5, 0.5, 0.5),
-    precision: str = "fp32",
-    mini_patch_size: int = TOKEN_SIZE,
-    keys: tuple[str, str] = (PATCH_KEY, REGION_KEY),
-    patch_kwargs: Optional[dict] = None,
-) -> HIPTEncoder:
-    """The region encoder for ``level`` ``global`` (ViT_patch + ViT_region) or ``local`` (ViT_patch only).
+def build_hipt_encoder(settings: EncoderSettings) -> HIPTEncoder:
+    """The region encoder of ``settings``: uint8 regions ``(B, 3, R, R)`` -> local ``(B, n*n, D_patch)`` and, at
+    level ``global`` (ViT_patch + ViT_region), ``(B, D_region)``; level ``local`` builds ViT_patch only.
 
     A DINO snapshot of this project records the normalisation it was trained with; a different ``mean`` /
-    ``std`` here is warned about (the encoder would see pixels unlike those it learned from). ``keys``
-    are the config keys of the two weights, named in warnings and errors.
+    ``std`` here is warned about (the encoder would see pixels unlike those it learned from).
     """
-    vit_patch, report = _vit_patch_with_report(
-        patch_arch, pretrain_vit_patch, checkpoint_key, mini_patch_size, keys[0], patch_kwargs
-    )
+    vit_patch, report = _vit_patch_with_report(settings)
+    mean, std = tuple(settings.mean), tuple(settings.std)
     transform = getattr(vit_patch, "transform", None)
     if transform is not None:  # a timm / foundation-model encoder brings its own normalisation
-        if (tuple(mean), tuple(std)) != (transform.mean, transform.std):
+        if (mean, std) != (transform.mean, transform.std):
             logger.info(
                 "vit_patch %s normalises with its own mean %s / std %s (input %d px, %s): mean and std are not used",
-                patch_arch,
+                settings.patch_arch,
                 list(transform.mean),
                 list(transform.std),
                 transform.input_size,
@@ -146,17 +133,18 @@ def build_hipt_encoder(
                 list(mean),
                 list(std),
             )
-    vit_region = None
-    if level == "global":
-        vit_region = build_vit_region(
-            region_arch,
-            pretrain_vit_region,
-            checkpoint_key,
-            img_size_pretrained,
-            input_dim=vit_patch.embed_dim,
-            key=keys[1],
-        ).eval()
-    return HIPTEncoder(vit_patch, vit_region, patch_size, patch_batch_size, mean, std, precision)
+    vit_region = build_vit_region(settings, vit_patch.embed_dim).eval() if settings.has_region_encoder else None
+    return HIPTEncoder(
+        vit_patch, vit_region, settings.patch_size, settings.patch_batch_size, mean, std, settings.precision
+    )
+
+
+def build_stage_encoder(settings: EncoderSettings, stage: str, input_dim: Optional[int] = None) -> nn.Module:
+    """The one encoder a DINO stage trains: ViT_patch (``patch``) or ViT_region (``region``, over ``input_dim``-wide
+    grids; None = the architecture's default width, 384)."""
+    if stage == "patch":
+        return build_vit_patch(settings)
+    return build_vit_region(settings, **({"input_dim": input_dim} if input_dim else {}))
 
 
 def build_slide_model(
@@ -167,42 +155,37 @@ def build_slide_model(
     max_len: int = 512,
     region_dim: int = 192,
     patient_pooling: bool = False,
-    vit_region_weights: Optional[str | Path] = None,
-    checkpoint_key: str = "teacher",
-    img_size_pretrained: Optional[int] = None,
+    vit_region: Optional[EncoderSettings] = None,
     freeze_vit_region: bool = True,
     freeze_pos_embed: bool = True,
     patch_dim: int = 384,
-    load_vit_region: bool = True,
 ):
-    """GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region from ``vit_region_weights``),
-    wrapped in PatientHIPT when ``patient_pooling`` (survival ``agg_method: self_att``).
-
-    ``load_vit_region=False`` skips reading ViT_region weights (a trained checkpoint will overwrite them).
-    """
+    """GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region built from ``vit_region``: default
+    settings without weights when None), wrapped in PatientHIPT when ``patient_pooling`` (survival
+    ``agg_method: self_att``)."""
     from source.models.slide import GlobalHIPT, LocalGlobalHIPT, PatientHIPT
 
     if level == "global":
         model = GlobalHIPT(num_outputs, region_dim, dropout, pos_embed, max_len)
     else:
-        weights = vit_region_weights if load_vit_region else None
-        vit_region = build_vit_region(
-            DEFAULT_REGION_ENCODER,
-            weights,
-            checkpoint_key,
-            img_size_pretrained,
-            patch_dim,
-            warn_random=load_vit_region,
-            key="model.pretrain_vit_region",
-        )
+        settings = vit_region or EncoderSettings(level="local")
         model = LocalGlobalHIPT(
-            vit_region, num_outputs, dropout, pos_embed, max_len, freeze_vit_region, freeze_pos_embed
+            build_vit_region(settings, patch_dim),
+            num_outputs,
+            dropout,
+            pos_embed,
+            max_len,
+            freeze_vit_region,
+            freeze_pos_embed,
         )
     return PatientHIPT(model, num_outputs, dropout) if patient_pooling else model
 
 
 def slide_model_from_config(cfg, num_outputs: int, load_vit_region: bool = True):
     """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
+    vit_region = encoder_settings(cfg, TRAINING_KEYS)
+    if not load_vit_region:
+        vit_region = dataclasses.replace(vit_region, region_weights=None, warn_random=False)
     pos = cfg.model.slide_pos_embed
     return build_slide_model(
         cfg.level.value,
@@ -212,11 +195,8 @@ def slide_model_from_config(cfg, num_outputs: int, load_vit_region: bool = True)
         pos.max_len,
         cfg.model.embed_dim_region,
         patient_pooling=cfg.model.get("agg_method") == "self_att",
-        vit_region_weights=cfg.model.pretrain_vit_region,
-        checkpoint_key=cfg.model.checkpoint_key,
-        img_size_pretrained=cfg.model.img_size_pretrained,
+        vit_region=vit_region,
         freeze_vit_region=cfg.model.freeze_vit_region,
         freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed,
         patch_dim=cfg.model.embed_dim_patch,
-        load_vit_region=load_vit_region,
     )

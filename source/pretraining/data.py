@@ -19,12 +19,13 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from source.data.regions import BadInputError
+from source.errors import UserError
 
 logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
 
 
-class PretrainingDataError(ValueError):
+class PretrainingDataError(UserError, ValueError):
     """A pretraining input is unusable; the message names the file or key."""
 
 

@@ -16,11 +16,11 @@ from typing import Optional, Sequence
 
 from PIL import Image
 
-from source.config.extraction import TilingSettings
 from source.data.regions import Region
 from source.data.slides import RegionSource
 from source.distributed import DistributedContext
 from source.pretraining.data import PretrainingDataError
+from source.wsi.settings import TilingSettings
 
 logger = logging.getLogger(__name__)
 MAX_OPEN_SLIDES = 16

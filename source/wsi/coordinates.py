@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from source.config.extraction import TilingSettings
 from source.data.regions import BadInputError
 from source.io import safe_join
+from source.wsi.settings import TilingSettings
 
 META_SUFFIX = ".coordinates.meta.json"
 NPZ_SUFFIX = ".coordinates.npz"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from source.config.core import ConfigError
-from source.config.extraction import TilingSettings
+from source.errors import ConfigError
+from source.wsi.settings import TilingSettings
 from source.wsi.slide_table import WholeSlide
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from typing import Optional, Sequence
 
 from tqdm import tqdm
 
-from source.config.extraction import TilingSettings
 from source.data.regions import BadInputError, Region
 from source.data.slides import SlidePlan
 from source.distributed import DistributedContext, gather_objects
@@ -21,6 +20,7 @@ from source.io import safe_join
 from source.wsi.coordinates import check_matches_settings, load_coordinates, same_regions, save_coordinates
 from source.wsi.preview import write_preview
 from source.wsi.reader import WholeSlideRegions, choose_reader, open_pyramid
+from source.wsi.settings import TilingSettings
 from source.wsi.slide_table import WholeSlide
 from source.wsi.tiling import PyramidRead, pyramid_read_of, tile_whole_slide
 

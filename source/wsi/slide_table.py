@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from source.config.core import ConfigError
+from source.errors import ConfigError
 from source.io import UnsafePathError, safe_join
 
 

@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from source.config.extraction import TilingSettings
 from source.data.regions import BadInputError
 from source.io import placeholder_kind
+from source.wsi.settings import TilingSettings
 from source.wsi.slide_table import WholeSlide
 
 logger = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from source.config.core import ConfigError
 from source.config.extraction import ExtractionConfig, validate_extraction
+from source.errors import ConfigError
 from tests.helpers import REPO, extraction_config
 
 

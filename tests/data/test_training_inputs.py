@@ -9,11 +9,11 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from source.config.core import ConfigError
 from source.config.training import validate_training
 from source.data.features import FeatureFileError
 from source.data.labels import LabelTableError, discover_folds
 from source.engines.training_job import run_training_job
+from source.errors import ConfigError
 from tests.helpers import training_config
 from tests.training_data import classification_data, job_config, survival_data
 

@@ -12,6 +12,7 @@ from PIL import Image
 from source.data.regions import read_region
 from source.engines.extraction_job import run_extraction_job
 from source.models.factory import build_hipt_encoder
+from source.models.settings import EncoderSettings
 from source.models.vit import vit4k_xs, vit_small
 from tests.helpers import extraction_config, official_checkpoint
 
@@ -77,7 +78,7 @@ def test_real_size_extraction_matches_the_encoder(tmp_path, region_dir, official
     features = torch.load(run_dir / "features" / "slide" / "CMU-1-Small-Region.pt", weights_only=True)
     assert features.dtype == torch.float32
     assert features.shape == ((6, 192) if level == "global" else (6, 16, 384))
-    encoder = build_hipt_encoder(level, patch_weights, region_weights)
+    encoder = build_hipt_encoder(EncoderSettings(level, patch_weights=patch_weights, region_weights=region_weights))
     paths = sorted(region_dir.glob("CMU*/imgs/*.jpg"), key=lambda p: tuple(int(v) for v in p.stem.split("_")))
     images = torch.stack([torch.from_numpy(read_region(p, 1024)).permute(2, 0, 1) for p in paths])
     with torch.inference_mode():
@@ -173,14 +174,14 @@ def test_resume_skips_finished_slides_and_redoes_changed_ones(tmp_path, region_d
 
 def test_resume_refuses_a_changed_config(tmp_path, region_dir):
     assert run(tmp_path, region_dir, **TINY)[0] == 0
-    from source.config.core import ConfigError
+    from source.errors import ConfigError
 
     with pytest.raises(ConfigError, match="resume: level was 'global'"):
         run(tmp_path, region_dir, resume=True, level="local", **TINY)
 
 
 def test_zero_slides_is_a_config_error_with_the_layout(tmp_path, region_dir):
-    from source.config.core import ConfigError
+    from source.errors import ConfigError
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -113,3 +113,21 @@ def test_survival_multi_command_line(tmp_path):
     summary = (tmp_path / "out" / "survival_multi" / "cv" / "summary.csv").read_text()
     assert "c_index" in summary and "fold_1" in summary
     assert "summary over 2 folds" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["classification", "survival"])
+def test_multi_yaml_is_single_yaml_with_the_fold_keys(kind):
+    """Hydra composes multi.yaml on single.yaml: every key but the fold input and the run name is single's."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from source.config.core import register_schema
+
+    register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
+    with initialize_config_dir(config_dir=str(REPO / "config" / "training" / kind), version_base=None):
+        single = OmegaConf.to_container(compose("single"))
+        multi = OmegaConf.to_container(compose("multi"))
+    assert multi["experiment_name"] == f"{kind}_multi" and single["experiment_name"] == kind
+    differing = {key for key in single if single[key] != multi[key]}
+    assert differing == {"experiment_name"}  # data.* holds the same (blank) values; only the comments differ
+    assert multi["model"] == single["model"] and multi["optim"] == single["optim"]

@@ -141,7 +141,7 @@ def test_geojson_and_csv(tmp_path):
 
 @pytest.mark.parametrize("bad", [7, -1])
 def test_unknown_head_index_is_a_config_error(bad):
-    from source.config.core import ConfigError
+    from source.errors import ConfigError
     from source.heatmaps.slide_render import head_list
 
     with pytest.raises(ConfigError, match="do not exist"):

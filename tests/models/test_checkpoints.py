@@ -11,6 +11,7 @@ from source.models.convert import convert_to_safetensors
 from source.models.convert import main as convert_main
 from source.models.factory import build_hipt_encoder, build_slide_model, build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
+from source.models.settings import EncoderSettings
 from source.models.vit import build_vit, resize_pos_embed, vit4k_xs, vit_small
 from tests.helpers import official_checkpoint
 
@@ -63,7 +64,7 @@ def test_bare_state_dict_and_safetensors_round_trip_give_identical_features(trai
     regions = torch.randint(0, 256, (1, 3, 512, 512), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     features = []
     for path in (official_file, bare, converted):
-        encoder = HIPTEncoder(build_vit_patch("vit_small", path).eval())
+        encoder = HIPTEncoder(build_vit_patch(EncoderSettings(patch_weights=path)).eval())
         with torch.inference_mode():
             features.append(encoder.encode_patches(regions))
     assert torch.equal(features[0], features[1]) and torch.equal(features[0], features[2])
@@ -80,15 +81,19 @@ def test_vit_region_checkpoint_with_other_pos_grid_is_adopted_or_interpolated(tm
     pretrained_on_16 = vit4k_xs(pos_grid=16)
     path = tmp_path / "vit4k_16.pth"
     torch.save(official_checkpoint(pretrained_on_16), path)
-    adopted = build_vit_region("vit4k_xs", path)  # img_size_pretrained unset: the checkpoint's grid is used as is
+    adopted = build_vit_region(
+        EncoderSettings(region_weights=path)
+    )  # img_size_pretrained unset: the checkpoint's grid is used as is
     assert adopted.pos_grid == 16
     torch.testing.assert_close(adopted.pos_embed, pretrained_on_16.pos_embed)
     grid = torch.randn(1, 384, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(adopted(grid), pretrained_on_16.eval()(grid))
-    resized = build_vit_region("vit4k_xs", path, img_size_pretrained=224)  # an explicit 14 x 14 model: resized once
+    resized = build_vit_region(
+        EncoderSettings(region_weights=path, img_size_pretrained=224)
+    )  # an explicit 14 x 14 model: resized once
     torch.testing.assert_close(resized.pos_embed, resize_pos_embed(pretrained_on_16.pos_embed.detach(), 14))
-    official = build_vit_region("vit4k_xs", path, img_size_pretrained=256)
+    official = build_vit_region(EncoderSettings(region_weights=path, img_size_pretrained=256))
     torch.testing.assert_close(official.pos_embed, pretrained_on_16.pos_embed)
 
 
@@ -99,23 +104,25 @@ def test_snapshot_normalisation_mismatch_is_warned(tmp_path, caplog):
     }
     torch.save(snapshot, tmp_path / "snapshot.pt")
     with caplog.at_level(logging.WARNING):
-        build_hipt_encoder("local", tmp_path / "snapshot.pt", patch_arch="vit_tiny")
+        build_hipt_encoder(EncoderSettings("local", patch_arch="vit_tiny", patch_weights=tmp_path / "snapshot.pt"))
     assert any("pretrained with mean [0.485, 0.456, 0.406]" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         build_hipt_encoder(
-            "local",
-            tmp_path / "snapshot.pt",
-            patch_arch="vit_tiny",
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
+            EncoderSettings(
+                "local",
+                patch_arch="vit_tiny",
+                patch_weights=tmp_path / "snapshot.pt",
+                mean=(0.485, 0.456, 0.406),
+                std=(0.229, 0.224, 0.225),
+            )
         )
     assert not any("pretrained with mean" in r.getMessage() for r in caplog.records)
 
 
 def test_random_init_only_when_asked_and_warned(caplog):
     with caplog.at_level(logging.WARNING):
-        build_vit_patch("vit_tiny", None)
+        build_vit_patch(EncoderSettings(patch_arch="vit_tiny"))
     assert any("RANDOM weights" in r.getMessage() and "pretrain_vit_patch" in r.getMessage() for r in caplog.records)
 
 
@@ -138,23 +145,32 @@ def test_bad_files_are_named_errors(tmp_path, content, message):
 
 def test_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist.*README.*set pretrain_vit_patch=null"):
-        build_vit_patch("vit_small", tmp_path / "nope.pth")
+        build_vit_patch(EncoderSettings(patch_weights=tmp_path / "nope.pth"))
+
+
+HEATMAP_KEY_NAMES = {"patch_weights_key": "patch_weights", "region_weights_key": "region_weights"}
 
 
 def test_messages_name_the_key_of_the_entry_point(tmp_path, caplog):
     """Heatmaps, training and pretraining name their own keys, not extraction's."""
     with caplog.at_level(logging.WARNING):
-        build_hipt_encoder("global", None, None, patch_arch="vit_tiny", keys=("patch_weights", "region_weights"))
+        build_hipt_encoder(EncoderSettings(patch_arch="vit_tiny", **HEATMAP_KEY_NAMES))
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert (
         "patch_weights is null" in warnings and "region_weights is null" in warnings and "pretrain_vit" not in warnings
     )
     with pytest.raises(CheckpointError, match="set region_weights=null"):
         build_hipt_encoder(
-            "global", None, tmp_path / "no.pth", patch_arch="vit_tiny", keys=("patch_weights", "region_weights")
+            EncoderSettings(patch_arch="vit_tiny", region_weights=tmp_path / "no.pth", **HEATMAP_KEY_NAMES)
         )
     with pytest.raises(CheckpointError, match="set model.pretrain_vit_region=null"):
-        build_slide_model("local", 2, vit_region_weights=tmp_path / "no.pth")
+        build_slide_model(
+            "local",
+            2,
+            vit_region=EncoderSettings(
+                region_weights=tmp_path / "no.pth", region_weights_key="model.pretrain_vit_region"
+            ),
+        )
     with pytest.raises(CheckpointError, match="set model.pretrained_weights=null"):
         load_pretrained(build_vit("vit_tiny"), tmp_path / "no.pth", key="model.pretrained_weights")
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from source.config.core import ConfigError
 from source.config.extraction import check_architectures
+from source.errors import ConfigError
 from source.models.registry import ENCODERS, TIMM_BUILDER, EncoderKind, build_encoder, encoder_names, encoder_spec
 
 

@@ -8,12 +8,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from source.config.core import ConfigError
 from source.engines.extraction_job import run_extraction_job
 from source.engines.pretraining_job import run_pretraining_job
+from source.errors import ConfigError
 from source.models.checkpoints import CheckpointError
 from source.models.factory import build_hipt_encoder, build_vit_patch
 from source.models.registry import encoder_spec
+from source.models.settings import EncoderSettings
 from source.models.timm_encoders import PRESETS, build_timm_encoder
 from tests.helpers import TEST_DEVICE, extraction_config, pretraining_config
 
@@ -34,7 +35,9 @@ def timm_weights(tmp_path, suffix=".safetensors"):
 @pytest.mark.parametrize("suffix", [".safetensors", ".bin"])
 def test_a_timm_vit_loaded_by_name_equals_timms_own_forward(tmp_path, suffix):
     reference, path = timm_weights(tmp_path, suffix)
-    encoder = build_vit_patch("timm:vit_tiny_patch16_224", path, arch_kwargs=TINY_TIMM).eval()
+    encoder = build_vit_patch(
+        EncoderSettings(patch_arch="timm:vit_tiny_patch16_224", patch_weights=path, patch_kwargs=TINY_TIMM)
+    ).eval()
     assert encoder.embed_dim == 192 and encoder.transform.input_size == 224
     torch.manual_seed(1)
     patches = torch.rand(2, 3, 256, 256)
@@ -62,10 +65,10 @@ def test_presets_resolve_their_architecture_transform_and_width():
 
 def test_the_encoder_brings_its_normalisation_and_vit_region_takes_its_width(tmp_path):
     _, path = timm_weights(tmp_path)
-    encoder = build_hipt_encoder(
-        "global", path, None, patch_arch="timm:vit_tiny_patch16_224", patch_size=256, patch_kwargs=TINY_TIMM,
+    encoder = build_hipt_encoder(EncoderSettings(
+        patch_arch="timm:vit_tiny_patch16_224", patch_weights=path, patch_kwargs=TINY_TIMM, patch_size=256,
         mean=(0.1, 0.2, 0.3), std=(0.9, 0.9, 0.9),
-    )  # fmt: skip
+    ))  # fmt: skip
     assert encoder.mean.flatten().tolist() == [0.5, 0.5, 0.5] and encoder.vit_region.phi[0].in_features == 192
     with torch.no_grad():
         features = encoder(torch.randint(0, 256, (1, 3, 512, 512), dtype=torch.uint8))
@@ -114,10 +117,14 @@ def test_extraction_at_both_levels_then_region_pretraining_on_192_wide_grids(tmp
 
 def test_clear_errors_for_missing_files_wrong_architectures_and_hub_ids_offline(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="does not exist"):
-        build_vit_patch("uni", tmp_path / "pytorch_model.bin", arch_kwargs={"depth": 1})
+        build_vit_patch(
+            EncoderSettings(patch_arch="uni", patch_weights=tmp_path / "pytorch_model.bin", patch_kwargs={"depth": 1})
+        )
     _, path = timm_weights(tmp_path)
     with pytest.raises(CheckpointError, match="does not fit vit_patch"):
-        build_vit_patch("timm:vit_small_patch16_224", path, arch_kwargs=TINY_TIMM)
+        build_vit_patch(
+            EncoderSettings(patch_arch="timm:vit_small_patch16_224", patch_weights=path, patch_kwargs=TINY_TIMM)
+        )
     with pytest.raises(ValueError, match="timm has no model 'vit_nonexistent'"):
         build_timm_encoder("timm:vit_nonexistent")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from source.config.core import ConfigError
 from source.engines.pretraining_job import run_knn_job, run_pretraining_job
+from source.errors import ConfigError
 from source.models.factory import build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
+from source.models.settings import EncoderSettings
 from source.pretraining.data import PretrainingDataError
 from tests.helpers import REPO, TEST_DEVICE, pretraining_config, subprocess_environment
 from tests.pretraining.dino_runs import FAST_PATCH, assert_killed_run_resumes, log, on_cpu
@@ -73,13 +74,15 @@ def test_patch_stage_trains_monitors_and_snapshots_load_for_extraction(tmp_path,
         assert set(snapshot) == {"teacher", "epoch", "history", "config"}
         assert snapshot["teacher"] and all(k.startswith("backbone.") for k in snapshot["teacher"])
         assert (run_dir / slim).stat().st_size < (run_dir / "latest.pt").stat().st_size / 3
-        build_vit_patch("vit_tiny", run_dir / slim)
+        build_vit_patch(EncoderSettings(patch_arch="vit_tiny", patch_weights=run_dir / slim))
     assert (run_dir / "knn_features" / "teacher_test_features.pt").exists()
     state = torch.load(run_dir / "latest.pt", weights_only=True)
     assert {"student", "teacher", "optimizer", "scaler", "epoch", "dino_loss", "config"} <= set(state)
     assert all(k.startswith(("backbone.", "head.")) for k in state["teacher"])
     # the snapshot loads with the extraction loader and gives the teacher's features
-    encoder = HIPTEncoder(build_vit_patch("vit_tiny", run_dir / "latest.pt").eval())
+    encoder = HIPTEncoder(
+        build_vit_patch(EncoderSettings(patch_arch="vit_tiny", patch_weights=run_dir / "latest.pt")).eval()
+    )
     region = torch.randint(0, 256, (1, 3, 256, 256), dtype=torch.uint8)
     from source.models.vit import build_vit
 
@@ -92,7 +95,7 @@ def test_patch_stage_trains_monitors_and_snapshots_load_for_extraction(tmp_path,
 
 
 def test_region_stage_on_level_local_features(tmp_path, region_tensor_dir):
-    vit = build_vit_region("vit4k_xs")
+    vit = build_vit_region(EncoderSettings(warn_random=False))
     from tests.helpers import official_checkpoint
 
     torch.save(official_checkpoint(vit), tmp_path / "vit4k_xs_dino.pth")
@@ -107,7 +110,7 @@ def test_region_stage_on_level_local_features(tmp_path, region_tensor_dir):
     records = log(tmp_path / "dino_region" / "r")
     assert len(records) == 5 and all(torch.isfinite(torch.tensor([r["loss"] for r in records])))
     assert records[-1]["loss"] < records[0]["loss"]
-    loaded = build_vit_region("vit4k_xs", tmp_path / "dino_region" / "r" / "latest.pt")
+    loaded = build_vit_region(EncoderSettings(region_weights=tmp_path / "dino_region" / "r" / "latest.pt"))
     grid = torch.load(next(region_tensor_dir.iterdir()), weights_only=True).T.reshape(1, 384, 4, 4)
     assert loaded(grid).shape == (1, 192)
 

@@ -9,10 +9,10 @@ import numpy as np
 import openslide
 import pytest
 
-from source.config.extraction import TilingSettings
 from source.data.regions import Region
 from source.wsi.preview import preview_image
 from source.wsi.reader import WholeSlideRegions, choose_reader
+from source.wsi.settings import TilingSettings
 from source.wsi.slide_table import WholeSlide
 from source.wsi.tiling import pyramid_read_of, tile_whole_slide
 from tests.wsi.slides import write_pyramid

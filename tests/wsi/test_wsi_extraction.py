@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from source.config.core import ConfigError
 from source.engines.extraction_job import run_extraction_job
+from source.errors import ConfigError
 from source.wsi.coordinates import load_coordinates, save_coordinates
 from tests.helpers import (
     REPO,

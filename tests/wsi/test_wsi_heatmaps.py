@@ -14,10 +14,10 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from source.config.core import ConfigError
 from source.config.heatmaps import HeatmapConfig
 from source.engines.extraction_job import run_extraction_job
 from source.engines.heatmap_job import run_heatmap_job
+from source.errors import ConfigError
 from source.heatmaps.stitch import TITLE_HEIGHT
 from tests.helpers import REPO, TEST_DEVICE, extraction_config, slides_written_per_log, subprocess_environment
 from tests.wsi.conftest import write_csv

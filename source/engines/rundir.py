@@ -11,8 +11,9 @@ from typing import Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import ConfigError, save_config
+from source.config.core import save_config
 from source.distributed import DistributedContext, broadcast_object
+from source.errors import ConfigError
 from source.io import UnsafePathError, safe_join
 
 logger = logging.getLogger(__name__)

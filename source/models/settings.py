@@ -1,0 +1,68 @@
+"""What builds HIPT's encoders, whichever entry point asks: one plain, frozen settings object.
+
+Extraction, heatmaps, level-local training and DINO pretraining each name these settings differently in
+their configs (``pretrain_vit_patch`` / ``patch_weights`` / ``model.pretrained_weights`` ...);
+:func:`source.config.encoders.encoder_settings` reads any of them into an :class:`EncoderSettings`, and
+:mod:`source.models.factory` builds from it alone. No config, torch or model import here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from source.models.registry import DEFAULT_PATCH_ENCODER, DEFAULT_REGION_ENCODER
+
+TOKEN_SIZE = 16
+"""Pixels per ViT_patch token; ViT_region's ``img_size_pretrained`` is counted in the same unit."""
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The architectures, weights and input handling of ViT_patch and ViT_region.
+
+    Attributes:
+        level: ``global`` (ViT_patch + ViT_region: ``(B, D_region)`` per region) or ``local`` (ViT_patch only:
+            ``(B, n*n, D_patch)``).
+        patch_arch / region_arch: registered names (:mod:`source.models.registry`; ``timm:<model>`` for ViT_patch).
+        patch_weights / region_weights: checkpoint files; None = random weights (warned when ``warn_random``).
+        checkpoint_key: the entry of a DINO training dict to load (``teacher``).
+        img_size_pretrained: ViT_region pos-embed size to build, in 16-px units (224 = 14 x 14); None = the
+            checkpoint's own grid.
+        patch_kwargs: extra keyword arguments of the ViT_patch builder (timm: ``create_model``).
+        patch_size: side of the patches ViT_patch reads (256); ``mini_patch_size`` its token size (16).
+        patch_batch_size: patches per ViT_patch forward.
+        mean / std: pixel normalisation (a timm / foundation-model encoder brings its own).
+        precision: autocast of the encoders (``fp32``, ``bf16``, ``fp16``).
+        drop_path_rate: stochastic depth of the built encoders (DINO students); 0 everywhere else.
+        warn_random: warn when a weights file is None (off where random initialisation is the point).
+        adopt_pos_grid: a checkpoint's pos-embed of another grid is taken as is (True; ViT_region only while
+            ``img_size_pretrained`` is None) or resized once to the built grid (False: DINO's student and teacher
+            must share one shape).
+        patch_weights_key / region_weights_key: the config keys of the two weights, named in messages.
+    """
+
+    level: str = "global"
+    patch_arch: str = DEFAULT_PATCH_ENCODER
+    region_arch: str = DEFAULT_REGION_ENCODER
+    patch_weights: Optional[str] = None
+    region_weights: Optional[str] = None
+    checkpoint_key: str = "teacher"
+    img_size_pretrained: Optional[int] = None
+    patch_kwargs: Optional[Mapping[str, Any]] = None
+    patch_size: int = 256
+    mini_patch_size: int = TOKEN_SIZE
+    patch_batch_size: int = 256
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    precision: str = "fp32"
+    drop_path_rate: float = 0.0
+    warn_random: bool = True
+    adopt_pos_grid: bool = True
+    patch_weights_key: str = "pretrain_vit_patch"
+    region_weights_key: str = "pretrain_vit_region"
+
+    @property
+    def has_region_encoder(self) -> bool:
+        """Whether a ViT_region is built (level ``global``)."""
+        return self.level == "global"
