@@ -21,13 +21,12 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from source.data.labels import CLASS_TARGET
 from source.io import atomic_path
 from source.plots import save_figure
 from source.tasks.base import Task
+from source.tasks.classification_splits import TARGET, classification_splits
 
 logger = logging.getLogger(__name__)
-TARGET = CLASS_TARGET
 
 
 def class_names_of(num_classes: int, label_mapping: Optional[Mapping[object, int]] = None) -> list[str]:
@@ -67,8 +66,6 @@ class ClassificationTask(Task):
     @classmethod
     def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
         """Class names from ``label_mapping`` (or the trained model's ``state``); splits with class indices."""
-        from source.data.splits import classification_splits
-
         mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
         allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
         splits = classification_splits(

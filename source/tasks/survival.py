@@ -17,6 +17,7 @@ from sksurv.util import Surv
 from source.plots import save_figure
 from source.tasks.base import Task
 from source.tasks.kaplan_meier import kaplan_meier_figure, log_rank
+from source.tasks.survival_splits import survival_splits
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ class SurvivalTask(Task):
     @classmethod
     def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
         """Bins from the training split (or the trained model's ``state``); the training outcomes td-AUC needs."""
-        from source.data.splits import survival_splits
-
         edges = np.asarray(state["edges"]) if state else None
         tables = survival_splits(
             paths,

@@ -8,6 +8,7 @@ This module turns hs2p's failures into one clear sentence per slide.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -75,26 +76,52 @@ def check_slide_file(path: Path, what: str = "slide") -> None:
             )
 
 
+def _unreadable_file_errors() -> tuple[type[Exception], ...]:
+    """The exception types that mean "this backend cannot read the file": OpenSlide's, PIL's and tifffile's, for
+    those of them that are installed."""
+    types: list[type[Exception]] = []
+    for module, names in (
+        ("openslide", ("OpenSlideError",)),
+        ("PIL", ("UnidentifiedImageError",)),
+        ("tifffile", ("TiffFileError",)),
+        ("hs2p.wsi.backends.pil", ("PILImageTooLargeError",)),
+    ):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            continue
+        types += [getattr(imported, name) for name in names if hasattr(imported, name)]
+    return tuple(types)
+
+
 def _explain(error: Exception, slide: WholeSlide, settings: TilingSettings) -> str:
-    text = str(error)
-    if "Unable to infer slide spacing" in text:
+    """One sentence for a tiling failure: by exception type where the readers give one."""
+    if isinstance(error, _unreadable_file_errors()) or _says(error, "Unable to open"):
+        return (
+            f"slide '{slide.image_path}' cannot be opened with backend '{settings.backend}' ({type(error).__name__}: "
+            f"{error}): the file is truncated or corrupt, not a slide, or in a format this backend does not read (try "
+            "tiling.backend=auto)"
+        )
+    # hs2p reports a missing spacing and a spacing finer than level 0 as plain ValueErrors, with no type of their
+    # own: only its message tells them apart (checked against hs2p 6.1.0's wording; an unknown wording falls
+    # through to the generic sentence below, which still names the slide and hs2p's own message).
+    if _says(error, "Unable to infer slide spacing"):
         return (
             f"slide '{slide.image_path}' has no pixel spacing (um/px) in its header: add a column spacing_at_level_0 "
             "to wsi_csv with the level-0 spacing of this slide (e.g. 0.25 at 40x, 0.5 at 20x)"
         )
-    if "finer than finest available spacing" in text or "upsampling is forbidden" in text:
-        finest = text.split("spacing ")[-1].split(";")[0]
+    if _says(error, "finer than finest available spacing", "upsampling is forbidden"):
+        finest = str(error).split("spacing ")[-1].split(";")[0]
         return (
             f"tiling.spacing {settings.spacing} um/px is finer than level 0 of '{slide.image_path}' ({finest}): "
             "regions are never upsampled; set tiling.spacing to at least the slide's level-0 spacing"
         )
-    if "Unable to open" in text or type(error).__name__.startswith("OpenSlide"):
-        return (
-            f"slide '{slide.image_path}' cannot be opened with backend '{settings.backend}' ({type(error).__name__}: "
-            f"{text}): the file is truncated or corrupt, not a slide, or in a format this backend does not read (try "
-            "tiling.backend=auto)"
-        )
-    return f"tiling '{slide.image_path}' failed ({type(error).__name__}: {text})"
+    return f"tiling '{slide.image_path}' failed ({type(error).__name__}: {error})"
+
+
+def _says(error: Exception, *phrases: str) -> bool:
+    """Whether a ValueError / RuntimeError of hs2p carries one of ``phrases`` (the fallback of :func:`_explain`)."""
+    return isinstance(error, (ValueError, RuntimeError)) and any(phrase in str(error) for phrase in phrases)
 
 
 def tile_whole_slide(slide: WholeSlide, settings: TilingSettings, region_size: int, patch_size: int):

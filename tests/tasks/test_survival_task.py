@@ -8,8 +8,9 @@ from sksurv.compare import compare_survival
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
-from source.data.labels import LabelTableError, assign_bins, survival_bin_edges
+from source.data.labels import LabelTableError
 from source.tasks.survival import SurvivalTask, nll_survival_loss, risk_from_logits
+from source.tasks.survival_splits import assign_bins, survival_bin_edges
 
 
 def direct_loss(logits, y, c, alpha):
