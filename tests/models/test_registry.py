@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from source.config.extraction import check_architectures
+from source.config.checks import check_architectures
 from source.errors import ConfigError
 from source.models.registry import ENCODERS, TIMM_BUILDER, EncoderKind, build_encoder, encoder_names, encoder_spec
 

@@ -1,0 +1,82 @@
+"""The import layers of docs/architecture.md hold: checked on the source text, so a new import that breaks them
+fails here rather than in a review."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, subprocess_environment
+
+SOURCE = REPO / "source"
+LEAVES = {
+    "source.errors": set(),
+    "source.models.registry": set(),
+    "source.models.settings": {"source.models.registry"},
+    "source.wsi.settings": {"source.errors"},
+    "source.heatmaps.settings": set(),
+}
+"""The bottom layer: plain settings and registries. Each may import only the modules listed (no torch)."""
+CONFIG_MAY_IMPORT = {"source.config", "source.errors", "source.io", *LEAVES}
+"""Config schemas, checks and Hydra plumbing sit on the leaves (and source.io's atomic writes) only."""
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_imports(path: Path) -> set[str]:
+    """The ``source.*`` modules ``path`` imports, at any depth of the file (lazy imports included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("source"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names if alias.name.startswith("source")}
+    return names
+
+
+def allowed(name: str, prefixes: set[str]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_leaf_modules_import_only_the_leaves_below_them(leaf):
+    path = SOURCE.parent / (leaf.replace(".", "/") + ".py")
+    assert project_imports(path) <= LEAVES[leaf], f"{leaf} imports {project_imports(path) - LEAVES[leaf]}"
+
+
+@pytest.mark.parametrize("path", sorted((SOURCE / "config").glob("*.py")), ids=lambda path: path.name)
+def test_config_imports_nothing_above_it(path):
+    above = {name for name in project_imports(path) if not allowed(name, CONFIG_MAY_IMPORT)}
+    assert not above, f"{path.name} imports {above}: config may import only {sorted(CONFIG_MAY_IMPORT)}"
+
+
+def test_nothing_below_engines_imports_engines_or_entry():
+    offenders = {}
+    for path in SOURCE.rglob("*.py"):
+        name = module_name(path)
+        if allowed(name, {"source.engines", "source.entry"}):
+            continue
+        upward = {
+            imported for imported in project_imports(path) if allowed(imported, {"source.engines", "source.entry"})
+        }
+        if upward:
+            offenders[name] = upward
+    assert not offenders
+
+
+def test_config_and_the_leaves_load_without_torch():
+    """The command line is checked before torch loads: every config module and leaf imports without it."""
+    modules = sorted({module_name(path) for path in (SOURCE / "config").glob("*.py")} | set(LEAVES))
+    code = f"import sys\nfor m in {modules!r}: __import__(m)\nprint('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_environment(), cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
