@@ -16,7 +16,8 @@ SOURCE = REPO / "source"
 LEAVES = {
     "source.errors": set(),
     "source.models.registry": set(),
-    "source.models.settings": {"source.models.registry"},
+    "source.models.slide_registry": set(),
+    "source.models.settings": {"source.models.registry", "source.models.slide_registry"},
     "source.wsi.settings": {"source.errors"},
     "source.heatmaps.settings": set(),
 }

@@ -100,6 +100,28 @@ def survival_data(
     return paths
 
 
+def regression_data(
+    root: Path, n_slides: int = 60, regions: int = 8, dim: int = 192, signal: float = 1.0, seed: int = 0
+) -> dict[str, Path]:
+    """Slides whose label is ``10 + 5 * s`` for a latent s shifting their regions along one direction (signal=0:
+    the features carry nothing of s). Label column ``target``; train / tune / test = 60 / 20 / 20 %."""
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=dim)
+    direction /= np.linalg.norm(direction)
+    latent = rng.normal(size=n_slides)
+    slide_ids = [f"slide_{i:03d}" for i in range(n_slides)]
+    bags = [rng.normal(size=(regions, dim)) + signal * value * direction for value in latent]
+    write_features(root / "features", slide_ids, bags)
+    frame = pd.DataFrame({"slide_id": slide_ids, "target": np.round(10 + 5 * latent, 4)})
+    cut1, cut2 = int(0.6 * n_slides), int(0.8 * n_slides)
+    paths = {}
+    for name, part in (("train", frame[:cut1]), ("tune", frame[cut1:cut2]), ("test", frame[cut2:])):
+        paths[name] = root / f"{name}.csv"
+        part.to_csv(paths[name], index=False)
+    paths["features_dir"] = root / "features"
+    return paths
+
+
 def job_config(kind: str, out: Path, paths: dict[str, Path], **overrides):
     """A training config on generated data: csvs of ``paths``, outputs under ``out/out``, CPU, small and quick."""
     from tests.helpers import training_config
@@ -112,7 +134,7 @@ def job_config(kind: str, out: Path, paths: dict[str, Path], **overrides):
         "output_dir": str(out / "out"),
         "run_id": "run",
         "device": TEST_DEVICE,
-        "nepochs": 6 if kind == "classification" else 8,
+        "nepochs": {"classification": 6, "survival": 8}.get(kind, 8),
         "training.gradient_accumulation": 8,
         "optim.lr": 0.001,
         "model.dropout": 0.1,

@@ -54,6 +54,12 @@ class AggMethod(Choice):
     self_att = "self_att"
 
 
+class RegressionLoss(Choice):
+    mse = "mse"
+    l1 = "l1"
+    huber = "huber"
+
+
 class KnnMetric(Choice):
     accuracy = "accuracy"
     balanced_accuracy = "balanced_accuracy"

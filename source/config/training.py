@@ -16,6 +16,7 @@ from source.config.common import (
     MinMax,
     Optimizer,
     PosEmbed,
+    RegressionLoss,
     Scheduler,
     WandbConfig,
 )
@@ -86,7 +87,18 @@ class SlidePosEmbedConfig:
 
 
 @dataclass
+class ClamConfig:
+    k_sample: int = 8
+    instance_loss_weight: float = 0.0
+    subtyping: bool = True
+
+
+@dataclass
 class ModelConfig:
+    aggregator: str = "hipt"
+    hidden_dim: int = 256
+    max_bag_size: Optional[int] = None
+    clam: ClamConfig = field(default_factory=ClamConfig)
     dropout: float = 0.25
     embed_dim_region: int = 192
     embed_dim_patch: int = 384
@@ -139,6 +151,14 @@ class SurvivalConfig(TrainingConfig):
 
 
 @dataclass
+class RegressionConfig(TrainingConfig):
+    label_name: str = "target"
+    loss: RegressionLoss = RegressionLoss.mse
+    huber_delta: float = 1.0
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
 class InferenceConfig(RunBlock):
     """Keys of ``inference/*.py``."""
 
@@ -150,7 +170,11 @@ class InferenceConfig(RunBlock):
     experiment_name: str = "inference"
 
 
-TRAINING_SCHEMAS = {"classification": ClassificationConfig, "survival": SurvivalConfig}
+TRAINING_SCHEMAS = {
+    "classification": ClassificationConfig,
+    "survival": SurvivalConfig,
+    "regression": RegressionConfig,
+}
 
 RESUME_KEYS = (
     "level",
@@ -164,6 +188,8 @@ RESUME_KEYS = (
     "num_classes",
     "label_mapping",
     "nbins",
+    "loss",
+    "huber_delta",
 )
 """Keys that must not change when a training run is resumed (``nepochs`` may grow: training continues)."""
 
@@ -185,10 +211,13 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
             f"training.gradient_accumulation, got {cfg.training.batch_size}"
         )
     check_share("training.pct", cfg.training.pct)
+    if "huber_delta" in cfg and not cfg.huber_delta > 0:
+        raise ConfigError(f"huber_delta must be > 0 (in standard deviations of the label), got {cfg.huber_delta}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
     check_run_block(cfg)
     check_architectures(None, cfg.model.vit_region_arch, keys=("", "model.vit_region_arch"))
+    check_slide_model(cfg)
     if "label_mapping" in cfg and cfg.label_mapping is not None:
         _check_label_mapping(cfg)
     check_at_least({key: cfg[key] for key in ("num_classes", "nbins") if key in cfg}, 2)
@@ -221,3 +250,26 @@ def _check_label_mapping(cfg: DictConfig) -> None:
             f"0..{cfg.num_classes - 1}; set num_classes={max(indices[-1] + 1, 2)}"
             + (" (and make the indices start at 0)" if indices[0] < 0 else "")
         )
+
+
+def check_slide_model(cfg: DictConfig) -> None:
+    """``model.aggregator`` registered, its keys in range, and the HIPT-only keys used with HIPT only."""
+    from source.models.slide_registry import AGGREGATORS, HIPT_AGGREGATOR
+
+    model = cfg.model
+    if model.aggregator not in AGGREGATORS:
+        raise ConfigError(f"model.aggregator '{model.aggregator}' is unknown; choose one of {list(AGGREGATORS)}")
+    check_at_least({"model.hidden_dim": model.hidden_dim, "model.clam.k_sample": model.clam.k_sample}, 2)
+    if model.max_bag_size is not None:
+        check_at_least({"model.max_bag_size": model.max_bag_size})
+    if not 0 <= model.clam.instance_loss_weight < 1:
+        raise ConfigError(f"model.clam.instance_loss_weight must be in [0, 1), got {model.clam.instance_loss_weight}")
+    if model.clam.instance_loss_weight > 0 and "num_classes" not in cfg:
+        raise ConfigError(
+            "model.clam.instance_loss_weight > 0 needs class labels (classification); set it to 0 for this task"
+        )
+    hipt_only = {"model.agg_method=self_att": model.get("agg_method") == "self_att"}
+    hipt_only["model.slide_pos_embed.use=true"] = model.slide_pos_embed.use
+    for key, used in hipt_only.items():
+        if used and model.aggregator != HIPT_AGGREGATOR:
+            raise ConfigError(f"{key} applies to the hipt aggregator only, not to '{model.aggregator}'")

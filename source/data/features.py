@@ -170,6 +170,10 @@ class BagDataset(Dataset):
         self.max_regions = max_regions
         self.seed = seed
         self.epoch = 0
+        self.flatten = False
+        """Serve a level-local slide ``(M, n*n, D)`` as a flat bag of patches ``(M * n * n, D)`` (MIL aggregators)."""
+        self.max_instances: Optional[int] = None
+        """At most this many instances per bag (a seeded subset, new each epoch; training only)."""
 
     def __len__(self) -> int:
         return len(self.slide_ids)
@@ -188,13 +192,21 @@ class BagDataset(Dataset):
         elif self.mode == "slides":
             features = slides
         else:
-            features = torch.cat(slides)
-            if self.max_regions is not None and len(features) > self.max_regions:
-                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
-                keep = torch.randperm(len(features), generator=generator)[: self.max_regions].sort().values
-                features = features[keep]
+            features = self._subset(torch.cat(slides), self.max_regions, index)
+        if self.flatten and isinstance(features, torch.Tensor) and features.dim() == 3:
+            features = features.reshape(-1, features.shape[-1])
+        if isinstance(features, torch.Tensor):
+            features = self._subset(features, self.max_instances, index)
         targets = {name: torch.as_tensor(values[index]) for name, values in self.targets.items()}
         return Bag(features, targets, index)
+
+    def _subset(self, features: torch.Tensor, limit: Optional[int], index: int) -> torch.Tensor:
+        """At most ``limit`` rows of ``features``, a random subset seeded by (seed, epoch, item), in their order."""
+        if limit is None or len(features) <= limit:
+            return features
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch * 10_007 + index)
+        keep = torch.randperm(len(features), generator=generator)[:limit].sort().values
+        return features[keep]
 
 
 @dataclass
@@ -212,6 +224,14 @@ class Split:
     dataset: BagDataset
     frame: pd.DataFrame
     sample_weights: Optional[np.ndarray] = None
+
+
+def shape_bags(splits: Mapping[str, Split], flatten: bool, max_instances: Optional[int] = None) -> None:
+    """Serve every split's level-local slides as flat patch bags (``flatten``); cap the training split's bags at
+    ``max_instances`` (evaluation always sees whole bags)."""
+    for name, split in splits.items():
+        split.dataset.flatten = flatten
+        split.dataset.max_instances = max_instances if name == "train" else None
 
 
 def feature_bank_of(cfg) -> FeatureBank:

@@ -11,15 +11,14 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.run_block import check_run_block
-from source.config.training import TRAINING_SCHEMAS
-from source.data.features import feature_bank_of
+from source.data.features import feature_bank_of, shape_bags
 from source.data.splits import unlabelled_split
 from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.job import run_job
 from source.errors import ConfigError
-from source.models.checkpoints import CheckpointError, read_checkpoint
-from source.models.factory import slide_model_from_config
+from source.models.checkpoints import CheckpointError
 from source.tasks.registry import task_class
+from source.tasks.trained import load_trained_slide_model
 
 logger = logging.getLogger(__name__)
 
@@ -70,27 +69,22 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
         per_model: dict[str, list[tuple[pd.DataFrame, float]]] = {name: [] for name in cfg.test_csvs}
         task, unlabelled = None, []
         for path in checkpoints:
-            state = read_checkpoint(path)
-            if not isinstance(state.get("task"), dict) or state["task"].get("kind") != kind:
-                found = state["task"].get("kind") if isinstance(state.get("task"), dict) else None
-                raise CheckpointError(
-                    f"checkpoint '{path}' is not a {kind} model of train/*.py (its task is {found!r})"
-                )
-            train_cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
+            trained = load_trained_slide_model(path, device, kind)
+            train_cfg = trained.config
             if cfg.features_dir:
                 train_cfg.features_dir = cfg.features_dir
             task_type = task_class(kind)
             labelled, unlabelled = split_by_labels(cfg.test_csvs, task_type.label_columns(train_cfg))
             bank = feature_bank_of(train_cfg)
-            task, splits, _ = task_type.from_config(train_cfg, labelled, bank, state["task"])
+            task, splits, _ = task_type.from_config(train_cfg, labelled, bank, trained.task_state)
             targets, by_patient = task_type.target_names(), task_type.by_patient(train_cfg)
             splits |= {
                 name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled
             }
-            model = slide_model_from_config(train_cfg, task.num_outputs, load_vit_region=False).to(device)
-            model.load_state_dict(state["model"])
+            shape_bags(splits, trained.settings.patch_bags)
+            model = trained.model
             encode_once(model, splits, device)
-            logger.info("%s: epoch %d", path, state["epoch"] + 1)
+            logger.info("%s: epoch %d", path, trained.epoch + 1)
             for name, split in splits.items():
                 per_model[name].append(predict_split(model, task, split, device))
         results = {}

@@ -43,6 +43,18 @@ class TrainerSettings:
     show_progress: bool = True
 
 
+def forward_for_training(
+    model: nn.Module, bag: torch.Tensor | list[torch.Tensor], targets: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, Optional[torch.Tensor], float]:
+    """Logits ``(C,)`` of a training step, with the model's own auxiliary loss and its weight where it has one
+    (``forward_train``, e.g. CLAM's instance clustering): the step's loss is ``(1 - w) * task loss + w * aux``."""
+    forward_train = getattr(model, "forward_train", None)
+    if forward_train is None:
+        return model(bag).float(), None, 0.0
+    logits, auxiliary, weight = forward_train(bag, targets)
+    return logits.float(), auxiliary, weight
+
+
 class Trainer:
     """Train ``model`` on ``task`` and keep ``latest.pt`` / ``best.pt`` and ``metrics.csv`` in ``run_dir``.
 
@@ -143,8 +155,11 @@ class Trainer:
         )
         for step, index in enumerate(bar):
             bag = split.dataset[index]
-            logits = self.model(to_device(bag.features, self.device)).float()
-            loss = self.task.loss(logits, {k: v.to(self.device) for k, v in bag.targets.items()}, training=True)
+            targets = {k: v.to(self.device) for k, v in bag.targets.items()}
+            logits, auxiliary, weight = forward_for_training(self.model, to_device(bag.features, self.device), targets)
+            loss = self.task.loss(logits, targets, training=True)
+            if auxiliary is not None:
+                loss = (1 - weight) * loss + weight * auxiliary
             group_size = min(group, len(order) - (step // group) * group)
             (loss / group_size).backward()
             if (step + 1) % group == 0 or step + 1 == len(order):

@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.slide_model import slide_model_settings
 from source.config.training import RESUME_KEYS, validate_training
-from source.data.features import Split, feature_bank_of
+from source.data.features import Split, feature_bank_of, shape_bags
 from source.data.labels import discover_folds
 from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.job import run_job
@@ -21,7 +22,7 @@ from source.engines.optim import build_optimizer, build_scheduler
 from source.engines.train import Trainer, TrainerSettings
 from source.errors import ConfigError
 from source.io import atomic_write_csv
-from source.models.factory import slide_model_from_config
+from source.models.factory import build_slide_model
 from source.plots import plot_curves
 from source.tasks.base import Task
 from source.tasks.registry import task_class
@@ -73,7 +74,9 @@ def train_fold(
     bank = feature_bank_of(cfg)
     task, splits, task_state = task_class(kind).from_config(cfg, paths, bank)
     check_against_data(cfg, task, splits)
-    model = slide_model_from_config(cfg, task.num_outputs).to(device)
+    model_settings = slide_model_settings(cfg)
+    shape_bags(splits, model_settings.patch_bags, cfg.model.max_bag_size)
+    model = build_slide_model(model_settings, task.num_outputs).to(device)
     encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)
     tracking = cfg.early_stopping.tracking or task.default_tracking

@@ -2,67 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
-from torch import nn
 
-from source.config.training import TRAINING_SCHEMAS
-from source.models.checkpoints import CheckpointError, read_checkpoint
-
-
-@dataclass
-class SlideModel:
-    """A trained slide aggregator and the level of features it reads (``global`` or ``local``)."""
-
-    model: nn.Module
-    level: str
+from source.errors import ConfigError
+from source.models.slide_registry import AGGREGATORS, aggregator_spec
+from source.tasks.trained import TrainedSlideModel, load_trained_slide_model
 
 
-def load_slide_model(path: str | Path, device: torch.device) -> SlideModel:
-    """Rebuild a slide model from a training checkpoint.
+def load_slide_model(path: str | Path, device: torch.device) -> TrainedSlideModel:
+    """The trained slide model of ``slide_weights`` (the one loader), refused when it has no attention to draw.
 
     Raises:
         CheckpointError: not a training checkpoint, or tensors that do not fit the model its config describes.
+        ConfigError: an aggregator without attention over its instances (``transmil``, ``mean``, ``max``).
     """
-    from source.models.factory import slide_model_from_config
-    from source.tasks.registry import TASKS
-
-    path = Path(path)
-    state = read_checkpoint(path)
-    if not {"model", "config", "task"} <= set(state):
-        raise CheckpointError(
-            f"slide_weights '{path}' is not a checkpoint of train/*.py (best.pt / latest.pt): it lacks "
-            "model/config/task"
+    trained = load_trained_slide_model(path, device, key="slide_weights")
+    name = trained.settings.aggregator
+    if not aggregator_spec(name).attention:
+        with_attention = [spec.name for spec in AGGREGATORS.values() if spec.attention]
+        raise ConfigError(
+            f"slide_weights '{path}' is a '{name}' model, which has no attention over the regions: there is no "
+            f"slide-level map to draw. Leave slide_weights blank (patch and region maps), or give a model trained "
+            f"with one of {with_attention}"
         )
-    kind = state["task"].get("kind")
-    if kind not in TRAINING_SCHEMAS or kind not in TASKS:
-        raise CheckpointError(f"slide_weights '{path}' has an unknown task {kind!r}")
-    cfg = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[kind]), state["config"])
-    model = slide_model_from_config(cfg, TASKS[kind].outputs_of(cfg), load_vit_region=False)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CheckpointError(f"slide_weights '{path}' does not fit the model of its own config: {first}") from error
-    return SlideModel(model.to(device).eval(), cfg.level.value)
+    return trained
 
 
 @torch.inference_mode()
-def slide_attention(slide_model: SlideModel, local: torch.Tensor, global_: torch.Tensor) -> np.ndarray:
-    """Attention of the slide aggregator over M regions.
+def slide_attention(trained: TrainedSlideModel, local: torch.Tensor, global_: torch.Tensor) -> np.ndarray:
+    """Attention of the slide model over M regions (a flat patch bag's attention summed per region).
 
     Args:
-        local: ``(M, n*n, 384)`` patch features (read by level-local models).
-        global_: ``(M, 192)`` region features (read by level-global models).
+        local: ``(M, n*n, D_patch)`` patch features (read by level-local models).
+        global_: ``(M, D_region)`` region features (read by level-global models).
 
     Returns:
-        ``(M,)`` softmax weights (they sum to 1).
+        ``(M,)`` weights that sum to 1.
     """
-    model = getattr(slide_model.model, "slide_model", slide_model.model)  # a patient-level model embeds slides first
+    model = getattr(trained.model, "slide_model", trained.model)  # a patient-level model embeds slides first
     device = next(model.parameters()).device
-    bag = (global_ if slide_model.level == "global" else local).to(device)
-    return model.embed(bag)[1].float().cpu().numpy()
+    settings = trained.settings
+    bag = (global_ if settings.level == "global" else local).to(device)
+    if settings.patch_bags:
+        bag = bag.reshape(-1, bag.shape[-1])
+    attention = model.forward_with_attention(bag)[1].float()
+    return attention.reshape(len(local), -1).sum(1).cpu().numpy()

@@ -19,8 +19,9 @@ from source.heatmaps.export import AttentionExport
 from source.heatmaps.render import blend, highlighted, side_by_side, thresholded, with_colorbar
 from source.heatmaps.scores import blended, factorized, rank_normalise
 from source.heatmaps.settings import RenderSettings
-from source.heatmaps.slide_level import SlideModel, slide_attention
+from source.heatmaps.slide_level import slide_attention
 from source.heatmaps.stitch import SlideCanvas, save_png
+from source.tasks.trained import TrainedSlideModel
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class SlideRenderer:
     """
 
     def __init__(
-        self, reader: AttentionReader, settings: RenderSettings, slide_model: Optional[SlideModel] = None
+        self, reader: AttentionReader, settings: RenderSettings, slide_model: Optional[TrainedSlideModel] = None
     ) -> None:
         self.reader, self.settings, self.slide_model = reader, settings, slide_model
         encoder = reader.encoder

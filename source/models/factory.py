@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import logging
 from pathlib import Path
 from typing import Optional
@@ -11,11 +11,12 @@ from typing import Optional
 import numpy as np
 from torch import nn
 
-from source.config.encoders import TRAINING_KEYS, encoder_settings
+from source.config.slide_model import slide_model_settings
 from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
 from source.models.registry import EncoderKind, build_encoder
-from source.models.settings import TOKEN_SIZE, EncoderSettings
+from source.models.settings import TOKEN_SIZE, EncoderSettings, SlideModelSettings
+from source.models.slide_registry import HIPT_AGGREGATOR, aggregator_spec
 from source.models.vit import PRETRAINED_POS_GRID, VisionTransformer
 
 logger = logging.getLogger(__name__)
@@ -147,56 +148,45 @@ def build_stage_encoder(settings: EncoderSettings, stage: str, input_dim: Option
     return build_vit_region(settings, **({"input_dim": input_dim} if input_dim else {}))
 
 
-def build_slide_model(
-    level: str,
-    num_outputs: int,
-    dropout: float = 0.25,
-    pos_embed: Optional[str] = None,
-    max_len: int = 512,
-    region_dim: int = 192,
-    patient_pooling: bool = False,
-    vit_region: Optional[EncoderSettings] = None,
-    freeze_vit_region: bool = True,
-    freeze_pos_embed: bool = True,
-    patch_dim: int = 384,
-):
-    """GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region built from ``vit_region``: default
-    settings without weights when None), wrapped in PatientHIPT when ``patient_pooling`` (survival
-    ``agg_method: self_att``)."""
+def build_slide_model(settings: SlideModelSettings, num_outputs: int) -> nn.Module:
+    """The slide model of ``settings.aggregator`` with ``num_outputs`` logits.
+
+    ``hipt``: GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region built from
+    ``settings.vit_region``), wrapped in PatientHIPT when ``patient_pooling``. Any other registered aggregator reads
+    bags of ``settings.instance_dim``-wide instances (regions, or flat patch bags at level local).
+    """
     from source.models.slide import GlobalHIPT, LocalGlobalHIPT, PatientHIPT
 
-    if level == "global":
-        model = GlobalHIPT(num_outputs, region_dim, dropout, pos_embed, max_len)
-    else:
-        settings = vit_region or EncoderSettings(level="local")
-        model = LocalGlobalHIPT(
-            build_vit_region(settings, patch_dim),
+    spec = aggregator_spec(settings.aggregator)
+    if spec.name != HIPT_AGGREGATOR:
+        clam = {"k_sample": settings.k_sample, "instance_loss_weight": settings.instance_loss_weight}
+        clam["subtyping"] = settings.subtyping
+        module_name, function = spec.builder.split(":")
+        builder = getattr(importlib.import_module(module_name), function)
+        return builder(
+            settings.instance_dim,
             num_outputs,
-            dropout,
-            pos_embed,
-            max_len,
-            freeze_vit_region,
-            freeze_pos_embed,
+            hidden=settings.hidden_dim,
+            dropout=settings.dropout,
+            **dict(spec.options),
+            **(clam if spec.uses_clam_keys else {}),
         )
-    return PatientHIPT(model, num_outputs, dropout) if patient_pooling else model
+    positions = (settings.pos_embed, settings.max_len)
+    if settings.level == "global":
+        model = GlobalHIPT(num_outputs, settings.region_dim, settings.dropout, *positions)
+    else:
+        model = LocalGlobalHIPT(
+            build_vit_region(settings.vit_region, settings.patch_dim),
+            num_outputs,
+            settings.dropout,
+            *positions,
+            settings.freeze_vit_region,
+            settings.freeze_pos_embed,
+        )
+    return PatientHIPT(model, num_outputs, settings.dropout) if settings.patient_pooling else model
 
 
-def slide_model_from_config(cfg, num_outputs: int, load_vit_region: bool = True):
+def slide_model_from_config(cfg, num_outputs: int, load_vit_region: bool = True) -> nn.Module:
     """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
-    vit_region = encoder_settings(cfg, TRAINING_KEYS)
-    if not load_vit_region:
-        vit_region = dataclasses.replace(vit_region, region_weights=None, warn_random=False)
-    pos = cfg.model.slide_pos_embed
-    return build_slide_model(
-        cfg.level.value,
-        num_outputs,
-        cfg.model.dropout,
-        pos.type if pos.use else None,
-        pos.max_len,
-        cfg.model.embed_dim_region,
-        patient_pooling=cfg.model.get("agg_method") == "self_att",
-        vit_region=vit_region,
-        freeze_vit_region=cfg.model.freeze_vit_region,
-        freeze_pos_embed=cfg.model.freeze_vit_region_pos_embed,
-        patch_dim=cfg.model.embed_dim_patch,
-    )
+    settings = slide_model_settings(cfg)
+    return build_slide_model(settings if load_vit_region else settings.without_region_weights(), num_outputs)

@@ -1,4 +1,4 @@
-"""What builds HIPT's encoders, whichever entry point asks: one plain, frozen settings object.
+"""What builds HIPT's encoders and the slide models, whichever entry point asks: plain, frozen settings objects.
 
 Extraction, heatmaps, level-local training and DINO pretraining each name these settings differently in
 their configs (``pretrain_vit_patch`` / ``patch_weights`` / ``model.pretrained_weights`` ...);
@@ -8,10 +8,11 @@ their configs (``pretrain_vit_patch`` / ``patch_weights`` / ``model.pretrained_w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 from source.models.registry import DEFAULT_PATCH_ENCODER, DEFAULT_REGION_ENCODER
+from source.models.slide_registry import HIPT_AGGREGATOR
 
 TOKEN_SIZE = 16
 """Pixels per ViT_patch token; ViT_region's ``img_size_pretrained`` is counted in the same unit."""
@@ -66,3 +67,53 @@ class EncoderSettings:
     def has_region_encoder(self) -> bool:
         """Whether a ViT_region is built (level ``global``)."""
         return self.level == "global"
+
+
+@dataclass(frozen=True)
+class SlideModelSettings:
+    """What builds a slide-level model (``model.*`` of a training config).
+
+    Attributes:
+        aggregator: a name of :mod:`source.models.slide_registry` (``hipt``, ``abmil``, ``clam_sb``, ...).
+        level: the features it reads: ``global`` region features ``(M, region_dim)``, or ``local`` grids
+            ``(M, n*n, patch_dim)`` (HIPT: through ViT_region; any other aggregator: as a flat bag of patches).
+        region_dim / patch_dim: feature widths of the two levels.
+        dropout: dropout of the aggregator.
+        hidden_dim: instance embedding width of the MIL aggregators (HIPT keeps ``region_dim``).
+        pos_embed / max_len: HIPT's optional encoding of the region order (None, ``sinusoidal``, ``learned``).
+        patient_pooling: HIPT slides embedded, then attention over a patient's slides (survival ``self_att``).
+        freeze_vit_region / freeze_pos_embed: level-local HIPT: ViT_region (and its pos-embed) kept fixed.
+        k_sample / instance_loss_weight / subtyping: CLAM's instance-clustering loss.
+        vit_region: the ViT_region of level-local HIPT.
+    """
+
+    aggregator: str = HIPT_AGGREGATOR
+    level: str = "global"
+    region_dim: int = 192
+    patch_dim: int = 384
+    dropout: float = 0.25
+    hidden_dim: int = 256
+    pos_embed: Optional[str] = None
+    max_len: int = 512
+    patient_pooling: bool = False
+    freeze_vit_region: bool = True
+    freeze_pos_embed: bool = True
+    k_sample: int = 8
+    instance_loss_weight: float = 0.0
+    subtyping: bool = True
+    vit_region: EncoderSettings = field(default_factory=lambda: EncoderSettings(level="local"))
+
+    def without_region_weights(self) -> "SlideModelSettings":
+        """The same model with ViT_region left unloaded (and unwarned): a trained checkpoint provides all weights."""
+        vit_region = replace(self.vit_region, region_weights=None, warn_random=False)
+        return replace(self, vit_region=vit_region)
+
+    @property
+    def patch_bags(self) -> bool:
+        """Whether bags are flat patch features ``(M * n * n, patch_dim)`` (a MIL aggregator at level local)."""
+        return self.level == "local" and self.aggregator != HIPT_AGGREGATOR
+
+    @property
+    def instance_dim(self) -> int:
+        """Width of one instance of the bags a MIL aggregator reads."""
+        return self.patch_dim if self.level == "local" else self.region_dim

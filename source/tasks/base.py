@@ -81,6 +81,11 @@ class Task(ABC):
         (class names, survival bins) instead of from the training split.
         """
 
+    @classmethod
+    @abstractmethod
+    def from_state(cls, cfg: DictConfig, state: dict) -> "Task":
+        """The task of a trained model, from its training config and saved task state (no data needed)."""
+
     @abstractmethod
     def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """Average the prediction tables of several models of the same items (columns as :meth:`predict`)."""

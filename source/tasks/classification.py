@@ -74,6 +74,11 @@ class ClassificationTask(Task):
         names = (state or {}).get("class_names") or class_names_of(cfg.num_classes, mapping)
         return cls(cfg.num_classes, names), splits, {"kind": cls.kind, "class_names": names}
 
+    @classmethod
+    def from_state(cls, cfg: DictConfig, state: dict) -> "ClassificationTask":
+        """Class names as trained."""
+        return cls(cfg.num_classes, state.get("class_names"))
+
     def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """Mean class probabilities; ``pred`` / ``pred_label`` recomputed from them."""
         result = tables[0].copy()

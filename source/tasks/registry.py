@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from source.tasks.base import Task
 from source.tasks.classification import ClassificationTask
+from source.tasks.regression import RegressionTask
 from source.tasks.survival import SurvivalTask
 
-TASKS: dict[str, type[Task]] = {task.kind: task for task in (ClassificationTask, SurvivalTask)}
+TASKS: dict[str, type[Task]] = {task.kind: task for task in (ClassificationTask, SurvivalTask, RegressionTask)}
 
 
 def task_class(kind: str) -> type[Task]:

@@ -103,13 +103,9 @@ class SurvivalTask(Task):
             edges,
             bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
         )
-        task = cls(cfg.nbins, cfg.label_name, tables.edges)
         if state:
-            task.training_outcomes = np.array(
-                list(zip(state["train_events"], state["train_times"], strict=True)),
-                dtype=[("event", bool), ("time", float)],
-            )
-            return task, tables.splits, state
+            return cls.from_state(cfg, state), tables.splits, state
+        task = cls(cfg.nbins, cfg.label_name, tables.edges)
         task.set_training_outcomes(tables.splits["train"].frame)
         state = {
             "kind": cls.kind,
@@ -118,6 +114,16 @@ class SurvivalTask(Task):
             "train_times": task.training_outcomes["time"].tolist(),
         }
         return task, tables.splits, state
+
+    @classmethod
+    def from_state(cls, cfg: DictConfig, state: dict) -> "SurvivalTask":
+        """Bins and training outcomes (the td-AUC's censoring reference) as trained."""
+        task = cls(cfg.nbins, cfg.label_name, np.asarray(state["edges"]))
+        task.training_outcomes = np.array(
+            list(zip(state["train_events"], state["train_times"], strict=True)),
+            dtype=[("event", bool), ("time", float)],
+        )
+        return task
 
     def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """Mean risk."""

@@ -15,7 +15,7 @@ from tests.training_data import classification_data, survival_data
 
 @pytest.mark.parametrize(
     "kind, name",
-    [("classification", "single"), ("classification", "multi"), ("survival", "single"), ("survival", "multi")],
+    [(kind, name) for kind in ("classification", "survival", "regression") for name in ("single", "multi")],
 )
 def test_training_yaml_has_every_schema_key_each_commented(kind, name):
     assert_documented(REPO / "config" / "training" / kind / f"{name}.yaml", TRAINING_SCHEMAS[kind])
@@ -26,6 +26,7 @@ def test_training_yaml_has_every_schema_key_each_commented(kind, name):
     [
         ("inference/classification.yaml", InferenceConfig),
         ("inference/survival.yaml", InferenceConfig),
+        ("inference/regression.yaml", InferenceConfig),
         ("heatmaps/default.yaml", HeatmapConfig),
         ("pretraining/patch.yaml", PatchPretrainingConfig),
         ("pretraining/region.yaml", PretrainingConfig),
@@ -115,7 +116,7 @@ def test_survival_multi_command_line(tmp_path):
     assert "summary over 2 folds" in result.stderr
 
 
-@pytest.mark.parametrize("kind", ["classification", "survival"])
+@pytest.mark.parametrize("kind", ["classification", "survival", "regression"])
 def test_multi_yaml_is_single_yaml_with_the_fold_keys(kind):
     """Hydra composes multi.yaml on single.yaml: every key but the fold input and the run name is single's."""
     from hydra import compose, initialize_config_dir

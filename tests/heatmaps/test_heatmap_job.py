@@ -12,10 +12,12 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from source.config.heatmaps import HeatmapConfig
+from source.config.slide_model import slide_model_settings
 from source.engines.heatmap_job import run_heatmap_job
+from source.errors import ConfigError
 from source.heatmaps.stitch import TITLE_HEIGHT
 from source.models.checkpoints import CheckpointError
-from source.models.slide import GlobalHIPT
+from source.models.factory import build_slide_model
 from tests.helpers import REPO, TEST_DEVICE, subprocess_environment, training_config
 
 TINY = {"vit_patch_arch": "vit_tiny", "patch_weights": None, "region_weights": None}
@@ -26,13 +28,14 @@ def heatmap_config(**overrides):
     return cfg
 
 
-def slide_checkpoint(path, num_classes=2, broken=False):
-    """A best.pt of train/classification.py for a GlobalHIPT."""
+def slide_checkpoint(path, num_classes=2, broken=False, **model):
+    """A best.pt of train/classification.py: a GlobalHIPT, or the slide model of the ``model`` overrides."""
     torch.manual_seed(3)
-    state = GlobalHIPT(num_classes).state_dict()
+    cfg = training_config("classification", features_dir="unused", num_classes=num_classes, **model)
+    cfg.model.pretrain_vit_region = None
+    state = build_slide_model(slide_model_settings(cfg).without_region_weights(), num_classes).state_dict()
     if broken:
         state["classifier.weight"] = torch.zeros(5, 7)
-    cfg = training_config("classification", features_dir="unused", num_classes=num_classes)
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     torch.save({"model": state, "config": config, "task": {"kind": "classification"}, "epoch": 3}, path)
     return path
@@ -160,6 +163,52 @@ def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
     (tmp_path / "features.pt").write_bytes(b"")
     cfg.slide_weights = str(tmp_path / "features.pt")
     with pytest.raises(CheckpointError, match="empty"):
+        run_heatmap_job(cfg)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"model.aggregator": "abmil"},  # region features
+        {
+            "level": "local",
+            "model.aggregator": "clam_mb",
+            "model.embed_dim_patch": 192,
+        },  # flat bags of vit_tiny patches
+    ],
+)
+def test_slide_attention_of_any_aggregator_with_attention(tmp_path, region_dir, model):
+    cfg = heatmap_config(
+        region_dir=str(region_dir),
+        slide_id="subset",
+        region_size=1024,
+        output_dir=str(tmp_path),
+        run_id="r",
+        heads=[0],
+        save_region_maps=False,
+        device=TEST_DEVICE,
+        slide_weights=str(slide_checkpoint(tmp_path / "best.pt", **model)),
+        **TINY,
+    )
+    assert run_heatmap_job(cfg) == 0
+    out = tmp_path / "heatmaps" / "r" / "subset"
+    assert (out / "slide" / "slide.png").exists()
+    table = pd.read_csv(out / "attention.csv")
+    slide_rows = table[table.level == "slide"]
+    assert len(slide_rows) == 3 and slide_rows.score.between(0, 1).all()
+
+
+def test_an_aggregator_without_attention_is_one_clear_error(tmp_path, region_dir):
+    cfg = heatmap_config(
+        region_dir=str(region_dir),
+        slide_id="subset",
+        region_size=1024,
+        output_dir=str(tmp_path),
+        device=TEST_DEVICE,
+        slide_weights=str(slide_checkpoint(tmp_path / "best.pt", **{"model.aggregator": "transmil"})),
+        **TINY,
+    )
+    with pytest.raises(ConfigError, match="'transmil' model, which has no attention over the regions"):
         run_heatmap_job(cfg)
 
 

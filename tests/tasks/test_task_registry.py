@@ -13,13 +13,15 @@ from tests.helpers import training_config
 def test_each_kind_answers_from_its_training_config():
     classification = training_config("classification", features_dir="x", num_classes=3, label_name="subtype")
     survival = training_config("survival", features_dir="x", nbins=5, **{"model.agg_method": "self_att"})
-    assert sorted(TASKS) == ["classification", "survival"] and task_class("survival") is SurvivalTask
+    assert sorted(TASKS) == ["classification", "regression", "survival"] and task_class("survival") is SurvivalTask
     assert ClassificationTask.outputs_of(classification) == 3 and SurvivalTask.outputs_of(survival) == 5
     assert ClassificationTask.label_columns(classification) == {"subtype"}
     assert SurvivalTask.label_columns(survival) == {"case_id", "censorship", "survival_months"}
     assert ClassificationTask.target_names() == ["label"] and SurvivalTask.target_names() == ["bin", "censorship"]
     assert SurvivalTask.by_patient(survival) and not ClassificationTask.by_patient(classification)
-    with pytest.raises(ValueError, match=r"unknown task 'segmentation'; known tasks: \['classification', 'survival'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown task 'segmentation'; known tasks: \['classification', 'regression',"
+    ):
         task_class("segmentation")
 
 

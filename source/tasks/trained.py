@@ -1,0 +1,87 @@
+"""The one way to load a trained slide model: a ``best.pt`` / ``latest.pt`` of ``train/*.py`` rebuilt, with its
+task, for inference, heatmaps and explanations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from source.config.slide_model import slide_model_settings
+from source.config.training import TRAINING_SCHEMAS
+from source.models.checkpoints import CheckpointError, read_checkpoint
+from source.models.factory import build_slide_model
+from source.models.settings import SlideModelSettings
+from source.tasks.base import Task
+from source.tasks.registry import TASKS
+
+
+@dataclass
+class TrainedSlideModel:
+    """A trained slide model, in eval mode on its device, and what it was trained as.
+
+    Attributes:
+        model: one bag -> logits ``(C,)`` (``forward_with_attention`` also gives attention where it has one).
+        task: the task as trained (class names, survival bins, regression scaling).
+        config: the training config, typed by its schema.
+        settings: the slide model's settings (aggregator, level, bags).
+        task_state: the task state saved in the checkpoint.
+        path: the checkpoint file; epoch: its 0-based epoch.
+    """
+
+    model: nn.Module
+    task: Task
+    config: DictConfig
+    settings: SlideModelSettings
+    task_state: dict
+    path: Path
+    epoch: int
+
+    @property
+    def kind(self) -> str:
+        """The task kind (``classification``, ``survival``, ...)."""
+        return self.task.kind
+
+
+def load_trained_slide_model(
+    path: str | Path, device: torch.device | str = "cpu", kind: Optional[str] = None, key: str = "checkpoint"
+) -> TrainedSlideModel:
+    """Rebuild the model of a training checkpoint from its own saved config and load its weights strictly.
+
+    Args:
+        path: ``best.pt`` or ``latest.pt`` of ``train/*.py``.
+        device: where the model goes.
+        kind: the task kind the caller needs (None: any).
+        key: the config key that named ``path``, for messages.
+
+    Raises:
+        CheckpointError: not a training checkpoint, a task of another kind, or weights that do not fit the model
+            its config describes.
+    """
+    path = Path(path)
+    state = read_checkpoint(path)
+    if not {"model", "config", "task"} <= set(state) or not isinstance(state.get("task"), dict):
+        raise CheckpointError(
+            f"{key} '{path}' is not a checkpoint of train/*.py (best.pt / latest.pt): it lacks model/config/task"
+        )
+    found = state["task"].get("kind")
+    if found not in TRAINING_SCHEMAS or found not in TASKS:
+        raise CheckpointError(f"{key} '{path}' has an unknown task {found!r}; known: {sorted(TASKS)}")
+    if kind is not None and found != kind:
+        raise CheckpointError(f"{key} '{path}' is not a {kind} model of train/*.py (its task is {found!r})")
+    config = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[found]), state["config"])
+    task = TASKS[found].from_state(config, state["task"])
+    settings = slide_model_settings(config)
+    model = build_slide_model(settings.without_region_weights(), task.num_outputs)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise CheckpointError(f"{key} '{path}' does not fit the model of its own config: {first}") from error
+    return TrainedSlideModel(
+        model.to(device).eval(), task, config, settings, state["task"], path, int(state.get("epoch", -1))
+    )

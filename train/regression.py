@@ -1,0 +1,18 @@
+"""Slide-level regression training on one train/tune(/test) split (data.train_csv, data.tune_csv, data.test_csv).
+
+    python3 train/regression.py --config-name single features_dir=... [key=value ...]
+
+Config: config/training/regression/single.yaml (every key documented there).
+Exit code: 0 done, 2 bad config / csv / features / checkpoint.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from source.entry import training_entry  # noqa: E402
+
+if __name__ == "__main__":
+    training_entry(ROOT / "config", "regression", multi=False)

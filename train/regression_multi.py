@@ -1,0 +1,19 @@
+"""Slide-level regression training on every fold of data.fold_dir (fold_<i>/{train,tune,test}.csv), then
+summary.csv.
+
+    python3 train/regression_multi.py --config-name multi features_dir=... [key=value ...]
+
+Config: config/training/regression/multi.yaml (every key documented there).
+Exit code: 0 done, 2 bad config / csv / features / checkpoint.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from source.entry import training_entry  # noqa: E402
+
+if __name__ == "__main__":
+    training_entry(ROOT / "config", "regression", multi=True)
