@@ -31,6 +31,7 @@ class DataConfig:
     test_csv: Optional[str] = None
     fold_dir: Optional[str] = None
     allow_overlap: bool = False
+    train_fraction: Optional[float] = None
 
 
 @dataclass
@@ -211,6 +212,11 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
             f"training.gradient_accumulation, got {cfg.training.batch_size}"
         )
     check_share("training.pct", cfg.training.pct)
+    check_share("data.train_fraction", cfg.data.train_fraction)
+    if cfg.training.pct is not None and cfg.data.train_fraction is not None:
+        raise ConfigError(
+            "set one of training.pct (a random share) and data.train_fraction (a label-stratified share), not both"
+        )
     if "huber_delta" in cfg and not cfg.huber_delta > 0:
         raise ConfigError(f"huber_delta must be > 0 (in standard deviations of the label), got {cfg.huber_delta}")
     if not 0 <= cfg.model.dropout < 1:

@@ -4,7 +4,7 @@ splits. Each task builds its labelled splits itself (:mod:`source.tasks`)."""
 from __future__ import annotations
 
 import logging
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,21 @@ def subsample(frame: pd.DataFrame, pct: Optional[float], seed: int) -> pd.DataFr
     count = max(1, int(round(pct * len(frame))))
     keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=count, replace=False))
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def stratified_share(frame: pd.DataFrame, fraction: Optional[float], seed: int, strata: Sequence) -> pd.DataFrame:
+    """A seeded ``fraction`` of the rows drawn within each stratum (at least one row each), original order kept:
+    the paper's "25 % of the training data" keeps the label proportions of the fold."""
+    if fraction is None or fraction >= 1:
+        return frame
+    rng = np.random.default_rng(seed)
+    strata = np.asarray(strata)
+    keep = []
+    for stratum in sorted(set(strata.tolist()), key=str):
+        rows = np.flatnonzero(strata == stratum)
+        count = max(1, int(round(fraction * len(rows))))
+        keep.append(rng.choice(rows, size=count, replace=False))
+    return frame.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
 
 
 def unlabelled_split(

@@ -68,8 +68,9 @@ class ClassificationTask(Task):
         """Class names from ``label_mapping`` (or the trained model's ``state``); splits with class indices."""
         mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
         allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
+        fraction = OmegaConf.select(cfg, "data.train_fraction")
         splits = classification_splits(
-            paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow
+            paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow, fraction
         )
         names = (state or {}).get("class_names") or class_names_of(cfg.num_classes, mapping)
         return cls(cfg.num_classes, names), splits, {"kind": cls.kind, "class_names": names}

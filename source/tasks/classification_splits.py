@@ -10,7 +10,7 @@ import pandas as pd
 
 from source.data.features import BagDataset, FeatureBank, Split
 from source.data.labels import LabelTableError, check_no_overlap, read_table, row_numbers
-from source.data.splits import drop_missing_features, subsample
+from source.data.splits import drop_missing_features, stratified_share, subsample
 
 TARGET = "label_index"
 """Column of a classification table (and its prediction table) holding the true class index."""
@@ -71,8 +71,10 @@ def classification_splits(
     pct: Optional[float] = None,
     seed: int = 0,
     allow_overlap: bool = False,
+    train_fraction: Optional[float] = None,
 ) -> dict[str, Split]:
-    """Splits for classification; ``paths`` maps split names (``train`` first) to csvs.
+    """Splits for classification; ``paths`` maps split names (``train`` first) to csvs. ``pct`` keeps a random
+    share of the training split, ``train_fraction`` a label-stratified one.
 
     Raises:
         LabelTableError: bad tables, labels, a training split with a single class, or slides / patients
@@ -87,6 +89,7 @@ def classification_splits(
     tables = drop_missing_features(tables, paths, bank)
     if "train" in tables:
         tables["train"] = subsample(tables["train"], pct, seed)
+        tables["train"] = stratified_share(tables["train"], train_fraction, seed, tables["train"][TARGET])
         classes = np.unique(tables["train"][TARGET])
         if len(classes) < 2:
             raise LabelTableError(

@@ -58,7 +58,10 @@ class RegressionTask(Task):
         """Scaling from the training split (or the trained model's ``state``); splits with standardised targets."""
         trained = Scaling(state["mean"], state["std"]) if state else None
         allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
-        splits, scaling = regression_splits(paths, bank, cfg.label_name, cfg.training.pct, cfg.seed, trained, allow)
+        fraction = OmegaConf.select(cfg, "data.train_fraction")
+        splits, scaling = regression_splits(
+            paths, bank, cfg.label_name, cfg.training.pct, cfg.seed, trained, allow, fraction
+        )
         task = cls(scaling, str(cfg.loss), cfg.huber_delta)
         return task, splits, {"kind": cls.kind, "mean": scaling.mean, "std": scaling.std}
 

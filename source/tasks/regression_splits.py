@@ -12,7 +12,7 @@ import pandas as pd
 
 from source.data.features import BagDataset, FeatureBank, Split
 from source.data.labels import LabelTableError, check_no_overlap, read_table, row_numbers
-from source.data.splits import drop_missing_features, subsample
+from source.data.splits import drop_missing_features, stratified_share, subsample
 
 TARGET = "target"
 """Column of a regression table (and its prediction table) holding the true value, in the label's units."""
@@ -64,10 +64,13 @@ def regression_splits(
     seed: int = 0,
     scaling: Optional[Scaling] = None,
     allow_overlap: bool = False,
+    train_fraction: Optional[float] = None,
 ) -> tuple[dict[str, Split], Scaling]:
     """Splits for regression; ``paths`` maps split names (``train`` first) to csvs.
 
-    The scaling comes from the training split (after ``pct``) unless ``scaling`` is given (a trained model's).
+    ``train_fraction`` keeps a seeded share of the training split, stratified by quartile of the label.
+    The scaling comes from the training split (after ``pct`` / ``train_fraction``) unless ``scaling`` is given (a
+    trained model's).
     Bags carry the standardised value as target ``value``; tables keep the raw one in :data:`TARGET`.
 
     Raises:
@@ -83,6 +86,8 @@ def regression_splits(
     tables = drop_missing_features(tables, paths, bank)
     if "train" in tables:
         tables["train"] = subsample(tables["train"], pct, seed)
+        quartiles = pd.qcut(tables["train"][TARGET], 4, labels=False, duplicates="drop")
+        tables["train"] = stratified_share(tables["train"], train_fraction, seed, quartiles)
         if scaling is None and tables["train"][TARGET].nunique() < 2:
             raise LabelTableError(f"{paths['train']}: every {label_name} of the training split is the same value")
     if scaling is None:

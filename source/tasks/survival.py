@@ -102,6 +102,7 @@ class SurvivalTask(Task):
             cfg.seed,
             edges,
             bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
+            OmegaConf.select(cfg, "data.train_fraction"),
         )
         if state:
             return cls.from_state(cfg, state), tables.splits, state

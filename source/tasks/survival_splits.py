@@ -12,7 +12,7 @@ import pandas as pd
 
 from source.data.features import BagDataset, FeatureBank, Split
 from source.data.labels import LabelTableError, check_no_overlap, read_table, row_numbers
-from source.data.splits import drop_missing_features, subsample
+from source.data.splits import drop_missing_features, stratified_share, subsample
 
 
 def check_survival_columns(frame: pd.DataFrame, time_column: str, path: str | Path) -> None:
@@ -99,9 +99,11 @@ def survival_splits(
     seed: int = 0,
     edges: Optional[np.ndarray] = None,
     allow_overlap: bool = False,
+    train_fraction: Optional[float] = None,
 ) -> SurvivalTables:
     """Splits for survival. Bins come from the training split (``train`` in ``paths``) unless ``edges`` is given.
 
+    ``train_fraction`` keeps a seeded share of the training patients, stratified by censorship.
     Items are slides (``agg_method`` None) or patients (``concat``: one bag of all their regions;
     ``self_att``: the list of their slides).
     """
@@ -115,6 +117,9 @@ def survival_splits(
     if "train" in tables:
         patients = tables["train"].case_id.drop_duplicates()
         kept = set(subsample(patients.to_frame(), pct, seed).case_id)
+        first = tables["train"].drop_duplicates("case_id")
+        first = first[first.case_id.isin(kept)]
+        kept = set(stratified_share(first, train_fraction, seed, first.censorship).case_id)
         tables["train"] = tables["train"][tables["train"].case_id.isin(kept)].reset_index(drop=True)
     if edges is None:
         if "train" not in tables:
