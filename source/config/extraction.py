@@ -38,6 +38,7 @@ class ExtractionConfig(RunBlock):
     format: str = "jpg"
     level: Level = Level["global"]
     save_region_features: bool = False
+    save_h5: bool = False
     pretrain_vit_patch: Optional[str] = "checkpoints/vit256_small_dino.pth"
     pretrain_vit_region: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
     checkpoint_key: str = "teacher"

@@ -1,6 +1,7 @@
 """Slide feature files written by extract_features.py, checked once and served as bags for training.
 
-``features_dir/<slide_id>.pt`` holds ``(M, 192)`` (level global) or ``(M, n*n, 384)`` (level local).
+``features_dir/<slide_id>.pt`` holds ``(M, 192)`` (level global) or ``(M, n*n, 384)`` (level local);
+``<slide_id>.h5`` of CLAM / TRIDENT (``features`` ``(N, D)``) is read as N instances of a level-global bag.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from source.data.h5_features import read_h5_features
 from source.errors import UserError
 from source.io import safe_join
 
@@ -66,8 +68,11 @@ class FeatureBank:
         self.sizes: dict[str, int] = {}
 
     def path(self, slide_id: str) -> Path:
-        """``features_dir/<slide_id>.pt`` (slide ids cannot leave the folder)."""
-        return safe_join(self.features_dir, slide_id, ".pt")
+        """``features_dir/<slide_id>.pt``, or ``<slide_id>.h5`` (CLAM / TRIDENT layout) when only that one exists
+        (slide ids cannot leave the folder)."""
+        path = safe_join(self.features_dir, slide_id, ".pt")
+        h5 = path.with_suffix(".h5")
+        return h5 if not path.is_file() and h5.is_file() else path
 
     def load(self, slide_id: str) -> torch.Tensor:
         """The slide's float32 features."""
@@ -75,7 +80,10 @@ class FeatureBank:
             return self._memory[slide_id]
         path = self.path(slide_id)
         try:
-            tensor = torch.load(path, map_location="cpu", weights_only=True)
+            if path.suffix == ".h5":
+                tensor = read_h5_features(path)
+            else:
+                tensor = torch.load(path, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
             raise FeatureFileError(
                 f"{path} cannot be read ({str(error).splitlines()[0]}): extract this slide again"

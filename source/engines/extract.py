@@ -171,7 +171,8 @@ class Extractor:
         if error is not None:
             logger.error("slide %s failed: %s", plan.slide_id, error)
             return _failure(plan, error, len(plan.regions))
-        self.store.write(plan.slide_id, plan.regions, torch.stack(features))  # type: ignore[arg-type]
+        footprint = plan.details.get("tile_size_lv0")
+        self.store.write(plan.slide_id, plan.regions, torch.stack(features), footprint)  # type: ignore[arg-type]
         logger.info(
             "slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id)
         )

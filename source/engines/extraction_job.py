@@ -6,12 +6,14 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.encoders import EXTRACTION_KEYS, encoder_settings
 from source.config.extraction import RESUME_KEYS, validate_extraction
+from source.data.h5_features import Geometry
 from source.data.regions import discover_slide_ids, read_slide_list
 from source.data.slides import SlidePlan, plan_slides, shard_plans
 from source.devices import resolve_device, resolve_split_devices
@@ -40,6 +42,15 @@ def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
         if encoder.vit_region is not None:
             encoder.vit_region.compile()
     return encoder
+
+
+def h5_geometry(cfg: DictConfig) -> Optional[Geometry]:
+    """The geometry of the h5 files (``save_h5``): regions of ``region_size`` px at ``tiling.spacing`` (whole
+    slides; each slide's own level-0 footprint replaces ``region_size``), or of unknown spacing (region images)."""
+    if not cfg.save_h5:
+        return None
+    spacing = float(cfg.tiling.spacing) if cfg.wsi_csv else None
+    return Geometry(cfg.region_size, cfg.region_size, cfg.patch_size, spacing)
 
 
 def record_patch_transform(vit_patch, run_dir: Path, resume: bool) -> None:
@@ -178,7 +189,7 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
     tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
     extractor = Extractor(
         encoder,
-        FeatureStore(run_dir, cfg.save_region_features),
+        FeatureStore(run_dir, cfg.save_region_features, h5_geometry(cfg)),
         cfg.level.value,
         cfg.region_size,
         cfg.batch_size,

@@ -1,14 +1,17 @@
-"""Where extraction writes features: ``features/slide/<slide_id>.pt`` and ``features/region/<slide_id>_<x>_<y>.pt``."""
+"""Where extraction writes features: ``features/slide/<slide_id>.pt``, ``features/region/<slide_id>_<x>_<y>.pt`` and
+``features/h5/<slide_id>.h5``."""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
+from source.data.h5_features import Geometry, write_h5_features
 from source.data.regions import Region
 from source.io import atomic_torch_save, safe_join
 
@@ -21,16 +24,24 @@ class FeatureStore:
     Args:
         run_dir: the run folder.
         save_region_features: also write one file per region.
+        h5: also write ``features/h5/<slide_id>.h5`` (CLAM / TRIDENT layout) with this geometry; its
+            ``tile_size_lv0`` is the default footprint, replaced by each slide's own when :meth:`write` is given one.
     """
 
-    def __init__(self, run_dir: Path, save_region_features: bool = False) -> None:
+    def __init__(self, run_dir: Path, save_region_features: bool = False, h5: Optional[Geometry] = None) -> None:
         self.slide_dir = run_dir / "features" / "slide"
         self.region_dir = run_dir / "features" / "region"
+        self.h5_dir = run_dir / "features" / "h5"
         self.save_region_features = save_region_features
+        self.h5 = h5
 
     def slide_path(self, slide_id: str) -> Path:
         """The slide's feature file (raises UnsafePathError for a slide id that is not a plain name)."""
         return safe_join(self.slide_dir, slide_id, ".pt")
+
+    def h5_path(self, slide_id: str) -> Path:
+        """The slide's h5 file."""
+        return safe_join(self.h5_dir, slide_id, ".h5")
 
     def region_path(self, slide_id: str, region: Region) -> Path:
         """The region's feature file."""
@@ -55,6 +66,8 @@ class FeatureStore:
                 "%s has %d rows but slide %s has %d regions now: recomputing", path, rows, slide_id, len(regions)
             )
             return False
+        if self.h5 is not None and not self.h5_path(slide_id).exists():
+            return False
         if self.save_region_features:
             return all(self.region_path(slide_id, region).exists() for region in regions)
         return True
@@ -63,8 +76,9 @@ class FeatureStore:
         """Delete temporaries a killed run left for this slide (``.<name>.pt.<random>.tmp``); returns how many."""
         slide_name = re.compile(rf"^\.{re.escape(slide_id)}\.pt\..*\.tmp$")
         region_name = re.compile(rf"^\.{re.escape(slide_id)}_\d+_\d+\.pt\..*\.tmp$")
+        h5_name = re.compile(rf"^\.{re.escape(slide_id)}\.h5\..*\.tmp$")
         removed = 0
-        for folder, pattern in ((self.slide_dir, slide_name), (self.region_dir, region_name)):
+        for folder, pattern in ((self.slide_dir, slide_name), (self.region_dir, region_name), (self.h5_dir, h5_name)):
             if folder.is_dir():
                 for path in folder.iterdir():
                     if pattern.match(path.name):
@@ -72,11 +86,17 @@ class FeatureStore:
                         removed += 1
         return removed
 
-    def write(self, slide_id: str, regions: Sequence[Region], features: torch.Tensor) -> Path:
-        """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files first, slide file last."""
+    def write(
+        self, slide_id: str, regions: Sequence[Region], features: torch.Tensor, tile_size_lv0: Optional[int] = None
+    ) -> Path:
+        """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files and the h5 first, the slide
+        file last (its presence marks the slide done). ``tile_size_lv0``: the slide's region footprint at level 0."""
         if self.save_region_features:
             for region, row in zip(regions, features, strict=True):
                 atomic_torch_save(row.clone(), self.region_path(slide_id, region))
+        if self.h5 is not None:
+            geometry = replace(self.h5, tile_size_lv0=tile_size_lv0) if tile_size_lv0 else self.h5
+            write_h5_features(self.h5_path(slide_id), features, [(r.x, r.y) for r in regions], geometry)
         path = self.slide_path(slide_id)
         atomic_torch_save(features.contiguous(), path)
         return path
