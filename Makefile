@@ -39,6 +39,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/heatmaps.py
 	$(PY) benchmarks/pretraining.py
 	$(PY) benchmarks/patch_encoders.py
+	$(PY) benchmarks/aggregators.py
 
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py

@@ -63,8 +63,10 @@ def survival_data(
     signal: float = 1.0,
     seed: int = 0,
     slides_per_patient: int = 1,
+    local_grid: int = 0,
 ) -> dict[str, Path]:
-    """Patients whose hazard grows with the projection of their features on one direction (signal=0: noise)."""
+    """Patients whose hazard grows with the projection of their features on one direction (signal=0: noise);
+    ``local_grid`` n: level-local bags ``(regions, n*n, dim)``."""
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)
     direction /= np.linalg.norm(direction)
@@ -76,7 +78,8 @@ def survival_data(
         if censored:
             time = max(0.5, time * rng.uniform(0.3, 1.0))
         for s in range(slides_per_patient):
-            bag = rng.normal(size=(regions, dim)) + signal * risk * direction
+            shape = (regions, local_grid * local_grid, dim) if local_grid else (regions, dim)
+            bag = rng.normal(size=shape) + signal * risk * direction
             slide_id = f"case_{p:03d}_s{s}"
             slide_ids.append(slide_id)
             bags.append(bag)
@@ -101,16 +104,24 @@ def survival_data(
 
 
 def regression_data(
-    root: Path, n_slides: int = 60, regions: int = 8, dim: int = 192, signal: float = 1.0, seed: int = 0
+    root: Path,
+    n_slides: int = 60,
+    regions: int = 8,
+    dim: int = 192,
+    signal: float = 1.0,
+    seed: int = 0,
+    local_grid: int = 0,
 ) -> dict[str, Path]:
     """Slides whose label is ``10 + 5 * s`` for a latent s shifting their regions along one direction (signal=0:
-    the features carry nothing of s). Label column ``target``; train / tune / test = 60 / 20 / 20 %."""
+    the features carry nothing of s). Label column ``target``; train / tune / test = 60 / 20 / 20 %;
+    ``local_grid`` n: level-local bags ``(regions, n*n, dim)``."""
     rng = np.random.default_rng(seed)
     direction = rng.normal(size=dim)
     direction /= np.linalg.norm(direction)
     latent = rng.normal(size=n_slides)
     slide_ids = [f"slide_{i:03d}" for i in range(n_slides)]
-    bags = [rng.normal(size=(regions, dim)) + signal * value * direction for value in latent]
+    shape = (regions, local_grid * local_grid, dim) if local_grid else (regions, dim)
+    bags = [rng.normal(size=shape) + signal * value * direction for value in latent]
     write_features(root / "features", slide_ids, bags)
     frame = pd.DataFrame({"slide_id": slide_ids, "target": np.round(10 + 5 * latent, 4)})
     cut1, cut2 = int(0.6 * n_slides), int(0.8 * n_slides)
