@@ -17,6 +17,16 @@ def write_features(features_dir: Path, slide_ids, bags) -> None:
         torch.save(torch.as_tensor(bag, dtype=torch.float32), features_dir / f"{slide_id}.pt")
 
 
+def write_splits(root: Path, frame: pd.DataFrame) -> dict[str, Path]:
+    """``train`` / ``tune`` / ``test`` csvs of the first 60 / next 20 / last 20 % of the rows, and ``features_dir``."""
+    cut1, cut2 = int(0.6 * len(frame)), int(0.8 * len(frame))
+    paths = {}
+    for name, part in (("train", frame[:cut1]), ("tune", frame[cut1:cut2]), ("test", frame[cut2:])):
+        paths[name] = root / f"{name}.csv"
+        part.to_csv(paths[name], index=False)
+    return paths | {"features_dir": root / "features"}
+
+
 def classification_data(
     root: Path,
     n_slides: int = 90,
@@ -45,14 +55,7 @@ def classification_data(
         bag[informative] += signal * directions[label] * (1 if not local_grid else 1)
         bags.append(bag)
     write_features(root / "features", slide_ids, bags)
-    frame = pd.DataFrame({"slide_id": slide_ids, "label": labels})
-    cut1, cut2 = int(0.6 * n_slides), int(0.8 * n_slides)
-    paths = {}
-    for name, part in (("train", frame[:cut1]), ("tune", frame[cut1:cut2]), ("test", frame[cut2:])):
-        paths[name] = root / f"{name}.csv"
-        part.to_csv(paths[name], index=False)
-    paths["features_dir"] = root / "features"
-    return paths
+    return write_splits(root, pd.DataFrame({"slide_id": slide_ids, "label": labels}))
 
 
 def survival_data(
@@ -123,14 +126,7 @@ def regression_data(
     shape = (regions, local_grid * local_grid, dim) if local_grid else (regions, dim)
     bags = [rng.normal(size=shape) + signal * value * direction for value in latent]
     write_features(root / "features", slide_ids, bags)
-    frame = pd.DataFrame({"slide_id": slide_ids, "target": np.round(10 + 5 * latent, 4)})
-    cut1, cut2 = int(0.6 * n_slides), int(0.8 * n_slides)
-    paths = {}
-    for name, part in (("train", frame[:cut1]), ("tune", frame[cut1:cut2]), ("test", frame[cut2:])):
-        paths[name] = root / f"{name}.csv"
-        part.to_csv(paths[name], index=False)
-    paths["features_dir"] = root / "features"
-    return paths
+    return write_splits(root, pd.DataFrame({"slide_id": slide_ids, "target": np.round(10 + 5 * latent, 4)}))
 
 
 def job_config(kind: str, out: Path, paths: dict[str, Path], **overrides):

@@ -148,16 +148,14 @@ def test_one_bad_slide_fails_alone(tmp_path, region_dir):
     assert (tmp_path / "heatmaps" / "r" / "subset" / "attention.csv").exists()
 
 
+def subset_config(tmp_path, region_dir, slide_weights, **values):
+    """Heatmaps of the 3-region slide ``subset`` with tiny encoders and the slide model at ``slide_weights``."""
+    fixed = {"region_dir": str(region_dir), "slide_id": "subset", "region_size": 1024, "output_dir": str(tmp_path)}
+    return heatmap_config(**fixed, device=TEST_DEVICE, slide_weights=str(slide_weights), **TINY, **values)
+
+
 def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
-    cfg = heatmap_config(
-        region_dir=str(region_dir),
-        slide_id="subset",
-        region_size=1024,
-        output_dir=str(tmp_path),
-        device=TEST_DEVICE,
-        slide_weights=str(slide_checkpoint(tmp_path / "bad.pt", broken=True)),
-        **TINY,
-    )
+    cfg = subset_config(tmp_path, region_dir, slide_checkpoint(tmp_path / "bad.pt", broken=True))
     with pytest.raises(CheckpointError, match="does not fit"):
         run_heatmap_job(cfg)
     (tmp_path / "features.pt").write_bytes(b"")
@@ -178,18 +176,8 @@ def test_slide_weights_that_do_not_fit_are_an_error(tmp_path, region_dir):
     ],
 )
 def test_slide_attention_of_any_aggregator_with_attention(tmp_path, region_dir, model):
-    cfg = heatmap_config(
-        region_dir=str(region_dir),
-        slide_id="subset",
-        region_size=1024,
-        output_dir=str(tmp_path),
-        run_id="r",
-        heads=[0],
-        save_region_maps=False,
-        device=TEST_DEVICE,
-        slide_weights=str(slide_checkpoint(tmp_path / "best.pt", **model)),
-        **TINY,
-    )
+    weights = slide_checkpoint(tmp_path / "best.pt", **model)
+    cfg = subset_config(tmp_path, region_dir, weights, run_id="r", heads=[0], save_region_maps=False)
     assert run_heatmap_job(cfg) == 0
     out = tmp_path / "heatmaps" / "r" / "subset"
     assert (out / "slide" / "slide.png").exists()
@@ -199,14 +187,8 @@ def test_slide_attention_of_any_aggregator_with_attention(tmp_path, region_dir, 
 
 
 def test_an_aggregator_without_attention_is_one_clear_error(tmp_path, region_dir):
-    cfg = heatmap_config(
-        region_dir=str(region_dir),
-        slide_id="subset",
-        region_size=1024,
-        output_dir=str(tmp_path),
-        device=TEST_DEVICE,
-        slide_weights=str(slide_checkpoint(tmp_path / "best.pt", **{"model.aggregator": "transmil"})),
-        **TINY,
+    cfg = subset_config(
+        tmp_path, region_dir, slide_checkpoint(tmp_path / "best.pt", **{"model.aggregator": "transmil"})
     )
     with pytest.raises(ConfigError, match="'transmil' model, which has no attention over the regions"):
         run_heatmap_job(cfg)

@@ -1,0 +1,1 @@
+"""Explanations of trained slide models: what moved a prediction (exact leave-one-out contributions)."""
