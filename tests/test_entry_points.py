@@ -17,6 +17,7 @@ ENTRY_POINTS = [
     ("pretrain/dino_patch.py", "patch", "+optim.lrr=0.1", "optim.lr"),
     ("pretrain/eval_knn.py", "knn", "++devce=cpu", "device"),
     ("attention_visualization.py", "default", "downsampel=8", "downsample"),
+    ("contribution_maps.py", "default", "target_clas=1", "target_class"),
 ]
 
 

@@ -34,6 +34,24 @@ class GatedAttentionPooling(nn.Module):
         weights = torch.softmax(scores, dim=0)
         return weights @ features, weights
 
+    def forward_masked(self, features: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool each of B bags over its kept items only (the same as pooling the bag without the others).
+
+        Args:
+            features: ``(B, M, D)``; keep: ``(B, M)`` bool.
+
+        Returns:
+            pooled ``(B, D)`` and weights ``(B, M)`` (0 where not kept).
+        """
+        scores = self.score(self.tanh_branch(features) * self.sigmoid_branch(features)).squeeze(-1)
+        weights = masked_softmax(scores, keep)
+        return torch.einsum("bm,bmd->bd", weights, features), weights
+
+
+def masked_softmax(scores: torch.Tensor, keep: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax over the kept entries of ``scores`` along ``dim`` (removed entries get weight 0)."""
+    return torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=dim)
+
 
 class SinusoidalPositionalEncoding(nn.Module):
     """Fixed sine/cosine encoding of the position of each region in the bag (``max_len`` positions)."""
@@ -122,4 +140,18 @@ class SlideAggregator(nn.Module):
         tokens = self.positions(self.phi(regions))
         tokens = self.transformer(tokens.unsqueeze(0)).squeeze(0)
         pooled, attention = self.pool(tokens)
+        return self.rho(pooled), attention
+
+    @property
+    def masking_is_exact(self) -> bool:
+        """Masking a region equals removing it only without a positional encoding (removal shifts the positions)."""
+        return isinstance(self.positions, nn.Identity)
+
+    def forward_masked(self, regions: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """B bags ``(B, M, D)`` each aggregated over its kept regions ``keep`` ``(B, M)``: embeddings ``(B, D)`` and
+        attention ``(B, M)``; equal to :meth:`forward` on each bag without the removed regions (no positional
+        encoding: see :attr:`masking_is_exact`)."""
+        tokens = self.positions(self.phi(regions))
+        tokens = self.transformer(tokens, src_key_padding_mask=~keep)
+        pooled, attention = self.pool.forward_masked(tokens, keep)
         return self.rho(pooled), attention

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from source.models.aggregators import masked_softmax
 from source.models.mil import MILModel, instance_embedding
 
 
@@ -69,6 +70,15 @@ class CLAM(MILModel):
         else:
             logits = self.classifier(pooled[0])
         return logits, attention, embedded
+
+    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        embedded = self.embed(bags)  # (B, N, H)
+        scores = self.attention_score(self.attention_tanh(embedded) * self.attention_sigmoid(embedded))  # (B, N, b)
+        attention = masked_softmax(scores.transpose(1, 2), keep.unsqueeze(1).expand(-1, scores.shape[-1], -1))
+        pooled = attention @ embedded  # (B, branches, H)
+        if self.multi_branch:
+            return torch.cat([clf(pooled[:, index]) for index, clf in enumerate(self.classifiers)], dim=1)
+        return self.classifier(pooled[:, 0])
 
     def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Attention of the single branch, or (``clam_mb``) of the predicted output's branch."""

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from source.models.aggregators import GatedAttentionPooling
+from source.models.aggregators import GatedAttentionPooling, masked_softmax
 
 
 class MILModel(nn.Module):
@@ -26,6 +26,11 @@ class MILModel(nn.Module):
     def forward(self, bag: torch.Tensor) -> torch.Tensor:
         """Args: bag ``(N, D)``. Returns logits ``(C,)``."""
         return self.forward_with_attention(bag)[0]
+
+    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` of B bags ``(B, N, D)``, each read without its instances where ``keep`` ``(B, N)`` is
+        False: equal to :meth:`forward` on ``bags[b][keep[b]]`` (what exact leave-one-out explanations batch)."""
+        raise NotImplementedError
 
 
 def instance_embedding(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
@@ -53,6 +58,9 @@ class ABMIL(MILModel):
         pooled, attention = self.pool(self.embed(bag))
         return self.classifier(pooled), attention
 
+    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool.forward_masked(self.embed(bags), keep)[0])
+
 
 class PoolingMIL(MILModel):
     """Instance embedding, then the mean or the maximum over the bag, then a linear head (no attention).
@@ -73,6 +81,15 @@ class PoolingMIL(MILModel):
         embedded = self.embed(bag)
         pooled = embedded.mean(0) if self.reduce == "mean" else embedded.max(0).values
         return self.classifier(pooled), None
+
+    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        embedded = self.embed(bags)
+        mask = keep.unsqueeze(-1)
+        if self.reduce == "mean":
+            pooled = (embedded * mask).sum(1) / mask.sum(1)
+        else:
+            pooled = embedded.masked_fill(~mask, float("-inf")).max(1).values
+        return self.classifier(pooled)
 
 
 class DSMIL(MILModel):
@@ -108,3 +125,17 @@ class DSMIL(MILModel):
         instance_scores, bag_scores, attention = self.scores(bag)
         logits = 0.5 * (instance_scores.max(dim=0).values + bag_scores)
         return logits, attention[:, int(logits.argmax())]
+
+    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        embedded = self.embed(bags)  # (B, N, H)
+        mask = keep.unsqueeze(-1)
+        instance_scores = self.instance_classifier(embedded).masked_fill(~mask, float("-inf"))  # (B, N, C)
+        queries = self.query(embedded)
+        critical = torch.gather(
+            queries, 1, instance_scores.argmax(dim=1).unsqueeze(-1).expand(-1, -1, queries.shape[-1])
+        )  # (B, C, Dq)
+        similarity = queries @ critical.transpose(1, 2) / math.sqrt(queries.shape[-1])  # (B, N, C)
+        attention = masked_softmax(similarity, mask.expand_as(similarity), dim=1)
+        pooled = attention.transpose(1, 2) @ self.value(embedded)  # (B, C, H)
+        bag_scores = self.bag_classifier(pooled).squeeze(-1)
+        return 0.5 * (instance_scores.max(dim=1).values + bag_scores)

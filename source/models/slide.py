@@ -57,6 +57,21 @@ class GlobalHIPT(nn.Module):
         """Args: bag ``(M, 192)``. Returns logits ``(C,)``."""
         return self.forward_with_attention(bag)[0]
 
+    @property
+    def masking_is_exact(self) -> bool:
+        """Whether :meth:`forward_masked` equals removing regions (not with a positional encoding)."""
+        return self.aggregator.masking_is_exact
+
+    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` of B copies of a bag ``(B, M, ...)``, each without the regions where ``keep`` ``(B, M)`` is
+        False."""
+        if bags.stride(0) == 0:  # B copies of one bag (an expanded view): encode its regions once
+            regions = self.region_features(bags[0]).unsqueeze(0).expand(len(bags), -1, -1)
+        else:
+            regions = self.region_features(bags.reshape(-1, *bags.shape[2:])).reshape(*bags.shape[:2], -1)
+        embedding, _ = self.aggregator.forward_masked(regions, keep)
+        return self.classifier(embedding)
+
 
 class LocalGlobalHIPT(GlobalHIPT):
     """Patch features ``(M, n*n, 384)`` -> ViT_region -> ``(M, 192)`` -> slide aggregator -> head.

@@ -120,6 +120,9 @@ class TransMIL(MILModel):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_outputs)
 
+    masking_is_exact = False
+    """Removing an instance changes the square token layout PPEG reads: explanations run one forward per removal."""
+
     def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         embedded = self.embed(bag)
         count = embedded.shape[0]

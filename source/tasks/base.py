@@ -42,6 +42,14 @@ class Task(ABC):
         """Prediction columns of one item (e.g. ``prob_0``, ``pred`` or ``risk``) from its logits ``(C,)``."""
 
     @abstractmethod
+    def explained(self, logits: torch.Tensor, target_class: Optional[int] = None) -> torch.Tensor:
+        """The scalar an explanation attributes, per bag: logits ``(B, C)`` -> ``(B,)`` (a class probability, the
+        risk, the prediction); ``target_class`` picks the class where there are classes."""
+
+    explained_name: str = "output"
+    """What :meth:`explained` is, for tables and plots."""
+
+    @abstractmethod
     def metrics(self, predictions: pd.DataFrame) -> dict[str, float]:
         """Metrics of a split from its prediction table (item columns + prediction columns)."""
 

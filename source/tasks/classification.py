@@ -116,6 +116,14 @@ class ClassificationTask(Task):
         columns["pred_label"] = self.class_names[columns["pred"]]
         return columns
 
+    explained_name = "probability"
+
+    def explained(self, logits: torch.Tensor, target_class: Optional[int] = None) -> torch.Tensor:
+        """The probability of ``target_class`` (required: the caller picks it, e.g. the predicted class)."""
+        if target_class is None or not 0 <= target_class < self.num_classes:
+            raise ValueError(f"target_class must be a class index 0..{self.num_classes - 1}, got {target_class}")
+        return torch.softmax(logits.float(), dim=-1)[:, target_class]
+
     def probabilities(self, predictions: pd.DataFrame) -> np.ndarray:
         """``(N, C)`` class probabilities of a prediction table."""
         return predictions[self.probability_columns].to_numpy(dtype=float)

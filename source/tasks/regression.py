@@ -79,6 +79,12 @@ class RegressionTask(Task):
             return F.huber_loss(logits, target, delta=self.huber_delta)
         return F.mse_loss(logits, target)
 
+    explained_name = "prediction"
+
+    def explained(self, logits: torch.Tensor, target_class: Optional[int] = None) -> torch.Tensor:
+        """The prediction in the label's units."""
+        return logits.float()[:, 0] * self.scaling.std + self.scaling.mean
+
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
         """``prediction`` in the label's units."""
         return {"prediction": float(logits.detach().float().reshape(-1)[0]) * self.scaling.std + self.scaling.mean}

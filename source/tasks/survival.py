@@ -155,6 +155,12 @@ class SurvivalTask(Task):
             self.alpha if training else 0.0,
         )
 
+    explained_name = "risk"
+
+    def explained(self, logits: torch.Tensor, target_class: Optional[int] = None) -> torch.Tensor:
+        """The risk ``-sum_k S(k)``, as :meth:`predict` reports it."""
+        return risk_from_logits(logits.float())
+
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
         """``risk`` = -sum of the survival function."""
         return {"risk": float(risk_from_logits(logits.detach().float()))}

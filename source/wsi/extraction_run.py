@@ -12,12 +12,15 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
 from source.errors import ConfigError
+from source.wsi.reader import WholeSlideRegions
 from source.wsi.settings import TilingSettings
 from source.wsi.slide_table import WholeSlide
+from source.wsi.tiling import PyramidRead
 
 logger = logging.getLogger(__name__)
 
@@ -82,3 +85,41 @@ def read_extraction_run(folder: str | Path) -> ExtractionRun:
     known = {f.name for f in fields(TilingSettings)}
     tiling = TilingSettings(**{k: v for k, v in OmegaConf.to_container(config.tiling).items() if k in known})
     return ExtractionRun(folder, slides, coordinates, tiling, int(config.region_size), int(config.patch_size))
+
+
+@dataclass(frozen=True)
+class EncodedSlide:
+    """One slide an extraction run encoded: its regions' level-0 corners (row i = row i of its feature file) and
+    a reader of their pixels and of its thumbnail."""
+
+    slide_id: str
+    corners: np.ndarray
+    source: WholeSlideRegions
+
+
+def read_encoded_slides(folder: str | Path) -> dict[str, EncodedSlide]:
+    """The successful slides of a whole-slide extraction run, with the geometry its ``slides.csv`` recorded (read
+    level, read size, level-0 footprint, reader) and the corners of ``regions.csv``.
+
+    Raises:
+        ConfigError: not a finished whole-slide extraction run (see :func:`read_extraction_run`).
+    """
+    run = read_extraction_run(folder)
+    table = pd.read_csv(run.folder / "slides.csv", dtype={"slide_id": str}).set_index("slide_id")
+    regions = pd.read_csv(run.folder / "regions.csv", dtype={"slide_id": str})
+    encoded = {}
+    for slide in run.slides:
+        row = table.loc[slide.slide_id]
+        read = PyramidRead(
+            image_path=slide.image_path,
+            backend=str(row.reader),
+            spacing_at_level_0=float(row.spacing_at_level_0),
+            read_level=int(row.read_level),
+            read_size=int(row.read_size),
+            tile_size_lv0=int(row.tile_size_lv0),
+            region_size=run.region_size,
+        )
+        ordered = regions[regions.slide_id == slide.slide_id].sort_values("region_index")
+        corners = ordered[["x", "y"]].to_numpy(dtype=np.int64)
+        encoded[slide.slide_id] = EncodedSlide(slide.slide_id, corners, WholeSlideRegions(slide.slide_id, read))
+    return encoded

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from source.config.contribution import ContributionConfig
 from source.config.heatmaps import HeatmapConfig
 from source.config.pretraining import KnnEvalConfig, PatchPretrainingConfig, PretrainingConfig
 from source.config.training import TRAINING_SCHEMAS, InferenceConfig
@@ -27,6 +28,7 @@ def test_training_yaml_has_every_schema_key_each_commented(kind, name):
         ("inference/classification.yaml", InferenceConfig),
         ("inference/survival.yaml", InferenceConfig),
         ("inference/regression.yaml", InferenceConfig),
+        ("contribution/default.yaml", ContributionConfig),
         ("heatmaps/default.yaml", HeatmapConfig),
         ("pretraining/patch.yaml", PatchPretrainingConfig),
         ("pretraining/region.yaml", PretrainingConfig),

@@ -1,0 +1,61 @@
+"""Schema and checks of the contribution-map config (``contribution_maps.py``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from source.config.checks import check_at_least
+from source.config.run_block import RunBlock, check_run_block
+from source.errors import ConfigError
+
+
+@dataclass
+class ContributionConfig(RunBlock):
+    """Every key of ``config/contribution/default.yaml``."""
+
+    checkpoint: Optional[str] = None
+    run_dir: Optional[str] = None
+    checkpoint_name: str = "best"
+    features_dir: Optional[str] = None
+    slide_id: Optional[str] = None
+    slide_csv: Optional[str] = None
+    target_class: Optional[int] = None
+    batch_size: int = 64
+    extraction_run: Optional[str] = None
+    canvases: Optional[bool] = None
+    canvas_width: int = 2000
+    top_k: int = 4
+    cmap: str = "RdBu_r"
+    opacity: float = 0.6
+    experiment_name: str = "contributions"
+
+
+def validate_contribution(cfg: DictConfig) -> None:
+    """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
+    if bool(cfg.checkpoint) == bool(cfg.run_dir):
+        raise ConfigError(
+            "give one trained model: checkpoint=<best.pt of train/*.py> or run_dir=<a training run folder> (its "
+            "<checkpoint_name>.pt)"
+        )
+    if bool(cfg.slide_id) == bool(cfg.slide_csv):
+        raise ConfigError("give the slides to explain: slide_id=<one id> or slide_csv=<csv with a slide_id column>")
+    for key in ("checkpoint", "slide_csv"):
+        if cfg[key] and not Path(cfg[key]).is_file():
+            raise ConfigError(f"{key} '{cfg[key]}' is not a file")
+    for key in ("run_dir", "features_dir", "extraction_run"):
+        if cfg[key] and not Path(cfg[key]).is_dir():
+            raise ConfigError(f"{key} '{cfg[key]}' is not a folder")
+    if cfg.canvases and not cfg.extraction_run:
+        raise ConfigError(
+            "canvases=true needs the slides' pixels: set extraction_run to the whole-slide extraction run whose "
+            "features the model reads (or leave canvases blank: drawn when pixels are given)"
+        )
+    check_at_least({"batch_size": cfg.batch_size, "canvas_width": cfg.canvas_width})
+    check_at_least({"top_k": cfg.top_k}, 0)
+    if not 0 <= cfg.opacity <= 1:
+        raise ConfigError(f"opacity must be between 0 and 1, got {cfg.opacity}")
+    check_run_block(cfg)

@@ -1,0 +1,107 @@
+"""What a contribution map writes: the table, the distribution plot, GeoJSON in level-0 pixels, the canvas over the
+slide's thumbnail (diverging colours centred at 0) and the most positive and negative regions as images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from source.heatmaps.export import feature
+from source.io import atomic_write_text, safe_join
+from source.plots import save_figure
+from source.wsi.extraction_run import EncodedSlide
+
+
+def symmetric_limit(values: np.ndarray) -> float:
+    """The colour range ``[-v, v]`` of a diverging map centred at 0 (v = the largest |value|, 1e-12 when all 0)."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1e-12
+
+
+def distribution_figure(table: pd.DataFrame, name: str, path: Path) -> Path:
+    """Histogram of the contributions and the regions sorted by contribution, with the 0 line."""
+    import matplotlib.pyplot as plt
+
+    values = table.contribution.to_numpy(dtype=float)
+    figure, (histogram, ranked) = plt.subplots(1, 2, figsize=(10, 3.8))
+    histogram.hist(values[np.isfinite(values)], bins=min(40, max(5, len(values) // 2)), color="gray")
+    histogram.axvline(0, color="black", linewidth=0.8)
+    histogram.set(xlabel=f"contribution to the {name}", ylabel="regions", title="distribution")
+    order = np.argsort(-values)
+    colours = np.where(values[order] >= 0, "tab:red", "tab:blue")
+    ranked.bar(np.arange(len(values)), values[order], color=colours, width=1.0)
+    ranked.axhline(0, color="black", linewidth=0.8)
+    ranked.set(xlabel="regions, by contribution", ylabel="contribution", title=f"{table.output.iloc[0]:.4g} = {name}")
+    figure.suptitle(f"{table.slide_id.iloc[0]}: f(slide) - f(slide without the region)")
+    return save_figure(figure, path)
+
+
+def write_geojson(table: pd.DataFrame, size_lv0: int, name: str, path: Path) -> Path:
+    """One level-0 square per region with its signed ``contribution`` (QuPath ``measurements``)."""
+    features = [
+        feature(
+            int(row.x),
+            int(row.y),
+            size_lv0,
+            f"region {int(row.region)}",
+            {"contribution": row.contribution, f"{name}_without": row.without},
+            "region",
+        )
+        for row in table.itertuples()
+    ]
+    atomic_write_text(path, json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def canvas_figure(
+    slide: EncodedSlide, table: pd.DataFrame, name: str, cmap: str, opacity: float, width: int, path: Path
+) -> Path:
+    """The slide's thumbnail with each encoded region coloured by its contribution (centred at 0) and a colorbar;
+    glass and tissue outside the encoded regions show the thumbnail only."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
+
+    level0_width, level0_height = slide.source.level0_size()
+    scale = width / level0_width
+    thumbnail = slide.source.thumbnail(scale)
+    values = table.contribution.to_numpy(dtype=float)
+    limit = symmetric_limit(values)
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    colormap = plt.get_cmap(cmap)
+    inches = (8.0, 8.0 * level0_height / level0_width + 0.6)
+    figure, axis = plt.subplots(figsize=inches)
+    axis.imshow(thumbnail, extent=(0, level0_width, level0_height, 0))
+    size = slide.source.footprint_lv0
+    for row in table.itertuples():
+        if np.isfinite(row.contribution):
+            colour = colormap(norm(row.contribution))
+            axis.add_patch(Rectangle((row.x, row.y), size, size, color=colour, alpha=opacity, linewidth=0))
+    axis.set_axis_off()
+    axis.set_title(f"{slide.slide_id}: contribution of each region to the {name}")
+    mappable = plt.cm.ScalarMappable(norm=norm, cmap=colormap)
+    figure.colorbar(mappable, ax=axis, fraction=0.04, pad=0.02, label=f"change of the {name} (0 = none)")
+    return save_figure(figure, path)
+
+
+def top_regions(slide: EncodedSlide, table: pd.DataFrame, k: int, folder: Path) -> list[Path]:
+    """The ``k`` most positive and ``k`` most negative regions as PNGs named by rank, sign and corner."""
+    from source.data.regions import Region
+    from source.heatmaps.stitch import save_png
+
+    finite = table[np.isfinite(table.contribution)]
+    chosen: Sequence[tuple[str, pd.DataFrame]] = (
+        ("positive", finite[finite.contribution > 0].nlargest(k, "contribution")),
+        ("negative", finite[finite.contribution < 0].nsmallest(k, "contribution")),
+    )
+    written = []
+    for sign, rows in chosen:
+        for rank, row in enumerate(rows.itertuples(), start=1):
+            pixels = slide.source.read(Region(int(row.x), int(row.y)))
+            path = safe_join(folder, f"{sign}_{rank}_{int(row.x)}_{int(row.y)}", ".png")
+            written.append(save_png(pixels, path))
+    return written
