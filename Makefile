@@ -40,6 +40,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/pretraining.py
 	$(PY) benchmarks/patch_encoders.py
 	$(PY) benchmarks/aggregators.py
+	$(PY) benchmarks/contributions.py
 
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_check.py

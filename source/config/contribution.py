@@ -24,6 +24,7 @@ class ContributionConfig(RunBlock):
     slide_id: Optional[str] = None
     slide_csv: Optional[str] = None
     target_class: Optional[int] = None
+    patch_contributions: bool = True
     batch_size: int = 64
     extraction_run: Optional[str] = None
     canvases: Optional[bool] = None

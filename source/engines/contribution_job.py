@@ -4,9 +4,11 @@ plots, GeoJSON and canvases."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
@@ -16,7 +18,7 @@ from source.data.features import FeatureBank, FeatureFileError, check_features
 from source.data.regions import BadInputError
 from source.engines.job import run_job
 from source.errors import ConfigError
-from source.explain.contributions import leave_one_out
+from source.explain.contributions import leave_one_out, patch_contributions
 from source.explain.outputs import canvas_figure, distribution_figure, top_regions, write_geojson
 from source.io import UnsafePathError, atomic_write_csv, safe_join
 from source.tasks.trained import TrainedSlideModel, load_trained_slide_model
@@ -87,6 +89,8 @@ class SlideExplainer:
         dim = settings.region_dim if settings.level == "global" else settings.patch_dim
         self.bank = FeatureBank(cfg.features_dir or trained.config.features_dir, settings.level, dim, cache=False)
         self.device = next(trained.model.parameters()).device
+        self.explains_patches = bool(cfg.patch_contributions) and settings.level == "local" and not settings.patch_bags
+        self.target: Optional[int] = None
 
     def run(self, slide_id: str, run_dir: Path) -> dict:
         """Explain one slide into ``run_dir/<slide_id>/``; a bad slide is recorded, never raised."""
@@ -96,6 +100,8 @@ class SlideExplainer:
             if self.cfg.resume and (folder / TABLE).is_file():
                 return outcome | {"num_regions": len(pd.read_csv(folder / TABLE)), "status": "success"}
             table = self.contributions(slide_id)
+            if self.explains_patches:
+                self.write_patches(slide_id, folder)
             self.write(slide_id, table, folder)
             return outcome | {"num_regions": len(table), "output": float(table.output.iloc[0])}
         except (FeatureFileError, BadInputError, UnsafePathError, ValueError) as error:
@@ -126,6 +132,7 @@ class SlideExplainer:
         if task.kind == "classification" and target is None:
             with torch.inference_mode():
                 target = int(self.trained.model(bag).argmax())
+        self.target = target
         result = leave_one_out(
             self.trained.model, bag, lambda logits: task.explained(logits, target), groups, self.cfg.batch_size
         )
@@ -151,6 +158,38 @@ class SlideExplainer:
             table.insert(2, "x", slide.corners[:, 0])
             table.insert(3, "y", slide.corners[:, 1])
         return table
+
+    def write_patches(self, slide_id: str, folder: Path) -> None:
+        """``patch_contributions.csv`` (and with pixels ``patch_canvas.png``): each patch masked inside ViT_region."""
+        grids = self.bag(slide_id)[0].to(self.device)
+        task = self.trained.task
+        values = patch_contributions(
+            self.trained.model, grids, lambda logits: task.explained(logits, self.target), self.cfg.batch_size
+        )
+        count, patches = values.shape
+        side = math.isqrt(patches)
+        rows, cols = np.divmod(np.tile(np.arange(patches), count), side)
+        table = pd.DataFrame(
+            {
+                "slide_id": slide_id,
+                "region": torch.arange(count).repeat_interleave(patches).numpy(),
+                "patch": torch.arange(patches).repeat(count).numpy(),
+                "row": rows,
+                "col": cols,
+                "contribution": values.flatten().numpy(),
+            }
+        )
+        slide = self.encoded.get(slide_id)
+        if slide is not None:
+            step = slide.source.footprint_lv0 // side
+            corners = np.repeat(slide.corners, patches, axis=0)
+            table.insert(5, "x", corners[:, 0] + table.col.to_numpy() * step)
+            table.insert(6, "y", corners[:, 1] + table.row.to_numpy() * step)
+            if self.draw:
+                style = (self.cfg.cmap, self.cfg.opacity, self.cfg.canvas_width)
+                name = task.explained_name
+                canvas_figure(slide, table, name, *style, folder / "patch_canvas.png", size_lv0=step)
+        atomic_write_csv(table, folder / "patch_contributions.csv")
 
     def write(self, slide_id: str, table: pd.DataFrame, folder: Path) -> None:
         """The table last (it marks the slide done); the plot, and with the slide's pixels the pictures."""

@@ -74,3 +74,43 @@ def leave_one_out(
         for member in range(members):
             without[member] = float(output(model(bag[groups != member]).float().unsqueeze(0))[0])
     return Contributions(full, full - without, without)
+
+
+@torch.inference_mode()
+def patch_contributions(model: nn.Module, grids: torch.Tensor, output: Output, batch_size: int = 64) -> torch.Tensor:
+    """Contribution of every patch inside ViT_region: ``f(slide) - f(slide with patch j of region i masked)``, where
+    masking hides the patch as an attention key in every ViT_region block (the region is encoded as if the patch
+    were not there; the other regions are unchanged).
+
+    Args:
+        model: a level-local HIPT model (``vit_region``, ``aggregator``, ``classifier``; LocalGlobalHIPT).
+        grids: ``(M, n*n, D)`` patch features on the model's device.
+        output: logits ``(B, C)`` -> explained values ``(B,)``.
+        batch_size: masked copies per ViT_region forward and per aggregator forward.
+
+    Returns:
+        ``(M, n*n)`` contributions.
+    """
+    from source.models.hipt import features_to_grid
+
+    regions = model.region_features(grids)  # (M, 192)
+    full = float(output(model.classifier(model.aggregator(regions)[0]).float().unsqueeze(0))[0])
+    count, patches = grids.shape[:2]
+    batched = bool(getattr(model.aggregator, "masking_is_exact", False))
+    result = torch.empty(count, patches)
+    for region in range(count):
+        for start in range(0, patches, batch_size):
+            chosen = torch.arange(start, min(start + batch_size, patches), device=grids.device)
+            token_mask = torch.ones(len(chosen), patches, dtype=torch.bool, device=grids.device)
+            token_mask[torch.arange(len(chosen)), chosen] = False
+            copies = features_to_grid(grids[region].unsqueeze(0).expand(len(chosen), -1, -1))
+            encoded = model.vit_region(copies, token_mask)  # (b, 192): region i without patch j
+            bags = regions.unsqueeze(0).repeat(len(chosen), 1, 1)
+            bags[:, region] = encoded
+            if batched:
+                keep = torch.ones(bags.shape[:2], dtype=torch.bool, device=grids.device)
+                logits = model.classifier(model.aggregator.forward_masked(bags, keep)[0])
+            else:  # a positional encoding reads one bag at a time
+                logits = torch.stack([model.classifier(model.aggregator(bag)[0]) for bag in bags])
+            result[region, start : start + len(chosen)] = full - output(logits.float()).cpu()
+    return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,10 +58,18 @@ def write_geojson(table: pd.DataFrame, size_lv0: int, name: str, path: Path) -> 
 
 
 def canvas_figure(
-    slide: EncodedSlide, table: pd.DataFrame, name: str, cmap: str, opacity: float, width: int, path: Path
+    slide: EncodedSlide,
+    table: pd.DataFrame,
+    name: str,
+    cmap: str,
+    opacity: float,
+    width: int,
+    path: Path,
+    size_lv0: Optional[int] = None,
 ) -> Path:
-    """The slide's thumbnail with each encoded region coloured by its contribution (centred at 0) and a colorbar;
-    glass and tissue outside the encoded regions show the thumbnail only."""
+    """The slide's thumbnail with each square of ``table`` (level-0 ``x``, ``y``, side ``size_lv0``: a region by
+    default, or a patch) coloured by its contribution (centred at 0) and a colorbar; glass and tissue outside the
+    encoded regions show the thumbnail only."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Rectangle
@@ -76,13 +84,14 @@ def canvas_figure(
     inches = (8.0, 8.0 * level0_height / level0_width + 0.6)
     figure, axis = plt.subplots(figsize=inches)
     axis.imshow(thumbnail, extent=(0, level0_width, level0_height, 0))
-    size = slide.source.footprint_lv0
+    size = size_lv0 or slide.source.footprint_lv0
     for row in table.itertuples():
         if np.isfinite(row.contribution):
             colour = colormap(norm(row.contribution))
             axis.add_patch(Rectangle((row.x, row.y), size, size, color=colour, alpha=opacity, linewidth=0))
     axis.set_axis_off()
-    axis.set_title(f"{slide.slide_id}: contribution of each region to the {name}")
+    what = "patch" if size < slide.source.footprint_lv0 else "region"
+    axis.set_title(f"{slide.slide_id}: contribution of each {what} to the {name}")
     mappable = plt.cm.ScalarMappable(norm=norm, cmap=colormap)
     figure.colorbar(mappable, ax=axis, fraction=0.04, pad=0.02, label=f"change of the {name} (0 = none)")
     return save_figure(figure, path)

@@ -6,6 +6,8 @@ official DINO / HIPT checkpoints so that they load by name.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
@@ -48,31 +50,39 @@ class Attention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, H, N, d)
         return q, k, v
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Fused attention (torch SDPA).
 
         Args:
             x: tokens ``(B, N, D)``.
+            key_mask: ``(B, N)`` bool, True for the tokens others may attend to (None: all).
 
         Returns:
             ``(B, N, D)``.
         """
         q, k, v = self._split_heads(x)
         dropout = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self.proj_drop(self.proj(out.transpose(1, 2).flatten(2)))
 
-    def forward_with_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_weights(
+        self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention that materialises the weight matrix (for heatmaps).
 
         Args:
             x: tokens ``(B, N, D)``.
+            key_mask: ``(B, N)`` bool, True for the tokens others may attend to (None: all).
 
         Returns:
-            output ``(B, N, D)`` and the softmaxed weights ``(B, H, N, N)``.
+            output ``(B, N, D)`` and the softmaxed weights ``(B, H, N, N)`` (0 on masked keys).
         """
         q, k, v = self._split_heads(x)
-        weights = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        scores = (q * self.scale) @ k.transpose(-2, -1)
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        weights = scores.softmax(dim=-1)
         dropped = F.dropout(weights, self.attn_drop, self.training)
         out = (dropped @ v).transpose(1, 2).flatten(2)
         return self.proj_drop(self.proj(out)), weights
@@ -99,13 +109,15 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x ``(B, N, D)``. Returns ``(B, N, D)``."""
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Args: x ``(B, N, D)``; key_mask ``(B, N)`` (see :class:`Attention`). Returns ``(B, N, D)``."""
+        x = x + self.drop_path(self.attn(self.norm1(x), key_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward_with_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_weights(
+        self, x: torch.Tensor, key_mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, also returning the attention weights ``(B, H, N, N)``."""
-        attended, weights = self.attn.forward_with_weights(self.norm1(x))
+        attended, weights = self.attn.forward_with_weights(self.norm1(x), key_mask)
         x = x + self.drop_path(attended)
         return x + self.drop_path(self.mlp(self.norm2(x))), weights

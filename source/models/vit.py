@@ -9,6 +9,7 @@ of the official checkpoints (``patch_embed`` or ``phi``) so that those checkpoin
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -175,28 +176,47 @@ class VisionTransformer(nn.Module):
         tokens = torch.cat((cls, tokens), dim=1)
         return self.pos_drop(tokens + interpolate_pos_embed(self.pos_embed, grid).to(tokens.dtype))
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """All tokens after the final norm: ``(B, 1 + N, D)``, CLS first."""
+    def forward_features(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All tokens after the final norm: ``(B, 1 + N, D)``, CLS first.
+
+        Args:
+            token_mask: ``(B, N)`` bool over the input tokens (row-major): False tokens are masked as attention keys
+                in every block (no token attends to them; the CLS token is always kept). None, or all True: the
+                plain forward, bit for bit.
+        """
         tokens = self.prepare_tokens(x)
+        key_mask = key_mask_of(token_mask)
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, key_mask)
         return self.norm(tokens)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The final-norm CLS embedding ``(B, D)``."""
-        return self.forward_features(x)[:, 0]
+    def forward(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The final-norm CLS embedding ``(B, D)`` (``token_mask``: see :meth:`forward_features`)."""
+        return self.forward_features(x, token_mask)[:, 0]
 
     def token_grid(self, side: int) -> int:
         """Tokens per side of the last block's attention for a ``side``-px input (pixel encoders)."""
         return side // self.token_embed.patch_size
 
-    def forward_with_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_attention(
+        self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """CLS embedding ``(B, D)`` and the last block's attention weights ``(B, H, 1 + N, 1 + N)``."""
         tokens = self.prepare_tokens(x)
+        key_mask = key_mask_of(token_mask)
         for block in self.blocks[:-1]:
-            tokens = block(tokens)
-        tokens, weights = self.blocks[-1].forward_with_weights(tokens)
+            tokens = block(tokens, key_mask)
+        tokens, weights = self.blocks[-1].forward_with_weights(tokens, key_mask)
         return self.norm(tokens)[:, 0], weights
+
+
+def key_mask_of(token_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The attention key mask ``(B, 1 + N)`` of an input-token mask ``(B, N)`` (CLS always kept); None when nothing
+    is masked, so that an all-True mask takes the unmasked (bit-identical) path."""
+    if token_mask is None or bool(token_mask.all()):
+        return None
+    keep_cls = torch.ones(token_mask.shape[0], 1, dtype=torch.bool, device=token_mask.device)
+    return torch.cat([keep_cls, token_mask.bool()], dim=1)
 
 
 def _init_weights(module: nn.Module) -> None:

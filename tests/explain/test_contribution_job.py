@@ -162,3 +162,18 @@ def test_bad_inputs_are_one_clear_error_each(tmp_path, whole_slide_run):
     (tmp_path / "multi" / "fold_0").mkdir(parents=True)
     with pytest.raises(ConfigError, match="a multi-fold run, give one fold's folder"):
         run_contribution_job(contribution_config(tmp_path, run_dir=str(tmp_path / "multi"), slide_id="quarter"))
+
+
+def test_level_local_hipt_also_explains_each_patch(tmp_path):
+    paths = classification_data(tmp_path / "data", n_slides=20, regions=3, dim=32, local_grid=4, seed=6)
+    values = {"level": "local", "model.embed_dim_patch": 32, "model.pretrain_vit_region": None}
+    cfg = job_config("classification", tmp_path, paths, nepochs=1, **values)
+    assert run_training_job(cfg, "classification", multi=False) == 0
+    checkpoint = tmp_path / "out" / "classification" / "run" / "latest.pt"
+    assert run_contribution_job(contribution_config(tmp_path, checkpoint=str(checkpoint), slide_id="slide_001")) == 0
+    out = tmp_path / "contributions" / "c" / "slide_001"
+    patches = pd.read_csv(out / "patch_contributions.csv")
+    assert len(patches) == 3 * 16 and patches.contribution.notna().all()
+    assert patches[["region", "patch", "row", "col"]].iloc[17].tolist() == [1, 1, 0, 1]
+    regions = pd.read_csv(out / "contributions.csv")
+    assert len(regions) == 3  # and the region table as for any model

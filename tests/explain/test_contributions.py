@@ -71,3 +71,23 @@ def test_groups_remove_every_patch_of_a_region_and_positions_force_one_forward_p
     assert float(result.contributions[0]) == pytest.approx(float(first), abs=1e-6)
     single = leave_one_out(*model_and_bag("mean"), softmax_of(0), groups=torch.zeros(7, dtype=torch.long))
     assert torch.isnan(single.contributions).all()  # nothing is left without the only region
+
+
+@pytest.mark.parametrize("pos_embed", [None, "learned"])
+def test_patch_contributions_equal_the_masked_forward(pos_embed):
+    from source.explain.contributions import patch_contributions
+    from source.models.hipt import features_to_grid
+
+    model, grids = model_and_bag("hipt", "local", seed=4, pos_embed=pos_embed)  # 7 regions of 2 x 2 patches
+    result = patch_contributions(model, grids, softmax_of(1), batch_size=3)
+    assert result.shape == (7, 4)
+    with torch.no_grad():
+        regions = model.region_features(grids)
+        full = torch.softmax(model(grids), -1)[1]
+        for region, patch in [(0, 0), (3, 2), (6, 3)]:
+            mask = torch.ones(1, 4, dtype=torch.bool)
+            mask[0, patch] = False
+            changed = regions.clone()
+            changed[region] = model.vit_region(features_to_grid(grids[region : region + 1]), mask)[0]
+            masked = torch.softmax(model.classifier(model.aggregator(changed)[0]), -1)[1]
+            assert float(result[region, patch]) == pytest.approx(float(full - masked), abs=1e-5)

@@ -1,8 +1,15 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from source.models.vit import build_vit, interpolate_pos_embed, resize_pos_embed, vit4k_xs, vit_small
-from tests.helpers import double_state, reference_pos_embed, reference_vit_patch, reference_vit_region
+from tests.helpers import (
+    double_state,
+    reference_blocks,
+    reference_pos_embed,
+    reference_vit_patch,
+    reference_vit_region,
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +107,26 @@ def test_drop_path_and_dropout_only_act_in_training():
     model.train()
     with torch.no_grad():
         assert not torch.allclose(model(images), model(images))
+
+
+def test_a_masked_token_is_as_if_removed_and_an_all_true_mask_changes_nothing():
+    """Masking token j as an attention key in every block gives the CLS of the sequence without token j (the other
+    tokens keep their positions): computed independently from the state dict."""
+    torch.manual_seed(11)
+    model = vit4k_xs(input_dim=32).eval()
+    grid = torch.randn(2, 32, 4, 4)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[0, 5] = False
+    mask[1, [0, 15]] = False
+    state = double_state(model)
+    with torch.no_grad():
+        masked = model(grid, mask)
+        torch.testing.assert_close(model(grid, torch.ones(2, 16, dtype=torch.bool)), model(grid), rtol=0, atol=0)
+        tokens = F.gelu(grid.double().flatten(2).transpose(1, 2) @ state["phi.0.weight"].T + state["phi.0.bias"])
+        tokens = torch.cat((state["cls_token"].expand(2, -1, -1), tokens), dim=1)
+        tokens = tokens + reference_pos_embed(state["pos_embed"], 4, 4)
+        for row in range(2):
+            kept = torch.cat([torch.tensor([True]), mask[row]])
+            expected, _ = reference_blocks(state, tokens[row : row + 1, kept], heads=6)
+            torch.testing.assert_close(masked[row].double(), expected[0, 0], atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(masked[0], model(grid)[0])  # masking a patch changes the region feature
