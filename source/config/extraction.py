@@ -39,6 +39,8 @@ class ExtractionConfig(RunBlock):
     level: Level = Level["global"]
     save_region_features: bool = False
     save_h5: bool = False
+    mask_background: bool = False
+    tissue_threshold: float = 0.1
     pretrain_vit_patch: Optional[str] = "checkpoints/vit256_small_dino.pth"
     pretrain_vit_region: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
     checkpoint_key: str = "teacher"
@@ -73,6 +75,8 @@ RESUME_KEYS = (
     "mean",
     "std",
     "tiling",
+    "mask_background",
+    "tissue_threshold",
 )
 """Keys that must not change when a run is resumed: they change what the features mean."""
 
@@ -97,6 +101,8 @@ def validate_extraction(cfg: DictConfig) -> None:
     check_normalisation(cfg.mean, cfg.std)
     check_architectures(cfg.vit_patch_arch, cfg.vit_region_arch)
     check_run_block(cfg)
+    if not 0 <= cfg.tissue_threshold <= 1:
+        raise ConfigError(f"tissue_threshold must be a fraction in [0, 1], got {cfg.tissue_threshold}")
     if cfg.split_across_gpus and cfg.level != Level["global"]:
         raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
     if not str(cfg.format).strip(".") or "/" in str(cfg.format):

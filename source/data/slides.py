@@ -46,6 +46,8 @@ class SlidePlan:
     error: Optional[str] = None
     source: Optional[RegionSource] = None
     details: dict[str, Any] = field(default_factory=dict)
+    tissue: Optional[np.ndarray] = None
+    """``(M, n*n)`` tissue fraction of each patch from the tiling's contours; None: segmented from the pixels."""
 
 
 def plan_slides(region_dir: str | Path, slide_ids: Sequence[str], image_format: str) -> list[SlidePlan]:

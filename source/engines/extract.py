@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
@@ -20,6 +21,7 @@ from source.distributed import DistributedContext, gather_objects
 from source.engines.feature_store import FeatureStore
 from source.io import atomic_write_csv
 from source.models.hipt import HIPTEncoder
+from source.wsi.tissue import tissue_from_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ class Extractor:
         batch_size: regions per forward.
         num_workers: DataLoader decoding processes.
         show_progress: draw a tqdm bar (rank 0).
+        mask_background: mask the patches whose tissue fraction is below ``tissue_threshold`` as attention keys
+            of ViT_region (level global; the CLS token is always kept).
+        tissue_threshold: the tissue fraction a patch needs to count as tissue.
     """
 
     def __init__(
@@ -83,6 +88,8 @@ class Extractor:
         batch_size: int = 1,
         num_workers: int = 2,
         show_progress: bool = True,
+        mask_background: bool = False,
+        tissue_threshold: float = 0.1,
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -91,6 +98,9 @@ class Extractor:
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.show_progress = show_progress
+        self.mask_background = mask_background
+        self.tissue_threshold = tissue_threshold
+        self.grid = region_size // encoder.patch_size
 
     def run(self, plans: Sequence[SlidePlan], resume: bool = False) -> list[SlideOutcome]:
         """Process ``plans``; returns one outcome per slide, in the order of ``plans``."""
@@ -124,11 +134,19 @@ class Extractor:
         )
 
     @torch.inference_mode()
-    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(b, 3, R, R)`` uint8 -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32 on the CPU."""
+    def _features(self, pixels: torch.Tensor, tissue: torch.Tensor) -> torch.Tensor:
+        """``(b, 3, R, R)`` uint8 -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32 on the CPU;
+        ``tissue`` ``(b, n*n)`` masks background patches in ViT_region with ``mask_background``."""
         if self.level == "global":
-            return self.encoder(pixels).global_.cpu()
+            token_mask = tissue >= self.tissue_threshold if self.mask_background else None
+            return self.encoder(pixels, token_mask).global_.cpu()
         return self.encoder.encode_patches(pixels).cpu()
+
+    def _tissue(self, plan: SlidePlan, region: int, pixels: torch.Tensor) -> torch.Tensor:
+        """``(n*n,)`` tissue fraction of a region's patches: from the tiling's contours, else from its pixels."""
+        if plan.tissue is not None:
+            return torch.from_numpy(np.asarray(plan.tissue[region], dtype=np.float32))
+        return torch.from_numpy(tissue_from_pixels(pixels.permute(1, 2, 0).numpy(), self.grid))
 
     def _encode(self, pending: Sequence[SlidePlan]):
         """Yield an outcome for each pending slide as soon as all its regions are processed."""
@@ -136,6 +154,7 @@ class Extractor:
             return
         remaining = [len(plan.regions) for plan in pending]
         buffers: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
+        tissues: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
         errors: list[Optional[str]] = [None] * len(pending)
         total = sum(remaining)
         bar = tqdm(total=total, unit="region", desc="extract", disable=not self.show_progress, dynamic_ncols=True)
@@ -146,16 +165,19 @@ class Extractor:
                 errors[slide] = errors[slide] or message
             rows = [i for i, (slide, _) in enumerate(batch.keys) if errors[slide] is None]
             if rows:
-                features = self._features(batch.pixels[rows] if len(rows) < len(batch.keys) else batch.pixels)
+                tissue = torch.stack(
+                    [self._tissue(pending[batch.keys[i][0]], batch.keys[i][1], batch.pixels[i]) for i in rows]
+                )
+                features = self._features(batch.pixels[rows] if len(rows) < len(batch.keys) else batch.pixels, tissue)
                 encoded += len(rows)
-                for row, feature in zip(rows, features, strict=True):
+                for row, feature, fractions in zip(rows, features, tissue, strict=True):
                     slide, region = batch.keys[row]
-                    buffers[slide][region] = feature
+                    buffers[slide][region], tissues[slide][region] = feature, fractions
             for slide, _ in [*batch.keys, *((s, r) for s, r, _ in batch.failures)]:
                 remaining[slide] -= 1
                 if remaining[slide] == 0:
-                    outcome = self._finish(pending[slide], buffers[slide], errors[slide])
-                    buffers[slide] = []
+                    outcome = self._finish(pending[slide], buffers[slide], tissues[slide], errors[slide])
+                    buffers[slide], tissues[slide] = [], []
                     done_slides += outcome.status == "success"
                     failed_slides += outcome.status != "success"
                     yield outcome
@@ -167,12 +189,19 @@ class Extractor:
                 plan.source.close()
         _log_rate(encoded, total, time.perf_counter() - started)
 
-    def _finish(self, plan: SlidePlan, features: list[Optional[torch.Tensor]], error: Optional[str]) -> SlideOutcome:
+    def _finish(
+        self,
+        plan: SlidePlan,
+        features: list[Optional[torch.Tensor]],
+        tissue: list[Optional[torch.Tensor]],
+        error: Optional[str],
+    ) -> SlideOutcome:
         if error is not None:
             logger.error("slide %s failed: %s", plan.slide_id, error)
             return _failure(plan, error, len(plan.regions))
         footprint = plan.details.get("tile_size_lv0")
-        self.store.write(plan.slide_id, plan.regions, torch.stack(features), footprint)  # type: ignore[arg-type]
+        stacked = torch.stack(features)  # type: ignore[arg-type]
+        self.store.write(plan.slide_id, plan.regions, stacked, footprint, torch.stack(tissue))  # type: ignore[arg-type]
         logger.info(
             "slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id)
         )

@@ -195,6 +195,8 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
         cfg.batch_size,
         cfg.num_workers,
         show_progress=context.is_main,
+        mask_background=cfg.mask_background,
+        tissue_threshold=cfg.tissue_threshold,
     )
     started = time.perf_counter()
     outcomes = merge_outcomes(extractor.run(mine, resume=cfg.resume), plans, context)

@@ -32,12 +32,17 @@ class FeatureStore:
         self.slide_dir = run_dir / "features" / "slide"
         self.region_dir = run_dir / "features" / "region"
         self.h5_dir = run_dir / "features" / "h5"
+        self.tissue_dir = run_dir / "features" / "tissue"
         self.save_region_features = save_region_features
         self.h5 = h5
 
     def slide_path(self, slide_id: str) -> Path:
         """The slide's feature file (raises UnsafePathError for a slide id that is not a plain name)."""
         return safe_join(self.slide_dir, slide_id, ".pt")
+
+    def tissue_path(self, slide_id: str) -> Path:
+        """The slide's ``(M, n*n)`` tissue fractions of each region's patches."""
+        return safe_join(self.tissue_dir, slide_id, ".pt")
 
     def h5_path(self, slide_id: str) -> Path:
         """The slide's h5 file."""
@@ -66,6 +71,8 @@ class FeatureStore:
                 "%s has %d rows but slide %s has %d regions now: recomputing", path, rows, slide_id, len(regions)
             )
             return False
+        if not self.tissue_path(slide_id).exists():
+            return False
         if self.h5 is not None and not self.h5_path(slide_id).exists():
             return False
         if self.save_region_features:
@@ -78,7 +85,8 @@ class FeatureStore:
         region_name = re.compile(rf"^\.{re.escape(slide_id)}_\d+_\d+\.pt\..*\.tmp$")
         h5_name = re.compile(rf"^\.{re.escape(slide_id)}\.h5\..*\.tmp$")
         removed = 0
-        for folder, pattern in ((self.slide_dir, slide_name), (self.region_dir, region_name), (self.h5_dir, h5_name)):
+        folders = ((self.slide_dir, slide_name), (self.tissue_dir, slide_name), (self.region_dir, region_name))
+        for folder, pattern in (*folders, (self.h5_dir, h5_name)):
             if folder.is_dir():
                 for path in folder.iterdir():
                     if pattern.match(path.name):
@@ -87,10 +95,18 @@ class FeatureStore:
         return removed
 
     def write(
-        self, slide_id: str, regions: Sequence[Region], features: torch.Tensor, tile_size_lv0: Optional[int] = None
+        self,
+        slide_id: str,
+        regions: Sequence[Region],
+        features: torch.Tensor,
+        tile_size_lv0: Optional[int] = None,
+        tissue: Optional[torch.Tensor] = None,
     ) -> Path:
-        """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files and the h5 first, the slide
-        file last (its presence marks the slide done). ``tile_size_lv0``: the slide's region footprint at level 0."""
+        """Write a slide's features ``(M, ...)`` (row i = ``regions[i]``); region files, the tissue fractions
+        ``(M, n*n)`` and the h5 first, the slide file last (its presence marks the slide done). ``tile_size_lv0``:
+        the slide's region footprint at level 0."""
+        if tissue is not None:
+            atomic_torch_save(tissue.float().contiguous(), self.tissue_path(slide_id))
         if self.save_region_features:
             for region, row in zip(regions, features, strict=True):
                 atomic_torch_save(row.clone(), self.region_path(slide_id, region))

@@ -48,7 +48,10 @@ def check_resumable(run_dir: Path, cfg: DictConfig, keys: Sequence[str]) -> None
         return
     saved = OmegaConf.load(saved_path)
     current = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    absent = object()
     for key in keys:
+        if OmegaConf.select(saved, key, default=absent) is absent:
+            continue  # a key the version that started the run did not have yet
         before, now = (_plain(OmegaConf.select(config, key)) for config in (saved, current))
         if before != now:
             raise ConfigError(

@@ -136,16 +136,22 @@ class HIPTEncoder(nn.Module):
                 outputs.append(self.vit_patch(self.normalize(chunk)).float())
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
-    def encode_regions(self, local: torch.Tensor) -> torch.Tensor:
-        """Global features from local ones: ``(B, n*n, D_patch)`` -> ``(B, D_region)`` float32."""
+    def encode_regions(self, local: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Global features from local ones: ``(B, n*n, D_patch)`` -> ``(B, D_region)`` float32.
+
+        ``token_mask`` ``(B, n*n)`` bool: False patches (background) are masked as attention keys in ViT_region;
+        None or all True gives the unmasked features bit for bit.
+        """
         if self.vit_region is None:
             raise RuntimeError("this encoder has no ViT_region; build it with level 'global'")
         device = self.region_device
+        mask = token_mask.to(device) if token_mask is not None else None
         with self.autocast(device):
-            return self.vit_region(features_to_grid(local.to(device, non_blocking=True))).float()
+            return self.vit_region(features_to_grid(local.to(device, non_blocking=True)), mask).float()
 
-    def forward(self, regions: torch.Tensor) -> RegionFeatures:
-        """Args: regions ``(B, 3, R, R)``. Returns :class:`RegionFeatures` (local and global)."""
+    def forward(self, regions: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> RegionFeatures:
+        """Args: regions ``(B, 3, R, R)``; token_mask ``(B, n*n)`` (see :meth:`encode_regions`). Returns
+        :class:`RegionFeatures` (local and global)."""
         local = self.encode_patches(regions)
-        global_ = self.encode_regions(local) if self.vit_region is not None else None
+        global_ = self.encode_regions(local, token_mask) if self.vit_region is not None else None
         return RegionFeatures(local=local, global_=global_)

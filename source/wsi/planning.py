@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from source.data.regions import BadInputError, Region
@@ -23,6 +24,7 @@ from source.wsi.reader import WholeSlideRegions, choose_reader, open_pyramid
 from source.wsi.settings import TilingSettings
 from source.wsi.slide_table import WholeSlide
 from source.wsi.tiling import PyramidRead, pyramid_read_of, tile_whole_slide
+from source.wsi.tissue import tissue_from_contours
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +119,18 @@ class WholeSlidePlanner:
             read.tile_size_lv0,
         )
         source = WholeSlideRegions(slide.slide_id, read, self.region_images)
-        return SlidePlan(slide.slide_id, regions, source=source, details=details)
+        tissue = self._tissue(result, regions, read.tile_size_lv0)
+        return SlidePlan(slide.slide_id, regions, source=source, details=details, tissue=tissue)
+
+    def _tissue(self, result, regions: Sequence[Region], size_lv0: int) -> Optional[np.ndarray]:
+        """``(M, n*n)`` tissue fraction of each patch from the tiling's contours; None when the result has none
+        (reused coordinates: the extractor then segments the region pixels)."""
+        contours = getattr(result, "contours", None)
+        if contours is None or not getattr(contours, "contours", None):
+            return None
+        grid = self.region_size // self.patch_size
+        holes = getattr(contours, "holes", None)
+        return np.stack([tissue_from_contours(contours.contours, holes, (r.x, r.y), size_lv0, grid) for r in regions])
 
     def _coordinates(self, slide: WholeSlide):
         if self.coordinates_dir is not None:
