@@ -32,6 +32,7 @@ class ContributionConfig(RunBlock):
     top_k: int = 4
     cmap: str = "RdBu_r"
     opacity: float = 0.6
+    restrict_to_tissue: bool = True
     experiment_name: str = "contributions"
 
 

@@ -19,7 +19,7 @@ from source.data.regions import BadInputError
 from source.engines.job import run_job
 from source.errors import ConfigError
 from source.explain.contributions import leave_one_out, patch_contributions
-from source.explain.outputs import canvas_figure, distribution_figure, top_regions, write_geojson
+from source.explain.outputs import CanvasStyle, canvas_figure, distribution_figure, top_regions, write_geojson
 from source.io import UnsafePathError, atomic_write_csv, safe_join
 from source.tasks.trained import TrainedSlideModel, load_trained_slide_model
 from source.wsi.extraction_run import EncodedSlide, read_encoded_slides
@@ -91,6 +91,7 @@ class SlideExplainer:
         self.device = next(trained.model.parameters()).device
         self.explains_patches = bool(cfg.patch_contributions) and settings.level == "local" and not settings.patch_bags
         self.target: Optional[int] = None
+        self.style = CanvasStyle(cfg.cmap, cfg.opacity, cfg.canvas_width, cfg.restrict_to_tissue)
 
     def run(self, slide_id: str, run_dir: Path) -> dict:
         """Explain one slide into ``run_dir/<slide_id>/``; a bad slide is recorded, never raised."""
@@ -186,9 +187,8 @@ class SlideExplainer:
             table.insert(5, "x", corners[:, 0] + table.col.to_numpy() * step)
             table.insert(6, "y", corners[:, 1] + table.row.to_numpy() * step)
             if self.draw:
-                style = (self.cfg.cmap, self.cfg.opacity, self.cfg.canvas_width)
                 name = task.explained_name
-                canvas_figure(slide, table, name, *style, folder / "patch_canvas.png", size_lv0=step)
+                canvas_figure(slide, table, name, self.style, folder / "patch_canvas.png", size_lv0=step)
         atomic_write_csv(table, folder / "patch_contributions.csv")
 
     def write(self, slide_id: str, table: pd.DataFrame, folder: Path) -> None:
@@ -201,9 +201,7 @@ class SlideExplainer:
         if self.draw:
             if slide is None:
                 raise BadInputError(f"slide '{slide_id}' is not a slide of extraction_run: no pixels to draw")
-            canvas_figure(
-                slide, table, name, self.cfg.cmap, self.cfg.opacity, self.cfg.canvas_width, folder / "canvas.png"
-            )
+            canvas_figure(slide, table, name, self.style, folder / "canvas.png")
             top_regions(slide, table, self.cfg.top_k, folder / "top_regions")
             slide.source.close()
         atomic_write_csv(table, folder / TABLE)

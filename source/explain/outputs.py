@@ -4,6 +4,7 @@ slide's thumbnail (diverging colours centred at 0) and the most positive and neg
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -14,6 +15,17 @@ from source.heatmaps.export import feature
 from source.io import atomic_write_text, safe_join
 from source.plots import save_figure
 from source.wsi.extraction_run import EncodedSlide
+from source.wsi.tissue import tissue_mask
+
+
+@dataclass(frozen=True)
+class CanvasStyle:
+    """How canvases are drawn: the diverging colormap, colour strength, width in pixels, tissue only or not."""
+
+    cmap: str = "RdBu_r"
+    opacity: float = 0.6
+    width: int = 2000
+    restrict_to_tissue: bool = True
 
 
 def symmetric_limit(values: np.ndarray) -> float:
@@ -61,34 +73,38 @@ def canvas_figure(
     slide: EncodedSlide,
     table: pd.DataFrame,
     name: str,
-    cmap: str,
-    opacity: float,
-    width: int,
+    style: CanvasStyle,
     path: Path,
     size_lv0: Optional[int] = None,
 ) -> Path:
     """The slide's thumbnail with each square of ``table`` (level-0 ``x``, ``y``, side ``size_lv0``: a region by
-    default, or a patch) coloured by its contribution (centred at 0) and a colorbar; glass and tissue outside the
-    encoded regions show the thumbnail only."""
+    default, or a patch) coloured by its contribution (a diverging map centred at 0) and a colorbar; with
+    ``style.restrict_to_tissue`` only the tissue pixels inside the squares (hs2p's HSV rule) are coloured, glass and
+    unencoded tissue show the thumbnail."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
-    from matplotlib.patches import Rectangle
 
     level0_width, level0_height = slide.source.level0_size()
-    scale = width / level0_width
+    scale = style.width / level0_width
     thumbnail = slide.source.thumbnail(scale)
-    values = table.contribution.to_numpy(dtype=float)
-    limit = symmetric_limit(values)
+    limit = symmetric_limit(table.contribution.to_numpy(dtype=float))
     norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
-    colormap = plt.get_cmap(cmap)
-    inches = (8.0, 8.0 * level0_height / level0_width + 0.6)
-    figure, axis = plt.subplots(figsize=inches)
-    axis.imshow(thumbnail, extent=(0, level0_width, level0_height, 0))
+    colormap = plt.get_cmap(style.cmap)
+    overlay = np.zeros((*thumbnail.shape[:2], 4), dtype=np.float32)
+    tissue = tissue_mask(thumbnail) if style.restrict_to_tissue else np.ones(thumbnail.shape[:2], dtype=bool)
     size = size_lv0 or slide.source.footprint_lv0
     for row in table.itertuples():
-        if np.isfinite(row.contribution):
-            colour = colormap(norm(row.contribution))
-            axis.add_patch(Rectangle((row.x, row.y), size, size, color=colour, alpha=opacity, linewidth=0))
+        if not np.isfinite(row.contribution):
+            continue
+        top, left = int(row.y * scale), int(row.x * scale)
+        bottom, right = max(int((row.y + size) * scale), top + 1), max(int((row.x + size) * scale), left + 1)
+        box = overlay[top:bottom, left:right]
+        colour = np.array(colormap(norm(row.contribution)), dtype=np.float32)
+        box[tissue[top:bottom, left:right]] = colour * [1, 1, 1, style.opacity]
+    inches = (8.0, 8.0 * level0_height / level0_width + 0.6)
+    figure, axis = plt.subplots(figsize=inches)
+    axis.imshow(thumbnail)
+    axis.imshow(overlay)
     axis.set_axis_off()
     what = "patch" if size < slide.source.footprint_lv0 else "region"
     axis.set_title(f"{slide.slide_id}: contribution of each {what} to the {name}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import matplotlib
 import numpy as np
@@ -29,6 +29,15 @@ def blend(image: np.ndarray, scores: np.ndarray, cmap: str, alpha: float) -> np.
     """The colour map laid over the tissue: ``(1 - alpha) * image + alpha * colour``; ``(S, S, 3)`` uint8."""
     mixed = (1 - alpha) * image.astype(np.float32) + alpha * colourise(scores, cmap).astype(np.float32)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def on_tissue(coloured: np.ndarray, image: np.ndarray, glass: Optional[np.ndarray]) -> np.ndarray:
+    """``coloured`` where there is tissue, ``image`` as it is on ``glass`` (``(S, S)`` bool; None: colour all)."""
+    if glass is None:
+        return coloured
+    out = coloured.copy()
+    out[glass] = image[glass]
+    return out
 
 
 def thresholded(image: np.ndarray, scores: np.ndarray, cmap: str, alpha: float, threshold: float) -> np.ndarray:

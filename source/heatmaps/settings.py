@@ -17,6 +17,7 @@ class RenderSettings:
     canvas_width: int = 2000
     cmap: str = "jet"
     alpha: float = 0.5
+    restrict_to_tissue: bool = True
     threshold: Optional[float] = None
     highlight: Optional[float] = None
     opacity: float = 0.3

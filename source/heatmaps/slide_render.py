@@ -16,12 +16,13 @@ from source.data.slides import RegionSource
 from source.errors import ConfigError
 from source.heatmaps.attention import AttentionReader, region_maps
 from source.heatmaps.export import AttentionExport
-from source.heatmaps.render import blend, highlighted, side_by_side, thresholded, with_colorbar
+from source.heatmaps.render import blend, highlighted, on_tissue, side_by_side, thresholded, with_colorbar
 from source.heatmaps.scores import blended, factorized, rank_normalise
 from source.heatmaps.settings import RenderSettings
 from source.heatmaps.slide_level import slide_attention
 from source.heatmaps.stitch import SlideCanvas, save_png
 from source.tasks.trained import TrainedSlideModel
+from source.wsi.tissue import tissue_mask
 
 logger = logging.getLogger(__name__)
 
@@ -208,11 +209,13 @@ class SlideRenderer:
 
     def _paste(self, name: str, region: Region, scores: np.ndarray, image_tile: np.ndarray) -> None:
         s = self.settings
-        self._canvas(name).paste(region.x, region.y, blend(image_tile, scores, s.cmap, s.alpha))
+        glass = ~tissue_mask(image_tile) if s.restrict_to_tissue else None
+        self._canvas(name).paste(
+            region.x, region.y, on_tissue(blend(image_tile, scores, s.cmap, s.alpha), image_tile, glass)
+        )
         if s.threshold is not None:
-            self._canvas(f"{name}_thresh").paste(
-                region.x, region.y, thresholded(image_tile, scores, s.cmap, s.alpha, s.threshold)
-            )
+            tile = thresholded(image_tile, scores, s.cmap, s.alpha, s.threshold)
+            self._canvas(f"{name}_thresh").paste(region.x, region.y, on_tissue(tile, image_tile, glass))
         if s.highlight is not None:
             self._canvas(f"{name}_highlight", 4).paste(
                 region.x, region.y, highlighted(image_tile, scores, s.highlight, s.opacity)

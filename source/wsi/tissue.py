@@ -21,6 +21,12 @@ HSV_LOW, HSV_HIGH = (90, 8, 103), (180, 255, 255)
 """hs2p's ``hsv`` segmentation range (OpenCV HSV: hue 0..180)."""
 
 
+def tissue_mask(pixels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of an RGB uint8 image that hs2p's HSV rule calls tissue (glass is False)."""
+    rgb = np.ascontiguousarray(pixels[..., :3]).astype(np.uint8, copy=False)
+    return cv2.inRange(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), HSV_LOW, HSV_HIGH) > 0
+
+
 def patch_fractions(mask: np.ndarray, grid: int) -> np.ndarray:
     """Mean of a square ``(grid * k, grid * k)`` 0/1 mask over each of its ``grid x grid`` cells, row-major."""
     side = mask.shape[0] // grid
@@ -31,8 +37,7 @@ def tissue_from_pixels(region: np.ndarray, grid: int) -> np.ndarray:
     """Tissue fraction of each patch of an ``(R, R, 3)`` uint8 region, by hs2p's HSV rule: ``(grid * grid,)``."""
     side = grid * MASK_PIXELS_PER_PATCH
     small = cv2.resize(np.ascontiguousarray(region[..., :3]), (side, side), interpolation=cv2.INTER_AREA)
-    mask = cv2.inRange(cv2.cvtColor(small, cv2.COLOR_RGB2HSV), HSV_LOW, HSV_HIGH) > 0
-    return patch_fractions(mask.astype(np.float32), grid)
+    return patch_fractions(tissue_mask(small).astype(np.float32), grid)
 
 
 def tissue_from_contours(

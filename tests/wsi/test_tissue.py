@@ -94,3 +94,24 @@ def test_fractions_from_polygons_and_pixels_agree_on_a_drawn_region():
     hole = np.array([[1000, 2000], [1064, 2000], [1064, 2064], [1000, 2064]])
     with_hole = tissue_from_contours([polygon], [[hole]], (1000, 2000), 256, 4).reshape(4, 4)
     assert with_hole[0, 0] == pytest.approx(0.0, abs=0.05) and with_hole[1, 0] == pytest.approx(1.0, abs=0.05)
+
+
+def test_heatmap_canvases_colour_tissue_only(known_slide, tmp_path):
+    """Glass keeps the slide's own colour (white here) on the canvases; without restrict_to_tissue it is coloured."""
+    from omegaconf import OmegaConf
+    from PIL import Image
+
+    from source.config.heatmaps import HeatmapConfig
+    from source.engines.heatmap_job import run_heatmap_job
+
+    _, _, runs = known_slide
+    white = {}
+    for restrict in (True, False):
+        values = {"vit_patch_arch": "vit_tiny", "patch_weights": None, "region_weights": None, "downsample": 8}
+        values |= {"extraction_run": str(runs["plain"]), "output_dir": str(tmp_path), "run_id": str(restrict)}
+        cfg = OmegaConf.merge(OmegaConf.structured(HeatmapConfig), values | {"restrict_to_tissue": restrict})
+        assert run_heatmap_job(cfg) == 0
+        canvas = np.asarray(Image.open(tmp_path / "heatmaps" / str(restrict) / "known" / "slide" / "region_mean.png"))
+        white[restrict] = int((canvas[..., :3] == 255).all(axis=-1).sum())
+    # region 2 covers 1024 x 1024 level-0 px of which 768 rows are glass: 128 x 96 canvas px stay white
+    assert white[True] - white[False] >= 128 * 96 * 0.9

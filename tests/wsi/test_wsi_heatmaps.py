@@ -19,6 +19,7 @@ from source.engines.extraction_job import run_extraction_job
 from source.engines.heatmap_job import run_heatmap_job
 from source.errors import ConfigError
 from source.heatmaps.stitch import TITLE_HEIGHT
+from source.wsi.tissue import tissue_mask
 from tests.helpers import REPO, TEST_DEVICE, extraction_config, slides_written_per_log, subprocess_environment
 from tests.wsi.conftest import write_csv
 
@@ -120,7 +121,9 @@ def test_slide_canvas_is_drawn_over_the_slide_thumbnail(runs, he_pixels):
     assert np.abs(canvas[: 2944 // 16, left_strip] - thumbnail[:, left_strip]).mean() < 6
     inside = canvas[68 // 16 + 2 : 68 // 16 + 60, 52 // 16 + 2 : 52 // 16 + 60]
     plain = thumbnail[68 // 16 + 2 : 68 // 16 + 60, 52 // 16 + 2 : 52 // 16 + 60]
-    assert np.abs(inside - plain).mean() > 20, "regions are coloured by attention"
+    tissue = tissue_mask(plain.astype(np.uint8))  # restrict_to_tissue (the default): glass keeps the thumbnail
+    assert tissue.mean() > 0.05 and np.abs(inside - plain)[tissue].mean() > 20, "tissue is coloured by attention"
+    assert np.abs(inside - plain)[~tissue].mean() < 6, "glass inside a region shows the slide as it is"
     white = canvas[2944 // 16 + 1 : 3140 // 16, 0 : 52 // 16]  # below the slide, beside the last regions
     assert white.size and (white == 255).all()
     png_canvas = np.asarray(Image.open(runs["png"] / "quarter" / "slide" / "patch_mean.png").convert("RGB"))[
