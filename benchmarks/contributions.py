@@ -4,7 +4,8 @@
 
 Every slide model on a level-global bag (50 x 192), batched (masked forwards, 64 occluded bags per forward) where
 the model allows it, and one forward per removal otherwise (TransMIL); HIPT and ABMIL also one forward per removal,
-for the ratio; and level-local HIPT (50 regions of 16 x 16 patches of 384, ViT_region encoding each region once).
+for the ratio; level-local HIPT (50 regions of 16 x 16 patches of 384, ViT_region encoding each region once), and
+its patch contributions (every one of the 12,800 patches masked inside ViT_region, 64 masked copies per forward).
 Medians of --repeats. Prints a Markdown table and writes benchmarks/results/contributions.json.
 """
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.hardware import describe, machine
-from source.explain.contributions import leave_one_out
+from source.explain.contributions import leave_one_out, patch_contributions
 from source.models.factory import build_slide_model
 from source.models.settings import EncoderSettings, SlideModelSettings
 from source.models.slide_registry import AGGREGATORS
@@ -68,12 +69,17 @@ def main() -> None:
     model = build_slide_model(local, 2).eval()
     grids = torch.randn(args.regions, 256, 384)
     rows.append({"model": "hipt", "input": "local (16 x 16 x 384)", "mode": "as run", "s": seconds(model, grids, 1)})
+    started = time.perf_counter()
+    patch_contributions(model, grids, lambda logits: torch.softmax(logits, dim=-1)[:, 0], batch_size=64)
+    patches = time.perf_counter() - started
+    rows.append({"model": "hipt", "input": "local, every patch", "mode": "patches (ViT_region masks)", "s": patches})
     facts = machine()
     print(f"\n{describe(facts)}; {args.regions} regions, median of {args.repeats}\n")
     print("| model | input | removals | seconds per slide |\n|---|---|---|---:|")
     for row in rows:
         mode = "batched (masked)" if row["mode"] == "as run" and row["model"] != "transmil" else row["mode"]
         mode = "one forward per removal" if row["model"] == "transmil" else mode
+        mode = row["mode"] if row["mode"].startswith("patches") else mode
         print(f"| {row['model']} | {row['input']} | {mode} | {row['s']:.3f} |")
     out = ROOT / "benchmarks" / "results" / "contributions.json"
     out.parent.mkdir(parents=True, exist_ok=True)

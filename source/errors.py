@@ -29,3 +29,7 @@ class RunFailedError(UserError, RuntimeError):
     """A run started but cannot go on with its data (exit code 1: unlike a config error, work was done)."""
 
     exit_code = 1
+
+
+class TrainingDivergedError(RunFailedError):
+    """A training loss stopped being finite; the message names the epoch and the item."""

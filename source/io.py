@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from source.errors import UserError
+from source.errors import RunFailedError, UserError
 
 if TYPE_CHECKING:  # torch and pandas load on first use: config errors are reported before they are imported
     import pandas as pd
@@ -63,16 +66,75 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     file under the final name. Leftover temporaries start with ``.`` and end with ``.tmp``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise OutputWriteError(write_failure(path, error)) from error
     os.close(handle)
     try:
         yield Path(temporary)
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, OutputWriteError) or not _is_write_failure(error):
+            raise
+        raise OutputWriteError(write_failure(path, error)) from error
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EIO}
+"""The errors of a write that the user must fix (space, permissions, size limits, a read-only or failing disk)."""
+TORCH_WRITE_MESSAGES = ("iostream error", "unexpected pos", "PytorchStreamWriter failed", "file write failed")
+"""How torch.save reports a failed write of its zip writer, which hides the OS error."""
+
+
+class OutputWriteError(RunFailedError):
+    """A file could not be written (no space, no permission, a size limit); nothing partial is left under its name."""
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in WRITE_ERRNOS
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in TORCH_WRITE_MESSAGES)
+
+
+def write_failure(path: Path, error: BaseException) -> str:
+    """One line naming the file and the reason, e.g. ``cannot write out/x.pt: no space left on device (ENOSPC)``."""
+    if isinstance(error, OSError) and error.errno is not None:
+        reason = f"{os.strerror(error.errno).lower()} ({errno.errorcode.get(error.errno, error.errno)})"
+    else:
+        free = _free_bytes(path.parent)
+        space = f"; {free / 1e9:.2f} GB free there" if free is not None else ""
+        reason = f"the write failed: disk full, a file-size limit or an I/O error ({str(error).splitlines()[0]}){space}"
+    return f"cannot write {path}: {reason}. Free space, fix the permissions or choose another output_dir"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+ORPHAN_TEMPORARY = re.compile(r"^\..+\.tmp$")
+"""The name of a temporary of :func:`atomic_path` (``.<name>.<random>.tmp``)."""
+
+
+def remove_orphan_temporaries(folder: str | Path, older_than: float) -> int:
+    """Delete the temporaries under ``folder`` that a killed run left (modified before ``older_than``, a time stamp:
+    a write still in progress is never touched); returns how many."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        try:
+            if ORPHAN_TEMPORARY.match(path.name) and path.is_file() and path.stat().st_mtime < older_than:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def _umask() -> int:

@@ -54,3 +54,26 @@ def file_log(path: Path, rank: int = 0) -> Iterator[Path]:
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def failure_reason(message: str) -> str:
+    """A failure message with its specifics (quoted names and paths, numbers) blanked, so that the same kind of
+    failure on many slides reads as one reason."""
+    import re
+
+    return re.sub(r"\d+(\.\d+)?", "#", re.sub(r"'[^']*'", "'…'", message))
+
+
+def log_failures(log: logging.Logger, failures: list[tuple[str, str]], table: Path | str, shown: int = 5) -> None:
+    """One ERROR line per kind of failure, with the count and the first ids (every reason is in ``table``).
+
+    Args:
+        failures: ``(id, message)`` of each failed item.
+    """
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for item, message in failures:
+        groups.setdefault(failure_reason(message), []).append((item, message))
+    for members in sorted(groups.values(), key=len, reverse=True):
+        ids = ", ".join(item for item, _ in members[:shown])
+        more = f" and {len(members) - shown} more" if len(members) > shown else ""
+        log.error("%d failed (%s%s): %s [each one's reason: %s]", len(members), ids, more, members[0][1], table)

@@ -10,9 +10,8 @@ from source.data.features import FeatureFileError
 from source.data.labels import LabelTableError
 from source.data.make_folds import FoldError
 from source.data.regions import BadInputError
-from source.engines.pretrain import TrainingDivergedError
 from source.entry import exit_with
-from source.errors import ConfigError, RunFailedError, UserError
+from source.errors import ConfigError, RunFailedError, TrainingDivergedError, UserError
 from source.io import UnsafePathError
 from source.models.checkpoints import CheckpointError
 from source.pretraining.data import PretrainingDataError

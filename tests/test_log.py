@@ -22,3 +22,18 @@ def test_log_lines_never_land_inside_a_progress_bar(monkeypatch):
     visible = [line.split("\r")[-1] for line in stream.getvalue().split("\n")]  # what a terminal shows per line
     assert any(re.fullmatch(r"\d\d:\d\d:\d\d INFO slide s1: 3 regions", line) for line in visible), visible
     setup_logging()  # back to the real stderr
+
+
+def test_many_failures_of_one_kind_are_one_line(caplog):
+    import logging
+
+    from source.log import log_failures
+
+    failures = [(f"s{i}", f"slide file '/data/s{i}.svs' does not exist: check image_path") for i in range(2000)]
+    failures.append(("odd", "tiling 'odd.svs' failed (ValueError: 3 levels)"))
+    with caplog.at_level(logging.ERROR):
+        log_failures(logging.getLogger("t"), failures, "run/slides.csv")
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("2000 failed (s0, s1, s2, s3, s4 and 1995 more): slide file '/data/s0.svs' does not")
+    assert "run/slides.csv" in lines[0] and lines[1].startswith("1 failed (odd)")

@@ -130,7 +130,15 @@ def check_overrides(config_path: Path, config_name: str, argv: list[str]) -> Non
     except ConfigError as error:
         _exit_with_config_error(str(error))
     except Exception as error:  # Hydra's composition errors: a bad value, a missing config file
-        _exit_with_config_error(_explain_override_error(error, known))
+        message = _explain_override_error(error, known)
+        unquoted = [arg for arg in overrides if not arg.isascii() and "'" not in arg and '"' not in arg]
+        if unquoted:
+            key, _, value = unquoted[0].partition("=")
+            message += (
+                f". A value with non-ASCII characters must be quoted for Hydra: \"{key}='{value}'\" (the single quotes "
+                "inside the shell's double quotes)"
+            )
+        _exit_with_config_error(message)
 
 
 def _exit_with_config_error(message: str) -> None:

@@ -25,6 +25,10 @@ from source.io import safe_join
 logger = logging.getLogger(__name__)
 
 
+OUTLIER_RATIO = 1e4
+"""A file whose largest value is this many times the cohort's median feature scale is refused."""
+
+
 class FeatureFileError(UserError, ValueError):
     """A feature file does not fit the chosen level, or holds NaN / inf."""
 
@@ -66,6 +70,8 @@ class FeatureBank:
         self.cache = cache
         self._memory: dict[str, torch.Tensor] = {}
         self.sizes: dict[str, int] = {}
+        self.scales: dict[str, tuple[float, float]] = {}
+        """Per validated slide: the mean and the largest absolute value of its features."""
 
     def path(self, slide_id: str) -> Path:
         """``features_dir/<slide_id>.pt``, or ``<slide_id>.h5`` (CLAM / TRIDENT layout) when only that one exists
@@ -110,7 +116,28 @@ class FeatureBank:
             tensor = self.load(slide_id)
             check_features(tensor, self.level, self.dim, path)
             self.sizes[slide_id] = tensor.shape[0]
+            magnitude = tensor.abs()
+            self.scales[slide_id] = (float(magnitude.mean()), float(magnitude.max()))
         return missing
+
+    def check_scales(self, ratio: float = OUTLIER_RATIO) -> None:
+        """Refuse feature files whose largest value is ``ratio`` times the cohort's median feature scale (finite, but
+        of another model or corrupted: a float32 model overflows on them), naming the files.
+
+        Raises:
+            FeatureFileError: the files, their largest value and the cohort's median scale.
+        """
+        if not self.scales:
+            return
+        median = float(np.median([mean for mean, _ in self.scales.values()]))
+        outliers = sorted(s for s, (_, peak) in self.scales.items() if peak > ratio * max(median, 1e-12))
+        if outliers:
+            listed = ", ".join(f"{self.path(s)} (max |value| {self.scales[s][1]:.3g})" for s in outliers[:5])
+            more = f" and {len(outliers) - 5} more" if len(outliers) > 5 else ""
+            raise FeatureFileError(
+                f"feature values far outside the cohort's scale (median mean |value| {median:.3g}, limit {ratio:g} "
+                f"times that): {listed}{more}. Extract these slides again with the cohort's encoder"
+            )
 
 
 class EncodedBank(FeatureBank):

@@ -34,6 +34,7 @@ def drop_missing_features(
             raise LabelTableError(
                 f"{paths[name]}: none of its slides has a feature file in {bank.features_dir}; check features_dir"
             )
+    bank.check_scales()
     if all_missing:
         logger.warning(
             "%d slide(s) have no feature file in %s and are dropped: %s",

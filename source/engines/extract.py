@@ -109,7 +109,7 @@ class Extractor:
         for plan in plans:
             if plan.error is not None:
                 outcomes[plan.slide_id] = _failure(plan, plan.error)
-                logger.error("slide %s failed: %s", plan.slide_id, plan.error)
+                logger.debug("slide %s failed: %s", plan.slide_id, plan.error)  # summarised by reason at the end
             elif resume and self.store.is_complete(plan.slide_id, plan.regions):
                 outcomes[plan.slide_id] = _success(plan, self.store)
             else:

@@ -23,6 +23,7 @@ from source.engines.feature_store import FeatureStore
 from source.engines.job import run_job
 from source.errors import ConfigError
 from source.io import atomic_write_json
+from source.log import log_failures
 from source.models.factory import build_hipt_encoder
 from source.tracking import Tracker
 
@@ -87,6 +88,8 @@ def run_extraction_job(cfg: DictConfig) -> int:
         resume_keys=RESUME_KEYS,
         precision_key="precision",
         device_of=_extraction_device,
+        weight_keys=("pretrain_vit_patch", "pretrain_vit_region"),
+        seed_key="seed",
     ) as job:
         return _extract(cfg, job.run_dir, job.context, job.device, job.inputs)
 
@@ -207,8 +210,7 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
             {"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60}
         )
         tracker.finish()
-        for outcome in failed:
-            logger.error("FAILED %s: %s", outcome.slide_id, outcome.error)
+        log_failures(logger, [(o.slide_id, o.error) for o in failed], slides_csv)
         logger.info(
             "done: %d/%d slide(s) succeeded, %d failed. Features: %s; tables: %s, %s",
             len(outcomes) - len(failed),

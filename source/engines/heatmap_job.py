@@ -23,6 +23,7 @@ from source.heatmaps.single import render_patch, render_region, stem
 from source.heatmaps.slide_level import load_slide_model
 from source.heatmaps.slide_render import SlideRenderer
 from source.io import atomic_write_csv, safe_join
+from source.log import log_failures
 from source.models.factory import build_hipt_encoder
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ def render_settings(cfg: DictConfig) -> RenderSettings:
 
 def run_heatmap_job(cfg: DictConfig) -> int:
     """Draw every requested map; returns the exit code (1 if a slide failed)."""
-    with run_job(cfg, check=_check_heatmaps, precision_key="precision") as job:
+    weights = ("patch_weights", "region_weights", "slide_weights")
+    with run_job(cfg, check=_check_heatmaps, precision_key="precision", weight_keys=weights, seed_key="seed") as job:
         return _draw_all(cfg, job.run_dir, job.context, job.device, job.inputs)
 
 
@@ -91,7 +93,7 @@ def _draw_all(
                 logger.info("slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), out_dir)
         except (BadInputError, ValueError) as error:
             outcome.update(status="failed", error=str(error))
-            logger.error("slide %s failed: %s", plan.slide_id, error)
+            logger.warning("slide %s failed: %s", plan.slide_id, error)
         finally:
             if plan.source is not None:
                 plan.source.close()
@@ -102,6 +104,7 @@ def _draw_all(
         order = {plan.slide_id: i for i, plan in enumerate(plans)}
         table = pd.DataFrame(sorted(merged, key=lambda o: order[o["slide_id"]]))
         atomic_write_csv(table, run_dir / "slides.csv")
+        log_failures(logger, [(o["slide_id"], o["error"]) for o in failed], run_dir / "slides.csv")
         logger.info(
             "done: %d/%d slide(s) drawn, %d failed; outputs in %s",
             len(merged) - len(failed),

@@ -51,6 +51,8 @@ def run_job(
     distributed: bool = True,
     precision_key: Optional[str] = None,
     device_of: Callable[[DictConfig, int], torch.device] = _default_device,
+    weight_keys: Sequence[str] = (),
+    seed_key: Optional[str] = None,
 ) -> Iterator[Job]:
     """Set a job up, yield it, shut it down.
 
@@ -61,6 +63,8 @@ def run_job(
         distributed: join torchrun's process group (from the environment); False: one process.
         precision_key: dotted key of a precision to resolve for the device (``auto`` -> what it runs natively).
         device_of: ``(cfg, local_rank) -> device`` (default ``resolve_device(cfg.device, local_rank)``).
+        weight_keys: keys of weight files a resumed run must find unchanged (by content).
+        seed_key: the seed key, which must not change on resume when some of those weights are random.
     """
     context = context_from_env() if distributed else DistributedContext()
     setup_logging(context.rank)
@@ -72,7 +76,7 @@ def run_job(
         requested = OmegaConf.select(cfg, precision_key)
         OmegaConf.update(cfg, precision_key, resolve_precision(str(requested.value), device, precision_key))
     try:
-        with open_run(cfg, context, resume_keys) as run_dir:
+        with open_run(cfg, context, resume_keys, weight_keys, seed_key) as run_dir:
             yield Job(run_dir, context, device, inputs)
     finally:
         if distributed:

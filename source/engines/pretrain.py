@@ -20,7 +20,7 @@ from tqdm import tqdm
 from source.devices import rng_state, set_rng_state
 from source.distributed import DistributedContext, broadcast_object, gather_objects
 from source.engines.callbacks import EarlyStopping
-from source.errors import RunFailedError
+from source.errors import TrainingDivergedError
 from source.io import atomic_torch_save, atomic_write_text
 from source.models.hipt import PRECISIONS
 from source.pretraining.dino import DINO
@@ -29,10 +29,6 @@ from source.pretraining.schedules import cosine_schedule, scaled_learning_rate
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(RunFailedError):
-    """The loss stopped being finite."""
 
 
 @dataclass

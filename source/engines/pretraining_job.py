@@ -152,7 +152,8 @@ def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
 def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
     """Pretrain one stage with DINO; returns the exit code."""
     check = functools.partial(validate_pretraining, stage=stage)
-    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, precision_key="speed.precision") as job:
+    weights = {"weight_keys": ("model.pretrained_weights",)}
+    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, precision_key="speed.precision", **weights) as job:
         _pretrain(cfg, stage, job.run_dir, job.context, job.device)
     return 0
 

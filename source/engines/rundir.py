@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import logging
 import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -13,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import save_config
 from source.distributed import DistributedContext, broadcast_object
+from source.engines.runlock import RunLock
 from source.errors import ConfigError
-from source.io import UnsafePathError, safe_join
+from source.io import UnsafePathError, atomic_write_json, remove_orphan_temporaries, safe_join
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -91,8 +95,16 @@ BOOKKEEPING = {CONFIG_FILE, "log.txt"}
 
 
 @contextlib.contextmanager
-def open_run(cfg: DictConfig, context: DistributedContext, resume_keys: Sequence[str] = ()) -> Iterator[Path]:
-    """Prepare the run folder (:func:`prepare_run_dir`) and log to ``log.txt`` inside the block.
+def open_run(
+    cfg: DictConfig,
+    context: DistributedContext,
+    resume_keys: Sequence[str] = (),
+    weight_keys: Sequence[str] = (),
+    seed_key: Optional[str] = None,
+) -> Iterator[Path]:
+    """Prepare the run folder (:func:`prepare_run_dir`), hold it (:class:`RunLock`), check the weights' fingerprints
+    (``weight_keys``, and ``seed_key`` for random weights) and log to ``log.txt`` inside the block; orphan temporaries
+    of a killed run are removed on resume and at the end.
 
     A folder this run created is removed again when the block fails before writing anything but its
     config and log (a bad checkpoint, a bad csv): no empty timestamped folders are left behind.
@@ -102,15 +114,110 @@ def open_run(cfg: DictConfig, context: DistributedContext, resume_keys: Sequence
     run_dir = run_dir_for(cfg.output_dir, cfg.experiment_name, cfg.run_id, context)
     cfg.run_id = run_dir.name  # the same timestamp below
     created = not run_dir.exists()
-    run_dir = prepare_run_dir(cfg, context, resume_keys)
+    started = time.time()
+    check_writable(run_dir)
+    lock = RunLock(run_dir) if context.is_main else contextlib.nullcontext()
     try:
-        with file_log(run_dir / "log.txt", context.rank):
-            yield run_dir
+        with lock:
+            run_dir = prepare_run_dir(cfg, context, resume_keys)
+            if context.is_main:
+                check_fingerprints(run_dir, cfg, weight_keys, seed_key)
+            if cfg.resume and context.is_main:
+                _clean_temporaries(run_dir, started)
+            with file_log(run_dir / "log.txt", context.rank):
+                yield run_dir
+            if context.is_main:
+                _clean_temporaries(run_dir, started)
     except BaseException:
         if created and context.is_main and run_dir.is_dir() and _only_bookkeeping(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
 
+def _clean_temporaries(run_dir: Path, started: float) -> None:
+    removed = remove_orphan_temporaries(run_dir, older_than=started)
+    if removed:
+        logger.info("removed %d temporary file(s) that a killed run left in %s", removed, run_dir)
+
+
+def check_writable(run_dir: Path) -> None:
+    """The run folder can be created and written, before any compute.
+
+    Raises:
+        ConfigError: naming the folder and the reason (permissions, a read-only disk, no space).
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-check.", suffix=".tmp"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"output folder {run_dir} is not writable: {error.strerror or error} (check output_dir and its "
+            "permissions, or free space)"
+        ) from error
+
+
 def _only_bookkeeping(run_dir: Path) -> bool:
     return all(path.name in BOOKKEEPING or path.name.startswith("log.rank") for path in run_dir.iterdir())
+
+
+FINGERPRINTS = "fingerprints.json"
+"""The content hash of every weight file a run started with (and its seed when some weights are random)."""
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 8 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(8 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weight_fingerprints(cfg: DictConfig, weight_keys: Sequence[str], seed_key: Optional[str]) -> dict:
+    """``{key: {"path", "sha256"}}`` for each weights key (``sha256`` None for null = random weights), and the seed
+    when any weights are random (they are drawn from it)."""
+    prints: dict = {}
+    for key in weight_keys:
+        value = OmegaConf.select(cfg, key)
+        path = Path(value) if value else None
+        prints[key] = {
+            "path": str(value) if value else None,
+            "sha256": file_sha256(path) if path and path.is_file() else None,
+        }
+    if seed_key is not None and any(entry["sha256"] is None for entry in prints.values()):
+        prints[seed_key] = OmegaConf.select(cfg, seed_key)
+    return prints
+
+
+def check_fingerprints(
+    run_dir: Path, cfg: DictConfig, weight_keys: Sequence[str], seed_key: Optional[str] = None
+) -> None:
+    """Record the weights' fingerprints; on resume, refuse weights whose content changed since the run started (the
+    same path may hold a new file, e.g. a DINO run's ``latest.pt``), or another seed for random weights.
+
+    Raises:
+        ConfigError: naming the key, the file and the fix.
+    """
+    if not weight_keys:
+        return
+    current = weight_fingerprints(cfg, weight_keys, seed_key)
+    saved_path = run_dir / FINGERPRINTS
+    if cfg.resume and saved_path.is_file():
+        saved = json.loads(saved_path.read_text())
+        for key, now in current.items():
+            before = saved.get(key, now)
+            if key == seed_key and before != now:
+                raise ConfigError(
+                    f"resume: {key} was {before} when this run started with random weights, but is {now} now: the "
+                    f"random weights would differ. Set {key}={before} or use another run_id"
+                )
+            if key != seed_key and before.get("sha256") != now.get("sha256"):
+                raise ConfigError(
+                    f"resume: the weights of {key} ({now['path']}) are not those this run started with "
+                    f"({before['path']}, sha256 {str(before['sha256'])[:12]}..., now {str(now['sha256'])[:12]}...): "
+                    "features of the two would not match. Give the original file, or use another run_id"
+                )
+    atomic_write_json(saved_path, current)

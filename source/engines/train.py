@@ -19,6 +19,7 @@ from tqdm import tqdm
 from source.devices import rng_state, set_rng_state
 from source.engines.callbacks import EarlyStopping
 from source.engines.evaluate import Split, predict_split, to_device
+from source.errors import TrainingDivergedError
 from source.io import atomic_torch_save, atomic_write_csv
 from source.tasks.base import Task
 from source.tracking import Tracker
@@ -160,6 +161,13 @@ class Trainer:
             loss = self.task.loss(logits, targets, training=True)
             if auxiliary is not None:
                 loss = (1 - weight) * loss + weight * auxiliary
+            if not torch.isfinite(loss):
+                item = split.frame.iloc[index].get("slide_id", index)
+                raise TrainingDivergedError(
+                    f"the training loss is {float(loss)} at epoch {epoch + 1}, on {item} (its features or label hold "
+                    "values the model cannot use, or the learning rate is too high): check that slide's feature "
+                    "file, lower optim.lr, or resume from latest.pt"
+                )
             group_size = min(group, len(order) - (step // group) * group)
             (loss / group_size).backward()
             if (step + 1) % group == 0 or step + 1 == len(order):

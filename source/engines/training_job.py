@@ -149,7 +149,8 @@ def summarize_folds(fold_metrics: dict[int, dict], out_path: Path) -> pd.DataFra
 def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
     """Train (one set of csvs, or every fold of ``data.fold_dir``); returns the exit code."""
     check = functools.partial(validate_training, multi=multi)
-    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, distributed=False) as job:
+    weights = {"weight_keys": ("model.pretrain_vit_region",) if cfg.level.value == "local" else ()}
+    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, distributed=False, **weights) as job:
         run_dir, device = job.run_dir, job.device
         tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg)
         try:

@@ -95,6 +95,11 @@ def classification_splits(
             raise LabelTableError(
                 f"{paths['train']}: the training split has a single class ({classes.tolist()}); it needs at least two"
             )
+    if "tune" in tables and "train" in tables and tables["tune"][TARGET].nunique() < 2:
+        raise LabelTableError(
+            f"{paths['tune']}: the tune split has a single class ({tables['tune'][TARGET].iloc[0]}): no AUC, no "
+            "best.pt. Give a tune split with every class (python3 -m source.data.make_folds ... --stratify label)"
+        )
     splits = {}
     for name, frame in tables.items():
         counts = frame[TARGET].value_counts()

@@ -22,10 +22,10 @@ def check_survival_columns(frame: pd.DataFrame, time_column: str, path: str | Pa
         LabelTableError: naming the rows.
     """
     times = pd.to_numeric(frame[time_column], errors="coerce")
-    bad_time = times.isna() | (times <= 0)
+    bad_time = times.isna() | (times <= 0) | ~np.isfinite(times.fillna(0).to_numpy(dtype=float))
     if bad_time.any():
         raise LabelTableError(
-            f"{path}: {time_column} must be a number > 0; row(s) {row_numbers(frame, bad_time)} are not"
+            f"{path}: {time_column} must be a finite number > 0; row(s) {row_numbers(frame, bad_time)} are not"
         )
     censorship = pd.to_numeric(frame["censorship"], errors="coerce")
     bad_status = ~censorship.isin([0, 1])
@@ -121,6 +121,11 @@ def survival_splits(
         first = first[first.case_id.isin(kept)]
         kept = set(stratified_share(first, train_fraction, seed, first.censorship).case_id)
         tables["train"] = tables["train"][tables["train"].case_id.isin(kept)].reset_index(drop=True)
+    if "tune" in tables and not (tables["tune"].censorship == 0).any():
+        raise LabelTableError(
+            f"{paths['tune']}: every patient of the tune split is censored: no c-index, no best.pt. Give a tune split "
+            "with events (python3 -m source.data.make_folds ... --stratify censorship)"
+        )
     if edges is None:
         if "train" not in tables:
             raise ValueError("survival bins need the training split or saved edges")

@@ -142,7 +142,7 @@ def test_bad_inputs_fail_their_slide_and_the_rest_goes_on(tmp_path, demo_regions
     assert written == ["good.pt"]
     assert set(pd.read_csv(run_dir / "regions.csv").slide_id) == {"good"}
     log = (run_dir / "log.txt").read_text()
-    assert "FAILED truncated" in log and "1/9 slide(s) succeeded, 8 failed" in log
+    assert "1 failed (truncated)" in log and "1/9 slide(s) succeeded, 8 failed" in log
     assert "encoded 3 of 6 regions" in log, "only regions that went through the encoder are counted"
 
 
