@@ -90,8 +90,8 @@ def prepare_run_dir(cfg: DictConfig, context: DistributedContext, resume_keys: S
     return run_dir
 
 
-BOOKKEEPING = {CONFIG_FILE, "log.txt"}
-"""What a run folder holds before a run has done anything: its config and its log."""
+BOOKKEEPING = {CONFIG_FILE, "log.txt", "fingerprints.json"}
+"""What a run folder holds before a run has done anything: its config, its log and its weights' fingerprints."""
 
 
 @contextlib.contextmanager

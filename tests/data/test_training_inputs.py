@@ -85,7 +85,10 @@ def test_label_mapping_with_more_classes_than_num_classes_is_refused_up_front(tm
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda f: f.loc.__setitem__((2, "survival_months"), 0), r"survival_months must be a number > 0; row\(s\) 4"),
+        (
+            lambda f: f.loc.__setitem__((2, "survival_months"), 0),
+            r"survival_months must be a finite number > 0; row\(s\) 4",
+        ),
         (
             lambda f: f.loc.__setitem__((0, "censorship"), 2),
             r"censorship must be 0 \(event\) or 1 \(censored\); row\(s\) 2",

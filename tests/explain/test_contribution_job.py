@@ -165,7 +165,7 @@ def test_bad_inputs_are_one_clear_error_each(tmp_path, whole_slide_run):
 
 
 def test_level_local_hipt_also_explains_each_patch(tmp_path):
-    paths = classification_data(tmp_path / "data", n_slides=20, regions=3, dim=32, local_grid=4, seed=6)
+    paths = classification_data(tmp_path / "data", n_slides=20, regions=3, dim=32, local_grid=4, seed=5)
     values = {"level": "local", "model.embed_dim_patch": 32, "model.pretrain_vit_region": None}
     cfg = job_config("classification", tmp_path, paths, nepochs=1, **values)
     assert run_training_job(cfg, "classification", multi=False) == 0
