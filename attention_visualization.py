@@ -11,21 +11,16 @@ Exit code: 0 done, 1 some slide failed (see slides.csv), 2 bad config or checkpo
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
-from source.config.core import hydra_entry, register_schema
 from source.config.heatmaps import HeatmapConfig
-from source.entry import exit_with
+from source.entry import job_entry
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
-
-def main(cfg: DictConfig) -> None:
-    from source.engines.heatmap_job import run_heatmap_job
-
-    exit_with(run_heatmap_job, cfg)
-
-
 if __name__ == "__main__":
-    register_schema("heatmap_schema", HeatmapConfig)
-    hydra_entry(main, CONFIG_DIR / "heatmaps", "default")
+    job_entry(
+        CONFIG_DIR / "heatmaps",
+        "default",
+        "heatmap_schema",
+        HeatmapConfig,
+        "source.engines.heatmap_job:run_heatmap_job",
+    )

@@ -11,21 +11,16 @@ Exit code: 0 done, 1 some slide failed (see slides.csv), 2 bad config or checkpo
 
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from source.config.contribution import ContributionConfig
-from source.config.core import hydra_entry, register_schema
-from source.entry import exit_with
+from source.entry import job_entry
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
-
-def main(cfg: DictConfig) -> None:
-    from source.engines.contribution_job import run_contribution_job
-
-    exit_with(run_contribution_job, cfg)
-
-
 if __name__ == "__main__":
-    register_schema("contribution_schema", ContributionConfig)
-    hydra_entry(main, CONFIG_DIR / "contribution", "default")
+    job_entry(
+        CONFIG_DIR / "contribution",
+        "default",
+        "contribution_schema",
+        ContributionConfig,
+        "source.engines.contribution_job:run_contribution_job",
+    )

@@ -24,6 +24,20 @@ def exit_with(job, *args) -> None:
     sys.exit(code)
 
 
+def job_entry(config_dir: Path, config_name: str, schema_name: str, schema: type, job: str) -> None:
+    """Run the job ``module:function`` (imported after the command line is checked) on the Hydra config
+    ``config_dir/<config_name>.yaml``, whose defaults list names ``schema`` as ``schema_name``."""
+    import importlib
+
+    register_schema(schema_name, schema)
+
+    def main(cfg: DictConfig) -> None:
+        module, function = job.split(":")
+        exit_with(getattr(importlib.import_module(module), function), cfg)
+
+    hydra_entry(main, config_dir, config_name)
+
+
 def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
     """Run ``train/<kind>[_multi].py``: Hydra config ``config/training/<kind>/{single,multi}.yaml``."""
     from source.config.training import TRAINING_SCHEMAS
