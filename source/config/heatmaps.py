@@ -44,6 +44,8 @@ class HeatmapConfig(RunBlock, RenderSettings):
     seed: int = 0
     precision: Precision = Precision.fp32
     patch_batch_size: int = 64
+    mask_background: bool = False
+    tissue_threshold: float = 0.1
 
 
 SLIDE_INPUTS = ("region_dir", "wsi_csv", "extraction_run")
@@ -62,6 +64,8 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     _validate_drawing(cfg)
     check_architectures(cfg.vit_patch_arch, cfg.vit_region_arch)
     check_at_least({"patch_batch_size": cfg.patch_batch_size})
+    if not 0 <= cfg.tissue_threshold <= 1:
+        raise ConfigError(f"tissue_threshold must be a fraction in [0, 1], got {cfg.tissue_threshold}")
     check_run_block(cfg)
 
 

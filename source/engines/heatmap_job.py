@@ -58,7 +58,7 @@ def _draw_all(
     needs_region = bool(cfg.region_fp or slides.ids)  # patch maps alone need no ViT_region
     level = "global" if needs_region else "local"
     encoder = build_hipt_encoder(encoder_settings(cfg, HEATMAP_KEYS, level=level)).place(device)
-    reader = AttentionReader(encoder)
+    reader = AttentionReader(encoder, cfg.mask_background, cfg.tissue_threshold)
     settings = render_settings(cfg)
     slide_model = load_slide_model(cfg.slide_weights, device) if cfg.slide_weights else None
     renderer = SlideRenderer(reader, settings, slide_model) if needs_region else None  # patch_fp alone: no ViT_region

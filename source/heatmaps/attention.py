@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from source.heatmaps.scores import average_views, patch_mosaic, rank_normalise_maps, to_pixels
 from source.models.hipt import HIPTEncoder, features_to_grid, patchify
+from source.wsi.tissue import tissue_from_pixels
 
 
 def cls_attention(weights: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -50,10 +51,17 @@ class TokenAttention:
 
 
 class AttentionReader:
-    """Attention of the encoders of a :class:`HIPTEncoder` (same weights and normalisation as extraction)."""
+    """Attention of the encoders of a :class:`HIPTEncoder` (same weights and normalisation as extraction).
 
-    def __init__(self, encoder: HIPTEncoder) -> None:
+    Args:
+        mask_background: mask the patches whose tissue fraction (hs2p's HSV rule on the region's pixels) is below
+            ``tissue_threshold`` as ViT_region keys, as extraction's ``mask_background`` does: they get no attention.
+    """
+
+    def __init__(self, encoder: HIPTEncoder, mask_background: bool = False, tissue_threshold: float = 0.1) -> None:
         self.encoder = encoder.eval()
+        self.mask_background = mask_background
+        self.tissue_threshold = tissue_threshold
 
     @torch.inference_mode()
     def patches(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,8 +86,12 @@ class AttentionReader:
         vit_region = self.encoder.vit_region
         if with_region and vit_region is not None:
             grid = features_to_grid(local.unsqueeze(0)).to(self.encoder.region_device)
+            token_mask = None
+            if self.mask_background:
+                tissue = tissue_from_pixels(pixels.permute(1, 2, 0).cpu().numpy(), grid.shape[-1])
+                token_mask = torch.from_numpy(tissue >= self.tissue_threshold).unsqueeze(0).to(grid.device)
             with self.encoder.autocast(self.encoder.region_device):
-                global_, weights = vit_region.forward_with_attention(grid)
+                global_, weights = vit_region.forward_with_attention(grid, token_mask)
             side = grid.shape[-1]
             region_attention, global_ = cls_attention(weights.float(), (side, side))[0].cpu(), global_[0].float().cpu()
         return TokenAttention(patch_attention, region_attention, local, global_)

@@ -115,3 +115,22 @@ def test_heatmap_canvases_colour_tissue_only(known_slide, tmp_path):
         white[restrict] = int((canvas[..., :3] == 255).all(axis=-1).sum())
     # region 2 covers 1024 x 1024 level-0 px of which 768 rows are glass: 128 x 96 canvas px stay white
     assert white[True] - white[False] >= 128 * 96 * 0.9
+
+
+def test_heatmaps_mask_background_patches_as_extraction_does():
+    """With mask_background, ViT_region gives background patches no attention; an all-tissue region is unchanged."""
+    from source.heatmaps.attention import AttentionReader
+    from source.models.factory import build_hipt_encoder
+    from source.models.settings import EncoderSettings
+
+    torch.manual_seed(0)
+    encoder = build_hipt_encoder(EncoderSettings(patch_arch="vit_tiny", patch_size=64, warn_random=False))
+    plain, masked = AttentionReader(encoder), AttentionReader(encoder, mask_background=True, tissue_threshold=0.5)
+    region = np.full((256, 256, 3), 255, dtype=np.uint8)
+    region[:, :128] = PINK  # columns 0 and 1 of 4 x 4 patches of 64 px are tissue, 2 and 3 glass
+    pixels = torch.from_numpy(region).permute(2, 0, 1).contiguous()
+    attention = masked.region(pixels).region  # (heads, 4, 4)
+    assert (attention[:, :, 2:] == 0).all() and (attention[:, :, :2] > 0).all()
+    assert (plain.region(pixels).region[:, :, 2:] > 0).all()
+    tissue_only = torch.from_numpy(np.ascontiguousarray(np.full((256, 256, 3), PINK, dtype=np.uint8))).permute(2, 0, 1)
+    torch.testing.assert_close(masked.region(tissue_only).global_, plain.region(tissue_only).global_, rtol=0, atol=0)
