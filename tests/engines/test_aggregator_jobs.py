@@ -78,13 +78,19 @@ def test_every_aggregator_trains_predicts_and_ensembles(tmp_path, datasets, kind
     np.testing.assert_allclose(both[column], (best[column] + latest[column]) / 2, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
-def test_every_aggregator_resumes_exactly(tmp_path, datasets, monkeypatch, aggregator):
+RESUMED = [("classification", name) for name in sorted(AGGREGATORS)] + [
+    ("survival", "abmil"),
+    ("regression", "clam_mb"),
+]
+
+
+@pytest.mark.parametrize("kind, aggregator", RESUMED)
+def test_every_aggregator_resumes_exactly(tmp_path, datasets, monkeypatch, kind, aggregator):
     values = SMALL | {"nepochs": 3, "model.aggregator": aggregator, "model.max_bag_size": 4}
-    if aggregator.startswith("clam"):
+    if aggregator.startswith("clam") and kind == "classification":
         values["model.clam.k_sample"] = 2  # the instance loss runs on these bags of 4
-    full = job_config("classification", tmp_path / "full", datasets["classification"], **values)
-    run_training_job(full, "classification", multi=False)
+    full = job_config(kind, tmp_path / "full", datasets[kind], **values)
+    run_training_job(full, kind, multi=False)
     original_save = train_module.Trainer.save
 
     def killed_after_first_epoch(self, name, epoch):
@@ -92,13 +98,13 @@ def test_every_aggregator_resumes_exactly(tmp_path, datasets, monkeypatch, aggre
         if name == "latest" and epoch == 0:
             raise KeyboardInterrupt("killed")
 
-    killed = job_config("classification", tmp_path / "killed", datasets["classification"], **values)
+    killed = job_config(kind, tmp_path / "killed", datasets[kind], **values)
     monkeypatch.setattr(train_module.Trainer, "save", killed_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        run_training_job(killed, "classification", multi=False)
+        run_training_job(killed, kind, multi=False)
     monkeypatch.setattr(train_module.Trainer, "save", original_save)
-    resumed = job_config("classification", tmp_path / "killed", datasets["classification"], resume=True, **values)
-    assert run_training_job(resumed, "classification", multi=False) == 0
+    resumed = job_config(kind, tmp_path / "killed", datasets[kind], resume=True, **values)
+    assert run_training_job(resumed, kind, multi=False) == 0
     for name in ("metrics.csv", "tune_predictions.csv", "test_predictions.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(out_dir(full) / name), pd.read_csv(out_dir(resumed) / name))
 
