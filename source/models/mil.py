@@ -8,6 +8,7 @@ attention score per instance ``(N,)`` where the model has them, else None.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from typing import Optional
 
 import torch
@@ -16,21 +17,21 @@ from torch import nn
 from source.models.aggregators import GatedAttentionPooling, masked_softmax
 
 
-class MILModel(nn.Module):
-    """One bag ``(N, D)`` -> logits ``(C,)`` (and, where the model has one, attention ``(N,)``)."""
+class MILModel(nn.Module, metaclass=ABCMeta):
+    """One bag ``(N, D)`` -> logits ``(C,)`` (and, where the model has one, attention ``(N,)``).
 
+    A model that can also score many copies of a bag with instances left out defines
+    ``forward_masked(bags (B, N, D), keep (B, N)) -> logits (B, C)``, equal to :meth:`forward` on ``bags[b][keep[b]]``;
+    exact leave-one-out explanations batch their removals through it (:mod:`source.explain.contributions`).
+    """
+
+    @abstractmethod
     def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Logits ``(C,)`` and attention ``(N,)`` (None for a model without attention)."""
-        raise NotImplementedError
 
     def forward(self, bag: torch.Tensor) -> torch.Tensor:
         """Args: bag ``(N, D)``. Returns logits ``(C,)``."""
         return self.forward_with_attention(bag)[0]
-
-    def forward_masked(self, bags: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, C)`` of B bags ``(B, N, D)``, each read without its instances where ``keep`` ``(B, N)`` is
-        False: equal to :meth:`forward` on ``bags[b][keep[b]]`` (what exact leave-one-out explanations batch)."""
-        raise NotImplementedError
 
 
 def instance_embedding(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:

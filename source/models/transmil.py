@@ -103,7 +103,8 @@ class PPEG(nn.Module):
 
 class TransMIL(MILModel):
     """One bag ``(N, D)`` -> logits ``(C,)``; no per-instance attention (its Nystrom attention is approximate and
-    spread over heads and landmarks).
+    spread over heads and landmarks), and no masked forward (removing an instance changes the square token layout
+    PPEG reads: explanations run one forward per removal).
 
     The N embedded instances are completed to a square of ``ceil(sqrt(N))^2`` tokens by repeating the first ones
     (any N >= 1), a class token is prepended, then attention, PPEG, attention, and the class token's layer norm.
@@ -119,9 +120,6 @@ class TransMIL(MILModel):
         self.norm = nn.LayerNorm(hidden)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_outputs)
-
-    masking_is_exact = False
-    """Removing an instance changes the square token layout PPEG reads: explanations run one forward per removal."""
 
     def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         embedded = self.embed(bag)
