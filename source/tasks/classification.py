@@ -179,7 +179,8 @@ class ClassificationTask(Task):
                 axis.plot(fpr, tpr, label=f"{label} (AUC {auc:.3f})")
         axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
         axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{split} ROC")
-        axis.legend(loc="lower right")
+        if axis.get_legend_handles_labels()[0]:  # a split with one class has no ROC curve to name
+            axis.legend(loc="lower right")
         written.append(save_figure(figure, out_dir / f"{split}_roc.png"))
         matrix = confusion_matrix(truth, predictions["pred"].to_numpy(dtype=int), labels=list(range(self.num_classes)))
         table = pd.DataFrame(
