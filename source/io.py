@@ -170,6 +170,18 @@ def json_safe(value: Any, path: str = "") -> tuple[Any, list[str]]:
     return value, []
 
 
+def json_record(value: Any) -> Any:
+    """``value`` with numpy scalars made plain Python numbers (JSON-able); raises TypeError for other objects."""
+    import numpy as np
+
+    def plain(item: Any) -> Any:
+        if isinstance(item, np.generic):
+            return item.item()
+        raise TypeError(f"{type(item).__name__} is not JSON serialisable")
+
+    return json.loads(json.dumps(value, default=plain))
+
+
 def atomic_write_json(path: str | Path, value: Any) -> list[str]:
     """Write ``value`` as strict JSON (non-finite floats become ``null``) atomically; returns the keys made null."""
     clean, replaced = json_safe(value)

@@ -83,3 +83,12 @@ def validate_whole_slide_keys(cfg: DictConfig) -> None:
             ".coordinates.meta.json files"
         )
     validate_tiling(cfg.tiling)
+
+
+def check_shared_run(cfg: DictConfig) -> None:
+    """``shared_run: true`` needs the ``run_id`` every job of the run shares."""
+    if cfg.shared_run and not cfg.run_id:
+        raise ConfigError(
+            "shared_run: true needs run_id: every job of a shared run must name the same run folder, e.g. "
+            "run_id=cohort1 (a timestamp would give each job its own folder)"
+        )

@@ -13,6 +13,7 @@ from source.config.checks import (
     check_at_least,
     check_normalisation,
     check_one_input,
+    check_shared_run,
     validate_whole_slide_keys,
 )
 from source.config.common import Level, Precision, WandbConfig
@@ -41,6 +42,7 @@ class ExtractionConfig(RunBlock):
     save_h5: bool = False
     mask_background: bool = False
     tissue_threshold: float = 0.1
+    shared_run: bool = False
     pretrain_vit_patch: Optional[str] = "checkpoints/vit256_small_dino.pth"
     pretrain_vit_region: Optional[str] = "checkpoints/vit4k_xs_dino.pth"
     checkpoint_key: str = "teacher"
@@ -101,6 +103,7 @@ def validate_extraction(cfg: DictConfig) -> None:
     check_normalisation(cfg.mean, cfg.std)
     check_architectures(cfg.vit_patch_arch, cfg.vit_region_arch)
     check_run_block(cfg)
+    check_shared_run(cfg)
     if not 0 <= cfg.tissue_threshold <= 1:
         raise ConfigError(f"tissue_threshold must be a fraction in [0, 1], got {cfg.tissue_threshold}")
     if cfg.split_across_gpus and cfg.level != Level["global"]:

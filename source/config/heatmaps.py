@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
-from source.config.checks import check_architectures, check_at_least, validate_whole_slide_keys
+from source.config.checks import check_architectures, check_at_least, check_shared_run, validate_whole_slide_keys
 from source.config.common import Precision
 from source.config.run_block import RunBlock, check_run_block
 from source.errors import ConfigError
@@ -46,6 +46,7 @@ class HeatmapConfig(RunBlock, RenderSettings):
     patch_batch_size: int = 64
     mask_background: bool = False
     tissue_threshold: float = 0.1
+    shared_run: bool = False
 
 
 SLIDE_INPUTS = ("region_dir", "wsi_csv", "extraction_run")
@@ -67,6 +68,7 @@ def validate_heatmaps(cfg: DictConfig) -> None:
     if not 0 <= cfg.tissue_threshold <= 1:
         raise ConfigError(f"tissue_threshold must be a fraction in [0, 1], got {cfg.tissue_threshold}")
     check_run_block(cfg)
+    check_shared_run(cfg)
 
 
 def _validate_inputs(cfg: DictConfig) -> None:

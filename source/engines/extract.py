@@ -19,7 +19,7 @@ from source.data.slides import SlidePlan
 from source.devices import usable_workers
 from source.distributed import DistributedContext, gather_objects
 from source.engines.feature_store import FeatureStore
-from source.io import atomic_write_csv
+from source.io import atomic_write_csv, json_record
 from source.models.hipt import HIPTEncoder
 from source.wsi.tissue import tissue_from_pixels
 
@@ -41,6 +41,20 @@ class SlideOutcome:
     error: str = ""
     regions: list[tuple[int, int, int, str]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def outcome_record(outcome: SlideOutcome) -> dict:
+    """``outcome`` as plain JSON values (a shared run's per-slide record)."""
+    import dataclasses
+
+    return json_record(dataclasses.asdict(outcome))
+
+
+def outcome_from_record(record: dict) -> SlideOutcome:
+    """The inverse of :func:`outcome_record` (extra keys such as ``recorded_by`` are ignored)."""
+    fields = {name: record[name] for name in SlideOutcome.__dataclass_fields__ if name in record}
+    fields["regions"] = [tuple(row) for row in fields.get("regions", [])]
+    return SlideOutcome(**fields)
 
 
 def _success(plan: SlidePlan, store: FeatureStore) -> SlideOutcome:

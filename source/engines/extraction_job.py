@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -18,9 +18,10 @@ from source.data.regions import discover_slide_ids, read_slide_list
 from source.data.slides import SlidePlan, plan_slides, shard_plans
 from source.devices import resolve_device, resolve_split_devices
 from source.distributed import DistributedContext
-from source.engines.extract import Extractor, merge_outcomes, write_reports
+from source.engines.extract import Extractor, merge_outcomes, outcome_from_record, outcome_record, write_reports
 from source.engines.feature_store import FeatureStore
 from source.engines.job import run_job
+from source.engines.shared_run import SharedRun, work_through
 from source.errors import ConfigError
 from source.io import atomic_write_json
 from source.log import log_failures
@@ -90,7 +91,10 @@ def run_extraction_job(cfg: DictConfig) -> int:
         device_of=_extraction_device,
         weight_keys=("pretrain_vit_patch", "pretrain_vit_region"),
         seed_key="seed",
+        shared=cfg.shared_run,
     ) as job:
+        if cfg.shared_run:
+            return _extract_shared(cfg, job.run_dir, job.device, job.inputs)
         return _extract(cfg, job.run_dir, job.context, job.device, job.inputs)
 
 
@@ -147,6 +151,30 @@ def read_inputs(cfg: DictConfig) -> list:
     return slide_ids
 
 
+def slide_planner(cfg: DictConfig, run_dir: Path) -> tuple[Callable[[Any], SlidePlan], list[str]]:
+    """``slide -> SlidePlan`` for one input slide (a ``WholeSlide`` row or a ``region_dir`` slide id) and the extra
+    ``slides.csv`` columns of that input (a shared run plans each slide when it claims it)."""
+    if cfg.wsi_csv:
+        from source.wsi.planning import WSI_COLUMNS
+
+        return _whole_slide_planner(cfg, run_dir).plan_one, WSI_COLUMNS
+    return (lambda slide_id: plan_slides(cfg.region_dir, [slide_id], cfg.format)[0]), []
+
+
+def _whole_slide_planner(cfg: DictConfig, run_dir: Path):
+    from source.wsi.planning import WholeSlidePlanner
+
+    return WholeSlidePlanner(
+        OmegaConf.to_object(cfg.tiling),
+        cfg.region_size,
+        cfg.patch_size,
+        run_dir,
+        coordinates_dir=cfg.coordinates_dir,
+        resume=cfg.resume,
+        save_region_images=cfg.save_region_images,
+    )
+
+
 def plan_from_config(
     cfg: DictConfig, run_dir: Path, context: DistributedContext, slides: list
 ) -> tuple[list[SlidePlan], list[str]]:
@@ -156,19 +184,24 @@ def plan_from_config(
     and previews; ``region_dir``: the region image files.
     """
     if cfg.wsi_csv:
-        from source.wsi.planning import WSI_COLUMNS, WholeSlidePlanner
+        from source.wsi.planning import WSI_COLUMNS
 
-        planner = WholeSlidePlanner(
-            OmegaConf.to_object(cfg.tiling),
-            cfg.region_size,
-            cfg.patch_size,
-            run_dir,
-            coordinates_dir=cfg.coordinates_dir,
-            resume=cfg.resume,
-            save_region_images=cfg.save_region_images,
-        )
-        return planner.plan(slides, context), WSI_COLUMNS
+        return _whole_slide_planner(cfg, run_dir).plan(slides, context), WSI_COLUMNS
     return plan_slides(cfg.region_dir, slides, cfg.format), []
+
+
+def _extractor(cfg: DictConfig, encoder, run_dir: Path, show_progress: bool) -> Extractor:
+    return Extractor(
+        encoder,
+        FeatureStore(run_dir, cfg.save_region_features, h5_geometry(cfg)),
+        cfg.level.value,
+        cfg.region_size,
+        cfg.batch_size,
+        cfg.num_workers,
+        show_progress=show_progress,
+        mask_background=cfg.mask_background,
+        tissue_threshold=cfg.tissue_threshold,
+    )
 
 
 def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: list) -> int:
@@ -189,37 +222,68 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
     encoder = build_encoder_from_config(cfg, context.local_rank)
     if context.is_main:
         record_patch_transform(encoder.vit_patch, run_dir, cfg.resume)
-    tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
-    extractor = Extractor(
-        encoder,
-        FeatureStore(run_dir, cfg.save_region_features, h5_geometry(cfg)),
-        cfg.level.value,
-        cfg.region_size,
-        cfg.batch_size,
-        cfg.num_workers,
-        show_progress=context.is_main,
-        mask_background=cfg.mask_background,
-        tissue_threshold=cfg.tissue_threshold,
-    )
     started = time.perf_counter()
+    extractor = _extractor(cfg, encoder, run_dir, show_progress=context.is_main)
     outcomes = merge_outcomes(extractor.run(mine, resume=cfg.resume), plans, context)
-    failed = [o for o in outcomes if o.status != "success"]
     if context.is_main:
-        slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size, extra_columns)
-        tracker.log(
-            {"slides": len(outcomes), "failed_slides": len(failed), "minutes": (time.perf_counter() - started) / 60}
-        )
-        tracker.finish()
-        log_failures(logger, [(o.slide_id, o.error) for o in failed], slides_csv)
+        _report(cfg, run_dir, outcomes, extra_columns, started)
+    return 1 if any(o.status != "success" for o in outcomes) else 0
+
+
+def _extract_shared(cfg: DictConfig, run_dir: Path, device: torch.device, slides: list) -> int:
+    """One job of a shared run: claim, plan and encode slides one at a time until none is left; the job that finds
+    every slide done writes the tables. Exit code 1 when a slide of this job failed, or (for the job that writes the
+    tables) any slide of the run."""
+    by_id = {getattr(slide, "slide_id", slide): slide for slide in slides}
+    logger.info(
+        "shared run %s: %d slide(s) from %s; device %s, %s, level %s",
+        run_dir,
+        len(by_id),
+        cfg.wsi_csv or cfg.region_dir,
+        device,
+        cfg.precision.value,
+        cfg.level.value,
+    )
+    encoder = build_encoder_from_config(cfg)
+    record_patch_transform(encoder.vit_patch, run_dir, resume=True)
+    extractor = _extractor(cfg, encoder, run_dir, show_progress=True)
+    plan_one, extra_columns = slide_planner(cfg, run_dir)
+    started = time.perf_counter()
+
+    def process(slide_id: str) -> dict:
+        return outcome_record(extractor.run([plan_one(by_id[slide_id])], resume=True)[0])
+
+    shared = SharedRun(run_dir)
+    mine, progress = work_through(shared, list(by_id), process)
+    mine_failed = any(record["status"] != "success" for record in mine)
+    if progress.in_progress or progress.waiting:
         logger.info(
-            "done: %d/%d slide(s) succeeded, %d failed. Features: %s; tables: %s, %s",
-            len(outcomes) - len(failed),
-            len(outcomes),
-            len(failed),
-            run_dir / "features",
-            slides_csv,
-            regions_csv,
+            "%d slide(s) are still being processed by other jobs; the last of them writes slides.csv and regions.csv",
+            len(progress.in_progress) + len(progress.waiting),
         )
-        if cfg.wsi_csv:
-            logger.info("coordinates: %s; previews: %s", run_dir / "coordinates", run_dir / "previews")
-    return 1 if failed else 0
+        return 1 if mine_failed else 0
+    outcomes = [outcome_from_record(record) for record in shared.records(list(by_id))]
+    _report(cfg, run_dir, outcomes, extra_columns, started)
+    return 1 if mine_failed or any(o.status != "success" for o in outcomes) else 0
+
+
+def _report(cfg: DictConfig, run_dir: Path, outcomes: list, extra_columns: list[str], started: float) -> None:
+    """Write the tables, log the failures and a summary, and send the counts to wandb (when on)."""
+    failed = [o for o in outcomes if o.status != "success"]
+    slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size, extra_columns)
+    tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=True)
+    minutes = (time.perf_counter() - started) / 60
+    tracker.log({"slides": len(outcomes), "failed_slides": len(failed), "minutes": minutes})
+    tracker.finish()
+    log_failures(logger, [(o.slide_id, o.error) for o in failed], slides_csv)
+    logger.info(
+        "done: %d/%d slide(s) succeeded, %d failed. Features: %s; tables: %s, %s",
+        len(outcomes) - len(failed),
+        len(outcomes),
+        len(failed),
+        run_dir / "features",
+        slides_csv,
+        regions_csv,
+    )
+    if cfg.wsi_csv:
+        logger.info("coordinates: %s; previews: %s", run_dir / "coordinates", run_dir / "previews")

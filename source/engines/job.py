@@ -53,6 +53,7 @@ def run_job(
     device_of: Callable[[DictConfig, int], torch.device] = _default_device,
     weight_keys: Sequence[str] = (),
     seed_key: Optional[str] = None,
+    shared: bool = False,
 ) -> Iterator[Job]:
     """Set a job up, yield it, shut it down.
 
@@ -65,6 +66,7 @@ def run_job(
         device_of: ``(cfg, local_rank) -> device`` (default ``resolve_device(cfg.device, local_rank)``).
         weight_keys: keys of weight files a resumed run must find unchanged (by content).
         seed_key: the seed key, which must not change on resume when some of those weights are random.
+        shared: the run folder is shared by independent jobs (``shared_run: true``; see :func:`open_run`).
     """
     context = context_from_env() if distributed else DistributedContext()
     setup_logging(context.rank)
@@ -76,7 +78,7 @@ def run_job(
         requested = OmegaConf.select(cfg, precision_key)
         OmegaConf.update(cfg, precision_key, resolve_precision(str(requested.value), device, precision_key))
     try:
-        with open_run(cfg, context, resume_keys, weight_keys, seed_key) as run_dir:
+        with open_run(cfg, context, resume_keys, weight_keys, seed_key, shared) as run_dir:
             yield Job(run_dir, context, device, inputs)
     finally:
         if distributed:

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import save_config
 from source.distributed import DistributedContext, broadcast_object
-from source.engines.runlock import RunLock
+from source.engines.runlock import STALE_AFTER_S, RunLock, job_identity
+from source.engines.shared_run import SharedRun
 from source.errors import ConfigError
 from source.io import UnsafePathError, atomic_write_json, remove_orphan_temporaries, safe_join
 
@@ -101,6 +102,7 @@ def open_run(
     resume_keys: Sequence[str] = (),
     weight_keys: Sequence[str] = (),
     seed_key: Optional[str] = None,
+    shared: bool = False,
 ) -> Iterator[Path]:
     """Prepare the run folder (:func:`prepare_run_dir`), hold it (:class:`RunLock`), check the weights' fingerprints
     (``weight_keys``, and ``seed_key`` for random weights) and log to ``log.txt`` inside the block; orphan temporaries
@@ -108,30 +110,57 @@ def open_run(
 
     A folder this run created is removed again when the block fails before writing anything but its
     config and log (a bad checkpoint, a bad csv): no empty timestamped folders are left behind.
+
+    ``shared``: the folder is shared with other jobs (``shared_run: true``): no lock (each slide is claimed, see
+    :mod:`source.engines.shared_run`), a joining job is checked as a resumed one, each job logs to
+    ``logs/<job>.txt``, and only temporaries untouched for 10 minutes are removed (another job may be writing).
+
+    Raises:
+        ConfigError: a shared run under torchrun, or a folder held by an exclusive job.
     """
     from source.log import file_log
 
+    if shared and context.world_size > 1:
+        raise ConfigError(
+            "shared_run: true is for independent one-process jobs (e.g. a Slurm array); a torchrun job of "
+            f"{context.world_size} processes already splits its slides: run it with shared_run=false"
+        )
     run_dir = run_dir_for(cfg.output_dir, cfg.experiment_name, cfg.run_id, context)
     cfg.run_id = run_dir.name  # the same timestamp below
     created = not run_dir.exists()
     started = time.time()
     check_writable(run_dir)
-    lock = RunLock(run_dir) if context.is_main else contextlib.nullcontext()
+    if shared:
+        cfg.resume = True  # a joining job continues the run: same config, same weights, finished slides kept
+        lock = contextlib.nullcontext()
+        SharedRun(run_dir).check_not_exclusive()
+        log_path = run_dir / "logs" / f"{_job_name()}.txt"
+        cutoff = lambda: min(started, time.time() - STALE_AFTER_S)  # noqa: E731
+    else:
+        lock = RunLock(run_dir) if context.is_main else contextlib.nullcontext()
+        log_path = run_dir / "log.txt"
+        cutoff = lambda: started  # noqa: E731
     try:
         with lock:
             run_dir = prepare_run_dir(cfg, context, resume_keys)
             if context.is_main:
                 check_fingerprints(run_dir, cfg, weight_keys, seed_key)
             if cfg.resume and context.is_main:
-                _clean_temporaries(run_dir, started)
-            with file_log(run_dir / "log.txt", context.rank):
+                _clean_temporaries(run_dir, cutoff())
+            with file_log(log_path, context.rank):
                 yield run_dir
             if context.is_main:
-                _clean_temporaries(run_dir, started)
+                _clean_temporaries(run_dir, cutoff())
     except BaseException:
-        if created and context.is_main and run_dir.is_dir() and _only_bookkeeping(run_dir):
+        if not shared and created and context.is_main and run_dir.is_dir() and _only_bookkeeping(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+
+
+def _job_name() -> str:
+    """This job's log name: the Slurm array job and task (or job) id, else host and pid."""
+    identity = job_identity()
+    return identity.get("slurm_job") or f"{identity['host']}-{identity['pid']}"
 
 
 def _clean_temporaries(run_dir: Path, started: float) -> None:

@@ -1,6 +1,10 @@
-"""One job per run folder: ``<run>/.lock`` names the job that holds it (host, pid, start time) and is touched while it
-runs (a heartbeat); a second job is refused naming the holder; a lock whose process is gone (same host) or whose
-heartbeat is stale is taken over with a warning."""
+"""Files that say "a job holds this": the run folder's ``.lock`` (one job per run folder) and, in shared runs, one
+claim per slide (:mod:`source.engines.shared_run`).
+
+Each such file names its holder (host, pid, start time, a random token) and is touched while the holder runs (a
+heartbeat). A file whose process is gone (same host) or whose heartbeat is stale may be taken over with a warning;
+takeovers go through a short mutex beside the file, so two jobs never both take over one stale file.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Optional
 
@@ -18,19 +23,159 @@ from source.errors import ConfigError
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 HEARTBEAT_S = 30.0
-"""How often the holder touches the lock."""
+"""How often a holder touches its files."""
 STALE_AFTER_S = 600.0
-"""A lock not touched for this long is stale (its job died on another host, or froze)."""
+"""A file not touched for this long is stale (its job died on another host, or froze)."""
+TAKEOVER_MUTEX_STALE_S = 60.0
+"""A takeover mutex is held for milliseconds; one this old belongs to a job killed while holding it."""
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # it exists, under another user
+    except (OverflowError, ValueError):
+        return False
     return True
+
+
+def job_identity() -> dict:
+    """Who this job is: host, pid, start time, a random token and, under Slurm, the array job and task ids."""
+    identity = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "token": uuid.uuid4().hex,
+    }
+    slurm = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    if slurm:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        identity["slurm_job"] = f"{slurm}_{task}" if task else slurm
+    return identity
+
+
+def describe_holder(holder: dict) -> str:
+    """``host h, pid p, started s`` (and the Slurm job) of a holder record."""
+    text = f"host {holder.get('host')}, pid {holder.get('pid')}, started {holder.get('started')}"
+    return text + (f", Slurm job {holder['slurm_job']}" if holder.get("slurm_job") else "")
+
+
+class OwnedFile:
+    """A file whose existence means that one job holds something; created atomically (``O_EXCL``).
+
+    Args:
+        path: the file.
+        owner: this job's :func:`job_identity`.
+        stale_after_s: a heartbeat older than this frees the file.
+        heartbeat_s: the holder's touch interval (an unreadable file younger than this is being written).
+    """
+
+    def __init__(self, path: Path, owner: dict, stale_after_s: float, heartbeat_s: float) -> None:
+        self.path = Path(path)
+        self.owner = owner
+        self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
+
+    def acquire(self) -> Optional[dict]:
+        """Take the file; returns None when taken, else the record of the live job that holds it."""
+        for _ in range(3):
+            if self._try_create(self.path, self.owner):
+                return None
+            holder = self.holder()
+            if self.stale_reason(holder) is None:
+                return holder or {"host": "?", "pid": "?", "started": "?"}
+            self._take_over()
+        holder = self.holder()
+        return holder or {"host": "?", "pid": "?", "started": "?"}
+
+    def release(self) -> None:
+        """Remove the file if this job still holds it."""
+        if self.holder() == self.owner:
+            self.path.unlink(missing_ok=True)
+
+    def held(self) -> bool:
+        """Whether this job holds the file."""
+        return self.holder() == self.owner
+
+    def holder(self) -> dict:
+        """The record in the file (empty when missing or unreadable)."""
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def stale_reason(self, holder: dict) -> Optional[str]:
+        """Why the file may be taken over, or None when its job is alive."""
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return "it was just released"
+        if not holder:
+            return "it is unreadable" if age > self.heartbeat_s else None
+        if holder.get("host") == self.owner["host"] and not process_alive(int(holder.get("pid", -1))):
+            return f"its process {holder.get('pid')} on this host is gone"
+        if age > self.stale_after_s:
+            return f"its heartbeat stopped {age:.0f} s ago ({describe_holder(holder)})"
+        return None
+
+    def touch(self) -> None:
+        """The heartbeat: mark the file as alive."""
+        try:
+            os.utime(self.path)
+        except OSError:
+            pass
+
+    def _take_over(self) -> None:
+        """Remove the file if it is still stale, under the takeover mutex (another job may be doing the same)."""
+        mutex = self.path.with_name(self.path.name + ".takeover")
+        if not self._try_create(mutex, self.owner):
+            try:
+                if time.time() - mutex.stat().st_mtime > TAKEOVER_MUTEX_STALE_S:
+                    mutex.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+            return
+        try:
+            reason = self.stale_reason(self.holder())  # read again: another job may have taken it meanwhile
+            if reason is not None:
+                logger.warning("taking over %s: %s", self.path, reason)
+                self.path.unlink(missing_ok=True)
+        finally:
+            mutex.unlink(missing_ok=True)
+
+    @staticmethod
+    def _try_create(path: Path, record: dict) -> bool:
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(handle, "w") as stream:
+            json.dump(record, stream)
+        return True
+
+
+class Heartbeat:
+    """A daemon thread that touches the files this job holds every ``interval_s`` seconds."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.files: set[OwnedFile] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for owned in list(self.files):
+                owned.touch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class RunLock:
@@ -41,76 +186,39 @@ class RunLock:
         stale_after_s: a heartbeat older than this frees the lock.
 
     Raises (on enter):
-        ConfigError: another live job holds the folder.
+        ConfigError: another live job holds the folder, or shared-run jobs are working in it.
     """
 
     def __init__(self, run_dir: Path, stale_after_s: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S) -> None:
-        self.path = Path(run_dir) / LOCK_FILE
-        self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
-        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self.run_dir = Path(run_dir)
+        self.file = OwnedFile(self.run_dir / LOCK_FILE, job_identity(), stale_after_s, heartbeat_s)
+        self.path, self.owner = self.file.path, self.file.owner
+        self._heartbeat: Optional[Heartbeat] = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            if self._try_create():
-                break
-            holder = self._holder()
-            reason = self._stale_reason(holder)
-            if reason is None:
-                raise ConfigError(
-                    f"run folder {self.path.parent} is in use by another job (host {holder.get('host')}, pid "
-                    f"{holder.get('pid')}, started {holder.get('started')}): wait for it, or use another run_id; a "
-                    f"lock not renewed for {self.stale_after_s:.0f} s is taken over"
-                )
-            logger.warning("taking over the run folder lock %s: %s", self.path, reason)
-            self.path.unlink(missing_ok=True)
-        else:
-            raise ConfigError(f"could not take the lock {self.path}: other jobs keep taking it; use another run_id")
-        self._thread = threading.Thread(target=self._beat, name="run-lock-heartbeat", daemon=True)
-        self._thread.start()
+        from source.engines.shared_run import live_claims
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        holder = self.file.acquire()
+        if holder is not None:
+            raise ConfigError(
+                f"run folder {self.run_dir} is in use by another job ({describe_holder(holder)}): wait for it, or use "
+                f"another run_id; a lock not renewed for {self.file.stale_after_s:.0f} s is taken over"
+            )
+        claims = live_claims(self.run_dir, self.file.stale_after_s)
+        if claims:
+            self.file.release()
+            slide, holder = claims[0]
+            raise ConfigError(
+                f"run folder {self.run_dir} is shared by running jobs (shared_run: true): {len(claims)} slide(s) are "
+                f"being processed, e.g. '{slide}' by {describe_holder(holder)}. Join them with shared_run=true, or "
+                "wait for them to end"
+            )
+        self._heartbeat = Heartbeat(self.file.heartbeat_s)
+        self._heartbeat.files.add(self.file)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._holder() == self.owner:
-            self.path.unlink(missing_ok=True)
-
-    def _try_create(self) -> bool:
-        try:
-            handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(handle, "w") as stream:
-            json.dump(self.owner, stream)
-        return True
-
-    def _holder(self) -> dict:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def _stale_reason(self, holder: dict) -> Optional[str]:
-        """Why the current lock may be taken over, or None when its job is alive."""
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return "it was just released"
-        if not holder:
-            return "it is unreadable" if age > self.heartbeat_s else None
-        if holder.get("host") == self.owner["host"] and not _process_alive(int(holder.get("pid", -1))):
-            return f"its process {holder.get('pid')} on this host is gone"
-        if age > self.stale_after_s:
-            return f"its heartbeat stopped {age:.0f} s ago (host {holder.get('host')}, pid {holder.get('pid')})"
-        return None
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                os.utime(self.path)
-            except OSError:
-                return
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self.file.release()

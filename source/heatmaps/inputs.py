@@ -44,6 +44,11 @@ class HeatmapSlides:
     whole_slides: Optional[list] = None
     coordinates_dir: Optional[str] = None
 
+    def only(self, slide_id: str) -> "HeatmapSlides":
+        """The same input restricted to one slide."""
+        rows = None if self.whole_slides is None else [s for s in self.whole_slides if s.slide_id == slide_id]
+        return HeatmapSlides([slide_id], rows, self.coordinates_dir)
+
 
 def read_heatmap_slides(cfg: DictConfig) -> HeatmapSlides:
     """Which slides to draw. ``extraction_run`` also sets ``cfg.region_size``, ``cfg.patch_size`` and

@@ -1,0 +1,213 @@
+"""Shared runs (``shared_run: true``): any number of independent jobs (a Slurm array, jobs on several machines over a
+shared file system, jobs restarted after preemption) work through the slides of one run folder.
+
+The run folder's ``claims/`` holds, per slide:
+
+- ``<slide_id>.claim``: the job encoding it now (created with ``O_EXCL``, touched every 30 s). A claim whose process
+  is gone (same host) or whose heartbeat is 10 minutes old is taken over by the next job that reaches the slide;
+- ``<slide_id>.json``: the slide's outcome (its row of ``slides.csv`` and its rows of ``regions.csv``), written
+  atomically before the claim is released. A slide with a record is never processed again by the shared run.
+
+A job walks the slides in input order, skips those with a record or a live claim, and processes the others one at
+a time. When it finds nothing left (every slide has a record), it writes the tables from the records, so whichever
+job finishes last writes complete tables; a job that ends while other jobs still hold claims leaves that to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+from source.engines.runlock import (
+    HEARTBEAT_S,
+    LOCK_FILE,
+    STALE_AFTER_S,
+    Heartbeat,
+    OwnedFile,
+    describe_holder,
+    job_identity,
+)
+from source.errors import ConfigError
+from source.io import atomic_write_json, safe_join
+
+logger = logging.getLogger(__name__)
+CLAIMS_DIR = "claims"
+
+
+def live_claims(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> list[tuple[str, dict]]:
+    """``(slide_id, holder)`` of every claim in ``run_dir/claims`` whose job is alive."""
+    folder = Path(run_dir) / CLAIMS_DIR
+    if not folder.is_dir():
+        return []
+    probe = job_identity()
+    live = []
+    for path in sorted(folder.glob("*.claim")):
+        claim = OwnedFile(path, probe, stale_after_s, HEARTBEAT_S)
+        holder = claim.holder()
+        if claim.stale_reason(holder) is None:
+            live.append((path.name[: -len(".claim")], holder))
+    return live
+
+
+@dataclass
+class SharedProgress:
+    """Where a shared run stands: slides with a record, slides claimed by live jobs, and the others."""
+
+    done: list[str]
+    in_progress: list[str]
+    waiting: list[str]
+
+
+class SharedRun:
+    """The claims and records of one shared run folder, seen by one job.
+
+    Args:
+        run_dir: the run folder.
+        stale_after_s: a claim not touched for this long is taken over.
+        heartbeat_s: how often this job touches the claim it holds.
+    """
+
+    def __init__(self, run_dir: Path, stale_after_s: float = STALE_AFTER_S, heartbeat_s: float = HEARTBEAT_S) -> None:
+        self.run_dir = Path(run_dir)
+        self.folder = self.run_dir / CLAIMS_DIR
+        self.owner = job_identity()
+        self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
+
+    def check_not_exclusive(self) -> None:
+        """Refuse to join a run folder held by an ordinary (exclusive) job.
+
+        Raises:
+            ConfigError: naming the job that holds ``.lock``.
+        """
+        lock = OwnedFile(self.run_dir / LOCK_FILE, self.owner, self.stale_after_s, self.heartbeat_s)
+        holder = lock.holder()
+        if lock.path.exists() and lock.stale_reason(holder) is None:
+            raise ConfigError(
+                f"run folder {self.run_dir} is held by a job that does not share it ({describe_holder(holder)}): wait "
+                "for it to end, or use another run_id"
+            )
+
+    def record_path(self, slide_id: str) -> Path:
+        return safe_join(self.folder, slide_id, ".json")
+
+    def record(self, slide_id: str) -> Optional[dict]:
+        """The outcome a job recorded for ``slide_id``, or None."""
+        try:
+            return json.loads(self.record_path(slide_id).read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None  # written atomically: unreadable only if edited by hand; process the slide again
+
+    @contextlib.contextmanager
+    def claim(self, slide_id: str, heartbeat: Heartbeat) -> Iterator[bool]:
+        """Hold the claim of ``slide_id`` inside the block; yields False when a live job holds it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        owned = OwnedFile(safe_join(self.folder, slide_id, ".claim"), self.owner, self.stale_after_s, self.heartbeat_s)
+        if owned.acquire() is not None:
+            yield False
+            return
+        heartbeat.files.add(owned)
+        try:
+            yield True
+        finally:
+            heartbeat.files.discard(owned)
+            owned.release()
+
+    def finish(self, slide_id: str, outcome: dict) -> None:
+        """Record ``slide_id``'s outcome (atomically); call while holding its claim."""
+        atomic_write_json(self.record_path(slide_id), outcome | {"recorded_by": self.owner})
+
+    def progress(self, slide_ids: Sequence[str]) -> SharedProgress:
+        """Which of ``slide_ids`` are done, being processed by live jobs, or waiting."""
+        live = {slide for slide, _ in live_claims(self.run_dir, self.stale_after_s)}
+        done = [s for s in slide_ids if self.record_path(s).is_file()]
+        finished = set(done)
+        in_progress = [s for s in slide_ids if s not in finished and s in live]
+        waiting = [s for s in slide_ids if s not in finished and s not in live]
+        return SharedProgress(done, in_progress, waiting)
+
+    def records(self, slide_ids: Sequence[str]) -> list[dict]:
+        """The records of ``slide_ids`` in that order (all must exist)."""
+        return [self.record(slide_id) or {} for slide_id in slide_ids]
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _release_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (Slurm's preemption and time-limit notice) into an exit that releases the claims at once."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+MAX_PASSES = 3
+"""Passes over the slides: a later pass takes over the claims of jobs that died after this job passed them."""
+
+
+def _one_pass(
+    shared: SharedRun, slide_ids: Sequence[str], process: Callable[[str], dict], heartbeat: Heartbeat
+) -> list[dict]:
+    mine = []
+    for slide_id in slide_ids:
+        if shared.record(slide_id) is not None:
+            continue
+        with shared.claim(slide_id, heartbeat) as held:
+            if not held or shared.record(slide_id) is not None:  # finished while we were claiming
+                continue
+            outcome = process(slide_id)
+            shared.finish(slide_id, outcome)
+            mine.append(outcome)
+    return mine
+
+
+def work_through(
+    shared: SharedRun, slide_ids: Sequence[str], process: Callable[[str], dict], what: str = "slide"
+) -> tuple[list[dict], SharedProgress]:
+    """Process every slide of ``slide_ids`` no other job has done or is doing, one at a time, recording each outcome.
+
+    Args:
+        shared: the shared run.
+        slide_ids: every slide of the run, in input order.
+        process: ``slide_id -> outcome`` (a JSON-able dict with a ``status`` key); called while holding the claim.
+
+    Returns:
+        The outcomes this job recorded, and the run's progress once it found nothing left to claim.
+    """
+    mine: list[dict] = []
+    heartbeat = Heartbeat(shared.heartbeat_s)
+    started = time.perf_counter()
+    try:
+        with _release_on_sigterm():
+            for _ in range(MAX_PASSES):
+                mine += _one_pass(shared, slide_ids, process, heartbeat)
+                progress = shared.progress(slide_ids)
+                if not progress.waiting:  # a slide waits when the job that claimed it died after our pass
+                    break
+    finally:
+        heartbeat.stop()
+    logger.info(
+        "shared run: this job processed %d %s(s) in %.1f s; the run has %d/%d done, %d being processed by other jobs",
+        len(mine),
+        what,
+        time.perf_counter() - started,
+        len(progress.done),
+        len(slide_ids),
+        len(progress.in_progress),
+    )
+    return mine, progress

@@ -1,0 +1,203 @@
+"""Shared runs (``shared_run: true``): independent jobs on one run folder, each slide claimed by one job, a dead job's
+claims taken over, and complete tables from whichever job ends last."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from source.engines.extraction_job import run_extraction_job
+from source.engines.runlock import LOCK_FILE, Heartbeat, RunLock
+from source.engines.shared_run import CLAIMS_DIR, SharedRun, live_claims, work_through
+from source.errors import ConfigError
+from tests.engines.test_run_safety import dead_pid
+from tests.helpers import compare_runs, extraction_command, extraction_config, subprocess_environment
+
+TINY = {"vit_patch_arch": "vit_tiny", "pretrain_vit_patch": None, "pretrain_vit_region": None, "num_workers": 0}
+TINY_ARGS = [f"{key}={'null' if value is None else value}" for key, value in TINY.items()]
+SLIDES = 6
+
+
+@pytest.fixture
+def cohort(region_dir: Path) -> Path:
+    """A region_dir of 6 slides of 3 regions each (cut from the demo slide's 1024-px regions)."""
+    images = sorted((region_dir / "CMU-1-Small-Region" / "imgs").iterdir())
+    root = region_dir.parent / "cohort"
+    for index in range(SLIDES):
+        folder = root / f"slide_{index}" / "imgs"
+        folder.mkdir(parents=True)
+        for image in images[index % 2 * 3 : index % 2 * 3 + 3]:
+            shutil.copy(image, folder / image.name)
+    return root
+
+
+def shared_args(cohort: Path, output: Path, run_id: str = "shared") -> list[str]:
+    args = [f"region_dir={cohort}", f"output_dir={output}", f"run_id={run_id}", "region_size=1024", *TINY_ARGS]
+    return extraction_command(*args, "shared_run=true")
+
+
+def reference_run(cohort: Path, output: Path) -> Path:
+    """The same extraction as one ordinary job."""
+    values = {"region_dir": str(cohort), "output_dir": str(output), "run_id": "alone", "region_size": 1024}
+    cfg = extraction_config(**(values | TINY | {"slide_list": None}))
+    assert run_extraction_job(cfg) == 0
+    return output / "feature_extraction" / "alone"
+
+
+def encodings_per_slide(run_dir: Path) -> dict[str, int]:
+    """How many times the jobs' logs report writing each slide's features."""
+    counts: dict[str, int] = {}
+    for log in (run_dir / "logs").glob("*.txt"):
+        for line in log.read_text().splitlines():
+            if " regions -> " in line:
+                slide = line.split("slide ", 1)[1].split(":", 1)[0]
+                counts[slide] = counts.get(slide, 0) + 1
+    return counts
+
+
+def test_three_concurrent_jobs_encode_each_slide_once_and_write_complete_tables(cohort, tmp_path):
+    command = shared_args(cohort, tmp_path / "out")
+    jobs = [
+        subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    outputs = [job.communicate(timeout=600)[1].decode() for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0, 0], outputs[0][-2000:]
+    run_dir = tmp_path / "out" / "feature_extraction" / "shared"
+    assert encodings_per_slide(run_dir) == {f"slide_{i}": 1 for i in range(SLIDES)}
+    assert len(list((run_dir / "logs").glob("*.txt"))) == 3  # one log per job, no interleaving
+    assert not list((run_dir / CLAIMS_DIR).glob("*.claim"))  # every claim released
+    compare_runs(reference_run(cohort, tmp_path / "ref"), run_dir)
+    records = [json.loads((run_dir / CLAIMS_DIR / f"slide_{i}.json").read_text()) for i in range(SLIDES)]
+    assert {r["status"] for r in records} == {"success"}
+    # a job that finds nothing left rebuilds the tables, encoding nothing
+    (run_dir / "slides.csv").unlink()
+    late = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True, timeout=600)
+    assert late.returncode == 0, late.stderr[-2000:]
+    assert "this job processed 0 slide(s)" in late.stderr
+    assert pd.read_csv(run_dir / "slides.csv").slide_id.tolist() == [f"slide_{i}" for i in range(SLIDES)]
+
+
+def test_a_killed_job_s_claim_is_taken_over_and_the_features_match_an_uninterrupted_run(cohort, tmp_path):
+    command = shared_args(cohort, tmp_path / "out")
+    run_dir = tmp_path / "out" / "feature_extraction" / "shared"
+    claims = run_dir / CLAIMS_DIR
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    killed = subprocess.Popen(command, env=subprocess_environment(), **quiet)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(claims.glob("slide_2.claim")):  # two slides done, the third under way
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    orphaned = [p.stem for p in claims.glob("*.claim") if not (claims / f"{p.stem}.json").exists()]
+    assert orphaned == ["slide_2"], "the job was not killed mid-slide"
+    assert json.loads((claims / "slide_2.claim").read_text())["pid"] == killed.pid
+    assert not (run_dir / "slides.csv").exists()
+    survivor = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True, timeout=600)
+    assert survivor.returncode == 0, survivor.stderr[-2000:]
+    assert f"its process {killed.pid} on this host is gone" in survivor.stderr
+    assert encodings_per_slide(run_dir) == {f"slide_{i}": 1 for i in range(SLIDES)}
+    compare_runs(reference_run(cohort, tmp_path / "ref"), run_dir)
+
+
+def test_claims_are_exclusive_and_stale_claims_are_taken_over(tmp_path, caplog):
+    run_dir = tmp_path / "run"
+    first, second = SharedRun(run_dir), SharedRun(run_dir)
+    second.owner = second.owner | {"pid": os.getppid(), "token": "other"}  # another live job on this host
+    beat = Heartbeat(3600)
+    try:
+        with first.claim("a", beat) as held:
+            assert held
+            with second.claim("a", beat) as also:
+                assert not also
+            assert [slide for slide, _ in live_claims(run_dir)] == ["a"]
+        with second.claim("a", beat) as held:  # released by the first job
+            assert held
+        claim = run_dir / CLAIMS_DIR / "b.claim"
+        claim.write_text(json.dumps({"host": os.uname().nodename, "pid": dead_pid(), "started": "x"}))
+        with first.claim("b", beat) as held:
+            assert held
+        assert "is gone" in caplog.text
+        claim.write_text(json.dumps({"host": "another-node", "pid": 1, "started": "x"}))
+        assert live_claims(run_dir) == [("b", {"host": "another-node", "pid": 1, "started": "x"})]
+        old = time.time() - 3600
+        os.utime(claim, (old, old))
+        assert live_claims(run_dir) == []
+        with first.claim("b", beat) as held:
+            assert held
+        assert "heartbeat stopped" in caplog.text
+    finally:
+        beat.stop()
+
+
+def test_failed_slides_are_recorded_once_and_the_exit_code_says_so(tmp_path):
+    shared = SharedRun(tmp_path / "run")
+    calls = []
+
+    def process(slide_id):
+        calls.append(slide_id)
+        return {"slide_id": slide_id, "status": "failed" if slide_id == "bad" else "success"}
+
+    mine, progress = work_through(shared, ["ok", "bad"], process)
+    assert [r["status"] for r in mine] == ["success", "failed"] and progress.done == ["ok", "bad"]
+    again, _ = work_through(shared, ["ok", "bad"], process)
+    assert again == [] and calls == ["ok", "bad"]  # a recorded slide is not processed again
+
+
+def test_shared_and_exclusive_jobs_refuse_each_other(cohort, tmp_path):
+    values = {"region_dir": str(cohort), "output_dir": str(tmp_path), "run_id": "r", "region_size": 1024}
+    cfg = extraction_config(**(values | TINY | {"slide_list": None, "shared_run": True}))
+    run_dir = tmp_path / "feature_extraction" / "r"
+    with RunLock(run_dir):
+        with pytest.raises(ConfigError, match="held by a job that does not share it"):
+            run_extraction_job(cfg)
+    other = SharedRun(run_dir)
+    other.owner = other.owner | {"pid": os.getppid(), "token": "other"}
+    beat = Heartbeat(3600)
+    try:
+        with other.claim("slide_0", beat):
+            with pytest.raises(ConfigError, match=r"shared by running jobs .* 'slide_0'"):
+                with RunLock(run_dir):
+                    pass
+    finally:
+        beat.stop()
+    assert not (run_dir / LOCK_FILE).exists()
+    no_id = extraction_config(**(values | TINY | {"slide_list": None, "shared_run": True, "run_id": None}))
+    with pytest.raises(ConfigError, match="shared_run: true needs run_id"):
+        run_extraction_job(no_id)
+
+
+def test_shared_heatmap_jobs_leave_a_slide_claimed_by_another_job_and_the_last_job_writes_slides_csv(
+    region_dir, tmp_path
+):
+    from source.engines.heatmap_job import run_heatmap_job
+    from tests.heatmaps.test_heatmap_job import TINY as HEATMAP_TINY
+    from tests.heatmaps.test_heatmap_job import heatmap_config
+
+    values = {"region_dir": str(region_dir), "region_size": 1024, "output_dir": str(tmp_path), "run_id": "r"}
+    values |= {"shared_run": True, "heads": [0], "save_region_maps": False, "device": "cpu"}
+    run_dir = tmp_path / "heatmaps" / "r"
+    other = SharedRun(run_dir)
+    other.owner = other.owner | {"pid": os.getppid(), "token": "other"}  # another live job, drawing "subset"
+    beat = Heartbeat(3600)
+    try:
+        with other.claim("subset", beat):
+            assert run_heatmap_job(heatmap_config(**values, **HEATMAP_TINY)) == 0
+            assert (run_dir / "CMU-1-Small-Region" / "attention.csv").exists()
+            assert not (run_dir / "subset").exists() and not (run_dir / "slides.csv").exists()
+    finally:
+        beat.stop()
+    assert run_heatmap_job(heatmap_config(**values, **HEATMAP_TINY)) == 0  # the claim is free again: the last job
+    assert (run_dir / "subset" / "attention.csv").exists()
+    slides = pd.read_csv(run_dir / "slides.csv")
+    assert sorted(slides.slide_id) == ["CMU-1-Small-Region", "subset"] and set(slides.status) == {"success"}
+    drawn = [line for log in (run_dir / "logs").glob("*.txt") for line in log.read_text().splitlines()]
+    assert sum("slide CMU-1-Small-Region: 6 regions ->" in line for line in drawn) == 1
