@@ -201,3 +201,19 @@ def test_shared_heatmap_jobs_leave_a_slide_claimed_by_another_job_and_the_last_j
     assert sorted(slides.slide_id) == ["CMU-1-Small-Region", "subset"] and set(slides.status) == {"success"}
     drawn = [line for log in (run_dir / "logs").glob("*.txt") for line in log.read_text().splitlines()]
     assert sum("slide CMU-1-Small-Region: 6 regions ->" in line for line in drawn) == 1
+
+
+def test_sigterm_releases_the_claim_at_once_and_records_nothing(tmp_path):
+    shared = SharedRun(tmp_path / "run")
+
+    def preempted(slide_id):
+        os.kill(os.getpid(), signal.SIGTERM)  # Slurm's notice before preemption
+        time.sleep(5)
+        return {"slide_id": slide_id, "status": "success"}
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_info:
+        work_through(shared, ["a"], preempted)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    assert not list((tmp_path / "run" / CLAIMS_DIR).iterdir())  # neither a claim nor a record
+    assert signal.getsignal(signal.SIGTERM) is before  # the job's own handler is back
