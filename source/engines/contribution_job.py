@@ -20,9 +20,10 @@ from source.engines.job import run_job
 from source.errors import ConfigError
 from source.explain.contributions import leave_one_out, patch_contributions
 from source.explain.outputs import CanvasStyle, canvas_figure, distribution_figure, top_regions, write_geojson
+from source.explain.pixels import SlidePixels
 from source.io import UnsafePathError, atomic_write_csv, safe_join
 from source.tasks.trained import TrainedSlideModel, load_trained_slide_model
-from source.wsi.extraction_run import EncodedSlide, read_encoded_slides
+from source.wsi.extraction_run import EncodedSlide
 
 logger = logging.getLogger(__name__)
 TABLE = "contributions.csv"
@@ -68,9 +69,7 @@ def run_contribution_job(cfg: DictConfig) -> int:
         trained = load_trained_slide_model(checkpoint_of(cfg), job.device, key="checkpoint")
         if trained.settings.patient_pooling:
             raise ConfigError("the model pools a patient's slides (agg_method=self_att): explain slide-level models")
-        encoded = read_encoded_slides(cfg.extraction_run) if cfg.extraction_run else {}
-        draw = bool(encoded) if cfg.canvases is None else bool(cfg.canvases)
-        explainer = SlideExplainer(cfg, trained, encoded, draw)
+        explainer = SlideExplainer(cfg, trained)
         outcomes = [explainer.run(slide_id, job.run_dir) for slide_id in job.inputs]
         atomic_write_csv(pd.DataFrame(outcomes), job.run_dir / "slides.csv")
         failed = [o for o in outcomes if o["status"] != "success"]
@@ -81,13 +80,14 @@ def run_contribution_job(cfg: DictConfig) -> int:
 class SlideExplainer:
     """Contributions of one trained model, slide by slide."""
 
-    def __init__(
-        self, cfg: DictConfig, trained: TrainedSlideModel, encoded: dict[str, EncodedSlide], draw: bool
-    ) -> None:
-        self.cfg, self.trained, self.encoded, self.draw = cfg, trained, encoded, draw
+    def __init__(self, cfg: DictConfig, trained: TrainedSlideModel) -> None:
+        self.cfg, self.trained = cfg, trained
         settings = trained.settings
         dim = settings.region_dim if settings.level == "global" else settings.patch_dim
         self.bank = FeatureBank(cfg.features_dir or trained.config.features_dir, settings.level, dim, cache=False)
+        self.pixels = SlidePixels(cfg, self.bank.path)
+        self.draw = self.pixels.given if cfg.canvases is None else bool(cfg.canvases)
+        self._slide: tuple[str, Optional[EncodedSlide]] = ("", None)
         self.device = next(trained.model.parameters()).device
         self.explains_patches = bool(cfg.patch_contributions) and settings.level == "local" and not settings.patch_bags
         self.target: Optional[int] = None
@@ -108,6 +108,12 @@ class SlideExplainer:
         except (FeatureFileError, BadInputError, UnsafePathError, ValueError) as error:
             logger.error("slide %s failed: %s", slide_id, error)
             return outcome | {"status": "failed", "error": str(error)}
+
+    def slide(self, slide_id: str) -> Optional[EncodedSlide]:
+        """The slide's corners and pixels (looked up once per slide), or None without them."""
+        if self._slide[0] != slide_id:
+            self._slide = (slide_id, self.pixels.find(slide_id))
+        return self._slide[1]
 
     def bag(self, slide_id: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The slide's bag as the model reads it, and the region of each instance of a flat patch bag."""
@@ -149,12 +155,12 @@ class SlideExplainer:
                 "target_class": target if target is not None else "",
             }
         )
-        slide = self.encoded.get(slide_id)
+        slide = self.slide(slide_id)
         if slide is not None:
             if len(slide.corners) != count:
                 raise BadInputError(
-                    f"slide '{slide_id}': the extraction run lists {len(slide.corners)} regions but its features have "
-                    f"{count}: give the extraction_run that wrote these features"
+                    f"slide '{slide_id}': {self.pixels.source_name} gives {len(slide.corners)} region corners but its "
+                    f"features have {count} rows: give the {self.pixels.source_name} these features were extracted from"
                 )
             table.insert(2, "x", slide.corners[:, 0])
             table.insert(3, "y", slide.corners[:, 1])
@@ -180,7 +186,7 @@ class SlideExplainer:
                 "contribution": values.flatten().numpy(),
             }
         )
-        slide = self.encoded.get(slide_id)
+        slide = self.slide(slide_id)
         if slide is not None:
             step = slide.source.footprint_lv0 // side
             corners = np.repeat(slide.corners, patches, axis=0)
@@ -195,12 +201,13 @@ class SlideExplainer:
         """The table last (it marks the slide done); the plot, and with the slide's pixels the pictures."""
         name = self.trained.task.explained_name
         distribution_figure(table, name, folder / "distribution.png")
-        slide = self.encoded.get(slide_id)
+        slide = self.slide(slide_id)
         if slide is not None:
             write_geojson(table, slide.source.footprint_lv0, name, folder / "contributions.geojson")
         if self.draw:
             if slide is None:
-                raise BadInputError(f"slide '{slide_id}' is not a slide of extraction_run: no pixels to draw")
+                source = self.pixels.source_name
+                raise BadInputError(f"slide '{slide_id}' is not a slide of {source}: no pixels to draw")
             canvas_figure(slide, table, name, self.style, folder / "canvas.png")
             top_regions(slide, table, self.cfg.top_k, folder / "top_regions")
             slide.source.close()

@@ -135,6 +135,66 @@ def test_pictures_and_geojson_in_level0_pixels_from_an_extraction_run(tmp_path, 
     assert all(Image.open(out / "top_regions" / name).size == (512, 512) for name in saved)
 
 
+def test_pictures_from_wsi_csv_with_coordinates_dir_or_h5_coords(tmp_path, whole_slide_run, slides_dir):
+    from source.data.h5_features import Geometry, write_h5_features
+
+    run, checkpoint = whole_slide_run
+    csv = write_csv(tmp_path / "wsi.csv", [{"slide_id": "quarter", "image_path": str(slides_dir / "he_025_no2x.tif")}])
+    common = {"checkpoint": str(checkpoint), "slide_id": "quarter", "wsi_csv": str(csv), "top_k": 1}
+    cfg = contribution_config(tmp_path, coordinates_dir=str(run / "coordinates"), run_id="coords", **common)
+    assert run_contribution_job(cfg) == 0
+    regions = pd.read_csv(run / "regions.csv")
+    by_coordinates = pd.read_csv(tmp_path / "contributions" / "coords" / "quarter" / "contributions.csv")
+    assert by_coordinates[["x", "y"]].values.tolist() == regions[["x", "y"]].values.tolist()
+    assert (tmp_path / "contributions" / "coords" / "quarter" / "canvas.png").is_file()
+    h5_dir = tmp_path / "h5"
+    features = torch.load(run / "features" / "slide" / "quarter.pt", weights_only=True)
+    corners = regions[["x", "y"]].values.tolist()
+    write_h5_features(h5_dir / "quarter.h5", features, corners, Geometry(512, 1024, 256, 0.5))
+    cfg = contribution_config(tmp_path, features_dir=str(h5_dir), run_id="h5", **common)
+    assert run_contribution_job(cfg) == 0
+    out = tmp_path / "contributions" / "h5" / "quarter"
+    by_h5 = pd.read_csv(out / "contributions.csv")
+    pd.testing.assert_frame_equal(by_h5, by_coordinates)
+    square = json.loads((out / "contributions.geojson").read_text())["features"][0]["geometry"]["coordinates"][0]
+    assert square[2] == [corners[0][0] + 1024, corners[0][1] + 1024]
+    assert (out / "canvas.png").is_file() and list((out / "top_regions").iterdir())
+    cfg = contribution_config(tmp_path, run_id="pt", **common)  # .pt features carry no corners
+    assert run_contribution_job(cfg) == 1
+    error = pd.read_csv(tmp_path / "contributions" / "pt" / "slides.csv").error[0]
+    assert "set coordinates_dir to the extraction run's coordinates/" in error
+
+
+def test_pictures_from_region_images_stitched_on_white(tmp_path, region_dir):
+    tiny = {"vit_patch_arch": "vit_tiny", "pretrain_vit_patch": None, "pretrain_vit_region": None}
+    values = {"output_dir": str(tmp_path), "run_id": "ex", "region_dir": str(region_dir), "region_size": 1024}
+    assert run_extraction_job(extraction_config(**values, num_workers=0, slide_list=None, **tiny)) == 0
+    run = tmp_path / "feature_extraction" / "ex"
+    training = training_config("classification", features_dir=str(run / "features" / "slide"))
+    training.model.aggregator, training.model.pretrain_vit_region = "abmil", None
+    torch.manual_seed(0)
+    model = build_slide_model(slide_model_settings(training), 2)
+    config = OmegaConf.to_container(training, resolve=True, enum_to_str=True)
+    checkpoint = tmp_path / "m.pt"
+    torch.save({"model": model.state_dict(), "config": config, "task": {"kind": "classification"}}, checkpoint)
+    slide = "CMU-1-Small-Region"
+    cfg = contribution_config(
+        tmp_path, checkpoint=str(checkpoint), slide_id=slide, region_dir=str(region_dir), top_k=1, canvas_width=500
+    )
+    assert run_contribution_job(cfg) == 0
+    out = tmp_path / "contributions" / "c" / slide
+    table = pd.read_csv(out / "contributions.csv")
+    regions = pd.read_csv(run / "regions.csv")
+    assert table[["x", "y"]].values.tolist() == regions[regions.slide_id == slide][["x", "y"]].values.tolist()
+    canvas = np.asarray(Image.open(out / "canvas.png").convert("RGB"))
+    assert canvas.shape[1] >= 500
+    top = sorted((out / "top_regions").iterdir())
+    assert top and all(Image.open(path).size == (1024, 1024) for path in top)
+    first = top[0].stem.split("_")  # <sign>_<rank>_<x>_<y>
+    original = np.asarray(Image.open(region_dir / slide / "imgs" / f"{first[2]}_{first[3]}.jpg").convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(Image.open(top[0]).convert("RGB")), original)
+
+
 def test_bad_inputs_are_one_clear_error_each(tmp_path, whole_slide_run):
     run, checkpoint = whole_slide_run
     cfg = contribution_config(tmp_path, checkpoint=str(checkpoint), slide_csv=str(tmp_path / "ids.csv"))
@@ -155,6 +215,8 @@ def test_bad_inputs_are_one_clear_error_each(tmp_path, whole_slide_run):
     for values, message in (
         ({"canvases": True}, "canvases=true needs the slides' pixels"),
         ({"run_dir": str(tmp_path)}, "give one trained model"),
+        ({"region_dir": str(tmp_path), "extraction_run": str(run)}, "extraction_run and region_dir are both set"),
+        ({"coordinates_dir": str(tmp_path)}, "coordinates_dir goes with wsi_csv"),
     ):
         bad = contribution_config(tmp_path, checkpoint=str(checkpoint), slide_id="quarter", **values)
         with pytest.raises(ConfigError, match=message):
