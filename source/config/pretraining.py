@@ -31,6 +31,8 @@ class DinoModelConfig:
     pretrained_weights: Optional[str] = None
     checkpoint_key: str = "teacher"
     input_dim: Optional[int] = None
+    mask_background: bool = False
+    tissue_threshold: float = 0.1
 
 
 @dataclass
@@ -177,6 +179,10 @@ def validate_pretraining(cfg: DictConfig, stage: str) -> None:
         }
     )
     _clamp_warmups(cfg)
+    if cfg.model.mask_background and stage != "region":
+        raise ConfigError("model.mask_background applies to the region stage (ViT_region) only; set it to false")
+    if not 0 <= cfg.model.tissue_threshold <= 1:
+        raise ConfigError(f"model.tissue_threshold must be a fraction in [0, 1], got {cfg.model.tissue_threshold}")
     check_share("training.pct", cfg.training.pct)
     if bool(cfg.downstream.train_csv) != bool(cfg.downstream.test_csv):
         raise ConfigError(

@@ -28,4 +28,6 @@ def slide_model_settings(cfg: DictConfig) -> SlideModelSettings:
         instance_loss_weight=model.clam.instance_loss_weight,
         subtyping=model.clam.subtyping,
         vit_region=encoder_settings(cfg, TRAINING_KEYS),
+        mask_background=model.mask_background,
+        tissue_threshold=model.tissue_threshold,
     )

@@ -110,6 +110,8 @@ class ModelConfig:
     img_size_pretrained: Optional[int] = None
     freeze_vit_region: bool = True
     freeze_vit_region_pos_embed: bool = True
+    mask_background: bool = False
+    tissue_threshold: float = 0.1
 
 
 @dataclass
@@ -276,6 +278,14 @@ def check_slide_model(cfg: DictConfig) -> None:
         )
     hipt_only = {"model.agg_method=self_att": model.get("agg_method") == "self_att"}
     hipt_only["model.slide_pos_embed.use=true"] = model.slide_pos_embed.use
+    hipt_only["model.mask_background=true"] = model.mask_background
     for key, used in hipt_only.items():
         if used and model.aggregator != HIPT_AGGREGATOR:
             raise ConfigError(f"{key} applies to the hipt aggregator only, not to '{model.aggregator}'")
+    if model.mask_background and cfg.level.value != "local":
+        raise ConfigError(
+            "model.mask_background=true masks patches inside ViT_region: it needs level: local (global features were "
+            "masked, or not, when they were extracted: extract_features.py mask_background=true)"
+        )
+    if not 0 <= model.tissue_threshold <= 1:
+        raise ConfigError(f"model.tissue_threshold must be a fraction in [0, 1], got {model.tissue_threshold}")

@@ -61,13 +61,18 @@ class FeatureBank:
         level: ``global`` or ``local``.
         dim: feature width (192 global, 384 local).
         cache: keep tensors in memory after the first read (sensible for global features).
+        tissue: level local: append each patch's tissue fraction (extraction's ``features/tissue/<slide_id>.pt``,
+            beside ``features_dir``) as a last channel: ``(M, n*n, dim + 1)`` (``mask_background``).
     """
 
-    def __init__(self, features_dir: str | Path, level: str, dim: int, cache: bool = True) -> None:
+    def __init__(
+        self, features_dir: str | Path, level: str, dim: int, cache: bool = True, tissue: bool = False
+    ) -> None:
         self.features_dir = Path(features_dir)
         self.level = level
         self.dim = dim
         self.cache = cache
+        self.tissue = tissue
         self._memory: dict[str, torch.Tensor] = {}
         self.sizes: dict[str, int] = {}
         self.scales: dict[str, tuple[float, float]] = {}
@@ -97,9 +102,35 @@ class FeatureBank:
         if not isinstance(tensor, torch.Tensor):
             raise FeatureFileError(f"{path} holds a {type(tensor).__name__}, not a tensor")
         tensor = tensor.float()
+        if self.tissue:
+            check_features(tensor, self.level, self.dim, path)
+            tensor = torch.cat([tensor, self.tissue_of(slide_id, tensor.shape[:2]).unsqueeze(-1)], dim=-1)
         if self.cache:
             self._memory[slide_id] = tensor
         return tensor
+
+    def tissue_path(self, slide_id: str) -> Path:
+        """``<features_dir>/../tissue/<slide_id>.pt``, where extraction writes the tissue fractions."""
+        return safe_join(self.features_dir.parent / "tissue", slide_id, ".pt")
+
+    def tissue_of(self, slide_id: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """The slide's ``(M, n*n)`` tissue fractions, checked against its features' ``shape[:2]``.
+
+        Raises:
+            FeatureFileError: no tissue file, or one of another shape.
+        """
+        path = self.tissue_path(slide_id)
+        if not path.is_file():
+            raise FeatureFileError(
+                f"{path} is missing: mask_background needs the tissue fraction of every patch, which "
+                "extract_features.py writes to features/tissue/ (extract again with this version, or set "
+                "model.mask_background=false)"
+            )
+        tissue = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(tissue, torch.Tensor) or tuple(tissue.shape) != tuple(shape):
+            found = tuple(tissue.shape) if isinstance(tissue, torch.Tensor) else type(tissue).__name__
+            raise FeatureFileError(f"{path} has shape {found}, but its features need {tuple(shape)}")
+        return tissue.float()
 
     def validate(self, slide_ids: Sequence[str]) -> list[str]:
         """Check every present file (shape, finiteness); return the slide ids whose file is missing.
@@ -114,6 +145,7 @@ class FeatureBank:
                 missing.append(slide_id)
                 continue
             tensor = self.load(slide_id)
+            tensor = tensor[..., : self.dim] if self.tissue else tensor
             check_features(tensor, self.level, self.dim, path)
             self.sizes[slide_id] = tensor.shape[0]
             magnitude = tensor.abs()
@@ -273,4 +305,5 @@ def feature_bank_of(cfg) -> FeatureBank:
     """The feature files of ``features_dir`` for the config's level (global ones are cached in memory)."""
     level = cfg.level.value
     dim = cfg.model.embed_dim_region if level == "global" else cfg.model.embed_dim_patch
-    return FeatureBank(cfg.features_dir, level, dim, cache=level == "global")
+    tissue = bool(cfg.model.get("mask_background", False)) and level == "local"
+    return FeatureBank(cfg.features_dir, level, dim, cache=level == "global", tissue=tissue)

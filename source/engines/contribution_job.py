@@ -84,7 +84,8 @@ class SlideExplainer:
         self.cfg, self.trained = cfg, trained
         settings = trained.settings
         dim = settings.region_dim if settings.level == "global" else settings.patch_dim
-        self.bank = FeatureBank(cfg.features_dir or trained.config.features_dir, settings.level, dim, cache=False)
+        features_dir = cfg.features_dir or trained.config.features_dir
+        self.bank = FeatureBank(features_dir, settings.level, dim, cache=False, tissue=settings.mask_background)
         self.pixels = SlidePixels(cfg, self.bank.path)
         self.draw = self.pixels.given if cfg.canvases is None else bool(cfg.canvases)
         self._slide: tuple[str, Optional[EncodedSlide]] = ("", None)
@@ -124,7 +125,7 @@ class SlideExplainer:
                 "slide_id / slide_csv and features_dir"
             )
         features = self.bank.load(slide_id)
-        check_features(features, self.bank.level, self.bank.dim, path)
+        check_features(features[..., : self.bank.dim], self.bank.level, self.bank.dim, path)
         if not self.trained.settings.patch_bags:
             return features, None
         regions, patches = features.shape[:2]

@@ -28,12 +28,15 @@ from source.models.factory import build_stage_encoder
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
 from source.pretraining.data import (
     SeededMultiCropDataset,
+    check_tissue_files,
     find_images,
     find_region_tensors,
     load_grid,
+    load_grid_with_tissue,
     load_rgb,
     read_downstream,
     seeded_share,
+    with_full_tissue,
 )
 from source.pretraining.dino import DINO
 from source.pretraining.loss import DINOLoss
@@ -55,6 +58,9 @@ def training_dataset(
         files, grid, width = find_region_tensors(cfg.data_dir)
         cfg.model.input_dim = width
         augment = RegionMultiCrop(grid, aug.global_crop_fraction, aug.local_crop_fraction, aug.local_crops_number)
+        if cfg.model.mask_background:  # the tissue fraction rides along as a last channel through every crop
+            check_tissue_files(files)
+            return SeededMultiCropDataset(files, load_grid_with_tissue, augment, cfg.seed), [0] * len(files)
         return SeededMultiCropDataset(files, load_grid, augment, cfg.seed), [0] * len(files)
     augment = PatchMultiCrop(
         aug.global_crops_scale,
@@ -99,10 +105,11 @@ def epoch_sampler(cfg: DictConfig, stage: str, groups: list[int], context: Distr
     return BalancedEpochSampler(groups, per_epoch, cfg.seed, context.world_size, context.rank)
 
 
-def downstream_loader(stage: str, mean, std):
-    """File -> backbone input for kNN embedding: a normalised image ``(3, H, W)`` or a feature grid ``(C, n, n)``."""
+def downstream_loader(stage: str, mean, std, tissue_channel: bool = False):
+    """File -> backbone input for kNN embedding: a normalised image ``(3, H, W)`` or a feature grid ``(C, n, n)``
+    (``tissue_channel``: with an all-tissue last channel, for a backbone that masks background)."""
     if stage == "region":
-        return load_grid
+        return (lambda path: with_full_tissue(load_grid(path))) if tissue_channel else load_grid
     normalise = transforms.Compose([transforms.ToTensor(), transforms.Normalize(list(mean), list(std))])
     return lambda path: normalise(load_rgb(path))
 
@@ -122,7 +129,7 @@ def knn_monitor(cfg: DictConfig, stage: str, run_dir: Path, mean, std) -> KnnMon
         (train_files, train_labels),
         (test_files, test_labels),
         len(classes),
-        downstream_loader(stage, mean, std),
+        downstream_loader(stage, mean, std, bool(cfg.model.get("mask_background", False))),
         cfg.knn.k,
         cfg.knn.temperature,
         cfg.downstream.batch_size,
@@ -137,6 +144,8 @@ def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
     student = build_stage_encoder(settings, stage, model.input_dim)
     teacher_settings = dataclasses.replace(settings, patch_weights=None, region_weights=None, drop_path_rate=0.0)
     teacher = build_stage_encoder(teacher_settings, stage, model.input_dim)  # the student's weights are copied in
+    if model.mask_background:
+        student.tissue_threshold = teacher.tissue_threshold = model.tissue_threshold
     loss = DINOLoss(
         model.out_dim,
         crops,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -32,12 +33,16 @@ def load_slide_model(path: str | Path, device: torch.device) -> TrainedSlideMode
 
 
 @torch.inference_mode()
-def slide_attention(trained: TrainedSlideModel, local: torch.Tensor, global_: torch.Tensor) -> np.ndarray:
+def slide_attention(
+    trained: TrainedSlideModel, local: torch.Tensor, global_: torch.Tensor, tissue: Optional[torch.Tensor] = None
+) -> np.ndarray:
     """Attention of the slide model over M regions (a flat patch bag's attention summed per region).
 
     Args:
         local: ``(M, n*n, D_patch)`` patch features (read by level-local models).
         global_: ``(M, D_region)`` region features (read by level-global models).
+        tissue: ``(M, n*n)`` tissue fraction of each patch, for a level-local model trained with
+            ``model.mask_background`` (its ViT_region reads them as a last channel).
 
     Returns:
         ``(M,)`` weights that sum to 1.
@@ -46,6 +51,10 @@ def slide_attention(trained: TrainedSlideModel, local: torch.Tensor, global_: to
     device = next(model.parameters()).device
     settings = trained.settings
     bag = (global_ if settings.level == "global" else local).to(device)
+    if settings.mask_background and settings.level == "local":
+        if tissue is None:
+            raise ValueError("this slide model masks background patches: give the tissue fraction of every patch")
+        bag = torch.cat([bag, tissue.to(device=device, dtype=bag.dtype).unsqueeze(-1)], dim=-1)
     if settings.patch_bags:
         bag = bag.reshape(-1, bag.shape[-1])
     attention = model.forward_with_attention(bag)[1].float()

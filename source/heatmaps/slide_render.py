@@ -22,7 +22,7 @@ from source.heatmaps.settings import RenderSettings
 from source.heatmaps.slide_level import slide_attention
 from source.heatmaps.stitch import SlideCanvas, save_png
 from source.tasks.trained import TrainedSlideModel
-from source.wsi.tissue import tissue_mask
+from source.wsi.tissue import tissue_from_pixels, tissue_mask
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ class SlideRenderer:
             raise ValueError(f"slide {slide_id} has no regions")
         self._start(slide_id, regions, source)
         export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches, self.size_lv0)
-        factor_tiles, image_tiles, local, global_ = [], [], [], []
+        factor_tiles, image_tiles, local, global_, tissue = [], [], [], [], []
+        needs_tissue = self.slide_model is not None and self.slide_model.settings.mask_background
         heads = len(self.region_heads) * len(self.patch_heads)
         for region in tqdm(regions, desc=slide_id, unit="region", leave=False, disable=not show_progress):
             array = source.read(region) if source is not None else read_region(region.path, s.region_size)
@@ -132,9 +133,12 @@ class SlideRenderer:
                 image_tiles.append(image_tile)
                 local.append(maps.tokens.local)
                 global_.append(maps.tokens.global_)
+            if needs_tissue:  # the model's ViT_region masks background: the fractions of hs2p's HSV rule
+                tissue.append(torch.from_numpy(tissue_from_pixels(array, s.region_size // s.patch_size)))
         slide_scores = weights = None
         if self.slide_model is not None:
-            weights = slide_attention(self.slide_model, torch.stack(local), torch.stack(global_))
+            fractions = torch.stack(tissue) if tissue else None
+            weights = slide_attention(self.slide_model, torch.stack(local), torch.stack(global_), fractions)
             slide_scores = rank_normalise(weights)
             for region, score, factor_tile, image_tile in zip(
                 regions, slide_scores, factor_tiles, image_tiles, strict=True

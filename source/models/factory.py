@@ -175,8 +175,11 @@ def build_slide_model(settings: SlideModelSettings, num_outputs: int) -> nn.Modu
     if settings.level == "global":
         model = GlobalHIPT(num_outputs, settings.region_dim, settings.dropout, *positions)
     else:
+        vit_region = build_vit_region(settings.vit_region, settings.patch_dim)
+        if settings.mask_background:
+            vit_region.tissue_threshold = settings.tissue_threshold
         model = LocalGlobalHIPT(
-            build_vit_region(settings.vit_region, settings.patch_dim),
+            vit_region,
             num_outputs,
             settings.dropout,
             *positions,

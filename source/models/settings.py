@@ -85,6 +85,9 @@ class SlideModelSettings:
         freeze_vit_region / freeze_pos_embed: level-local HIPT: ViT_region (and its pos-embed) kept fixed.
         k_sample / instance_loss_weight / subtyping: CLAM's instance-clustering loss.
         vit_region: the ViT_region of level-local HIPT.
+        mask_background / tissue_threshold: level-local HIPT: patches whose tissue fraction (extraction's
+            ``features/tissue/``) is below the threshold are masked as ViT_region attention keys; the bags then carry
+            the fraction as a last channel ``(M, n*n, patch_dim + 1)``.
     """
 
     aggregator: str = HIPT_AGGREGATOR
@@ -102,6 +105,8 @@ class SlideModelSettings:
     instance_loss_weight: float = 0.0
     subtyping: bool = True
     vit_region: EncoderSettings = field(default_factory=lambda: EncoderSettings(level="local"))
+    mask_background: bool = False
+    tissue_threshold: float = 0.1
 
     def without_region_weights(self) -> "SlideModelSettings":
         """The same model with ViT_region left unloaded (and unwarned): a trained checkpoint provides all weights."""

@@ -160,6 +160,9 @@ class VisionTransformer(nn.Module):
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate, rate) for rate in rates
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.tissue_threshold: Optional[float] = None
+        """Grid inputs (ViT_region) only: when set, the input's last channel is each token's tissue fraction, and
+        tokens below this threshold are masked as attention keys (``mask_background``); not a weight."""
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
         self.apply(_init_weights)
@@ -184,11 +187,22 @@ class VisionTransformer(nn.Module):
                 in every block (no token attends to them; the CLS token is always kept). None, or all True: the
                 plain forward, bit for bit.
         """
+        x, token_mask = self.split_tissue(x, token_mask)
         tokens = self.prepare_tokens(x)
         key_mask = key_mask_of(token_mask)
         for block in self.blocks:
             tokens = block(tokens, key_mask)
         return self.norm(tokens)
+
+    def split_tissue(
+        self, x: torch.Tensor, token_mask: Optional[torch.Tensor]
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """With :attr:`tissue_threshold`: ``(B, C + 1, h, w)`` -> the features ``(B, C, h, w)`` and ``token_mask``
+        AND-ed with "tissue fraction >= threshold" ``(B, h*w)``; otherwise ``x`` and ``token_mask`` unchanged."""
+        if self.tissue_threshold is None:
+            return x, token_mask
+        on_tissue = x[:, -1].flatten(1) >= self.tissue_threshold
+        return x[:, :-1], on_tissue if token_mask is None else token_mask.bool() & on_tissue
 
     def forward(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The final-norm CLS embedding ``(B, D)`` (``token_mask``: see :meth:`forward_features`)."""
@@ -202,6 +216,7 @@ class VisionTransformer(nn.Module):
         self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """CLS embedding ``(B, D)`` and the last block's attention weights ``(B, H, 1 + N, 1 + N)``."""
+        x, token_mask = self.split_tissue(x, token_mask)
         tokens = self.prepare_tokens(x)
         key_mask = key_mask_of(token_mask)
         for block in self.blocks[:-1]:

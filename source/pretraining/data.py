@@ -228,6 +228,43 @@ def load_grid(path: Path | RegionRef) -> torch.Tensor:
     return tokens.T.reshape(tokens.shape[1], side, side)
 
 
+def tissue_file(features: Path) -> Path:
+    """Where extraction wrote the tissue fractions of a slide's feature file: ``features/tissue/<name>``."""
+    return features.parent.parent / "tissue" / features.name
+
+
+def check_tissue_files(regions: list[RegionRef]) -> None:
+    """Every region has its slide's tissue fractions (``mask_background``).
+
+    Raises:
+        PretrainingDataError: a per-region file (no tissue is saved for those), or a slide without its tissue file.
+    """
+    for ref in regions:
+        if ref.row is None:
+            raise PretrainingDataError(
+                f"model.mask_background needs slide files (features/slide/ of a level-local extraction, with "
+                f"features/tissue/ beside it), not per-region files such as '{ref.path}'"
+            )
+    for path in sorted({ref.path for ref in regions}):
+        if not tissue_file(path).is_file():
+            raise PretrainingDataError(
+                f"model.mask_background: '{tissue_file(path)}' is missing (extract_features.py writes the tissue "
+                f"fraction of every patch there); extract '{path.stem}' again with this version"
+            )
+
+
+def load_grid_with_tissue(ref: RegionRef) -> torch.Tensor:
+    """:func:`load_grid` with the region's tissue fractions as a last channel: ``(C + 1, n, n)``."""
+    grid = load_grid(ref)
+    tissue = torch.load(tissue_file(ref.path), map_location="cpu", weights_only=True)[ref.row].float()
+    return torch.cat([grid, tissue.reshape(1, *grid.shape[1:])])
+
+
+def with_full_tissue(grid: torch.Tensor) -> torch.Tensor:
+    """``(C, n, n)`` -> ``(C + 1, n, n)`` with every patch on tissue (tissue unknown: nothing is masked)."""
+    return torch.cat([grid, torch.ones(1, *grid.shape[1:], dtype=grid.dtype)])
+
+
 def read_downstream(csv: str | Path, label_name: str) -> tuple[list[Path], np.ndarray, list[str]]:
     """A labelled set: ``tile_path`` and ``label_name`` columns; relative paths are taken from the csv's folder.
 
