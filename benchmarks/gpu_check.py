@@ -8,9 +8,12 @@ Sections, each recorded on its own (one that fails is reported and the others st
    CPU (max abs difference) and in bf16 (min cosine);
 3. extraction throughput on 4096-px regions: fp32, bf16 and bf16 + torch.compile at several batch sizes
    (regions/s, peak GPU memory);
-4. whole-slide feed: one worker's read-and-decode rate of 4096-px regions from a JPEG pyramidal TIFF, and
-   extraction from that slide on the GPU (bf16) with several DataLoader worker counts, against the GPU's
-   own bf16 rate: how many CPU workers keep the GPU busy;
+4. profile: where a bf16 batch's time goes (benchmarks/profile_extraction.py: copies, normalisation, patchify,
+   attention, MLP, layer norms, ViT_region, feature writes) and the model path's MFU against the GPU's dense bf16
+   peak; UNI (ViT-L/16) under ViT4K-XS is in the throughput rows;
+   cohort feed: a steady state of at least 500 4096-px regions from several JPEG pyramidal TIFFs, extracted end
+   to end with 2 / 4 / 8 DataLoader workers, JPEG decoded in the workers or on the GPU (nvJPEG), against the
+   model-only rate; and one worker's read-and-decode rate;
 5. stages as users run them: extract_features.py from a whole-slide image under torchrun (1 process,
    NCCL, precision auto), one epoch of slide-level training, 2 epochs of DINO patch pretraining, and the
    patch-encoder benchmark (ViT-S/16, ViT-B/16, ViT-L/16);
@@ -57,9 +60,18 @@ DEVICE_TESTS = [
 """Test files whose jobs run on ``HIPT_TEST_DEVICE`` (or on ``device=auto``, the GPU when there is one)."""
 
 SMOKE_TESTS = ["tests/test_precision.py", "tests/test_devices.py"]
-FEED_SLIDES = 16
-"""Slides of 9 regions each in the whole-slide feed: 36 batches of 4, several per worker (a first run with 4
-slides, 9 batches, measured mostly the workers' start)."""
+PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "GH200": 989.4}
+PEAK_BF16_TFLOPS |= {"A100": 312.0, "L40S": 362.0, "B200": 2250.0}
+"""Dense bf16 tensor-core peaks (NVIDIA's data sheets, without sparsity), matched by substring of the GPU's name,
+most specific first (``NVIDIA H100 80GB HBM3`` is the SXM part); the MFU of an unknown GPU is not reported."""
+
+
+def peak_bf16_flops(gpu_name: str) -> Optional[float]:
+    """The dense bf16 peak of a GPU in FLOP/s, or None when it is not in :data:`PEAK_BF16_TFLOPS`."""
+    for key, tflops in sorted(PEAK_BF16_TFLOPS.items(), key=lambda item: -len(item[0])):
+        if key.lower() in gpu_name.lower():
+            return tflops * 1e12
+    return None
 
 
 @dataclasses.dataclass
@@ -75,6 +87,9 @@ class CheckSettings:
     patches: int
     budget_s: float
     smoke: bool
+    feed_regions: int = 504
+    feed_slides: int = 4
+    uni: bool = True
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     def seconds_left(self) -> float:
@@ -127,6 +142,18 @@ def hipt_encoder(device: str, precision: str = "fp32"):
     return encoder.place(torch.device(device))
 
 
+def uni_encoder(device: str):
+    """UNI's architecture (ViT-L/16 at 224 px, timm) under ViT4K-XS over its 1024-wide grids, random weights, bf16."""
+    import torch
+
+    from source.models.factory import build_hipt_encoder
+    from source.models.settings import EncoderSettings
+
+    torch.manual_seed(0)
+    settings = EncoderSettings(patch_arch="uni", precision="bf16", warn_random=False)
+    return build_hipt_encoder(settings).place(torch.device(device))
+
+
 def hardware(settings: CheckSettings) -> dict:
     """The GPU, CUDA, the CPU and the TF32 switches the fp32 numbers depend on."""
     import torch
@@ -174,8 +201,12 @@ def throughput(settings: CheckSettings, region) -> list[dict]:
     rows = []
     variants = [("fp32", False, settings.batch_sizes), ("bf16", False, settings.batch_sizes)]
     variants.append(("bf16", True, settings.compile_batch_sizes))
+    if settings.uni:
+        variants.append(("uni bf16", False, settings.compile_batch_sizes))
     for precision, compiled, batch_sizes in variants:
-        encoder = hipt_encoder(settings.device, precision)
+        encoder = (
+            uni_encoder(settings.device) if precision.startswith("uni") else hipt_encoder(settings.device, precision)
+        )
         if compiled:
             encoder.vit_patch.compile()
             encoder.vit_region.compile()
@@ -207,8 +238,11 @@ def encode_repeatedly(encoder, pixels, times: int) -> list:
     return [encoder(pixels) for _ in range(times)]
 
 
-def whole_slide_feed(settings: CheckSettings, region, scratch: Path, gpu_rate: Optional[float]) -> dict:
-    """One worker's TIFF read rate, and extraction from the slide with several worker counts."""
+def cohort_feed(settings: CheckSettings, region, scratch: Path, model_rate: Optional[float]) -> dict:
+    """A cohort-like steady state: ``feed_regions`` regions from ``feed_slides`` JPEG pyramidal TIFFs (each a 3 x 3
+    mosaic of real tissue, shifted per slide; each slide's regions listed several times, every read decoded anew),
+    extracted end to end in bf16 with each worker count, decoding JPEG in the workers (``cpu``) or in batches on the
+    device (``device``), against the model-only rate; and one worker's read-and-decode rate."""
     import numpy as np
 
     from benchmarks.wsi_reading import read_rate, read_scaled, write_slide
@@ -220,37 +254,70 @@ def whole_slide_feed(settings: CheckSettings, region, scratch: Path, gpu_rate: O
     from source.wsi.tiling import PyramidRead
 
     size = settings.region_size
-    pixels = region[0].permute(1, 2, 0).numpy()
-    mosaic = np.ascontiguousarray(np.tile(pixels, (3, 3, 1)))  # 3 x 3 regions of real tissue
-    path = write_slide(scratch / "mosaic.tif", mosaic, 0.5, (1, 4, 16))
+    tissue = np.ascontiguousarray(np.tile(region[0].permute(1, 2, 0).numpy(), (3, 3, 1)))
     corners = [(x * size, y * size) for y in range(3) for x in range(3)]
+    paths = [
+        write_slide(scratch / f"slide{i}.tif", np.ascontiguousarray(np.roll(tissue, 97 * i, axis=(0, 1))), 0.5, (1, 4))
+        for i in range(settings.feed_slides)
+    ]
 
-    def source(name: str) -> WholeSlideRegions:
-        return WholeSlideRegions(name, PyramidRead(path, "tifffile", 0.5, 0, size, size, size))
+    def source(index: int) -> WholeSlideRegions:
+        return WholeSlideRegions(f"s{index}", PyramidRead(paths[index], "tifffile", 0.5, 0, size, size, size))
 
-    per_worker = read_rate(functools.partial(read_scaled, source("one"), corners, 1), len(corners), 2)
+    per_worker = read_rate(functools.partial(read_scaled, source(0), corners, 1), len(corners), 2)
+    repeats = -(-settings.feed_regions // (len(corners) * len(paths)))
     encoder = hipt_encoder(settings.device, "bf16")
     rows = []
-    for workers in settings.workers:
-        slides = FEED_SLIDES if not settings.smoke else 2  # enough batches per worker for a steady state
-        plans = [SlidePlan(f"s{i}", [Region(x, y) for x, y in corners], source=source(f"s{i}")) for i in range(slides)]
-        store = FeatureStore(scratch / f"workers{workers}")
-        extractor = Extractor(encoder, store, "global", size, batch_size=4, num_workers=workers, show_progress=False)
-        start = time.perf_counter()
-        outcomes = extractor.run(plans)
-        seconds = time.perf_counter() - start
-        failed = [o.slide_id for o in outcomes if o.status != "success"]
-        rate = slides * len(corners) / seconds
-        rows.append(
-            {"workers": workers, "regions": slides * len(corners), "regions_per_s": rate, "failed_slides": failed}
-        )
-        print(f"whole-slide extraction, {workers} workers: {rows[-1]['regions_per_s']:.2f} regions/s", flush=True)
+    for decode in ("cpu", "device"):
+        for workers in settings.workers:
+            plans = [
+                SlidePlan(f"s{i}", [Region(x, y) for x, y in corners * repeats], source=source(i))
+                for i in range(len(paths))
+            ]
+            store = FeatureStore(scratch / f"{decode}{workers}")
+            extractor = Extractor(
+                encoder, store, "global", size, 4, workers, show_progress=False, decode_on_device=decode == "device"
+            )
+            start = time.perf_counter()
+            outcomes = extractor.run(plans)
+            seconds = time.perf_counter() - start
+            count = sum(len(plan.regions) for plan in plans)
+            rows.append(
+                {
+                    "decode": decode,
+                    "workers": workers,
+                    "regions": count,
+                    "regions_per_s": count / seconds,
+                    "of_model_rate": count / seconds / model_rate if model_rate else None,
+                    "failed_slides": [o.slide_id for o in outcomes if o.status != "success"],
+                }
+            )
+            print(f"cohort feed, {decode} decoding, {workers} workers: {rows[-1]['regions_per_s']:.2f} regions/s")
     return {
+        "slides": len(paths),
         "read_per_worker_regions_per_s": per_worker,
-        "gpu_bf16_regions_per_s": gpu_rate,
-        "workers_to_feed_gpu": gpu_rate / per_worker if gpu_rate else None,
+        "model_bf16_regions_per_s": model_rate,
+        "workers_to_feed_model": model_rate / per_worker if model_rate else None,
         "extraction": rows,
     }
+
+
+def model_profile(settings: CheckSettings, extraction: object) -> dict:
+    """Where a batch's time goes (:mod:`benchmarks.profile_extraction`), and the model path's MFU: FLOPs per region
+    times the best bf16 rate of the throughput section, over the GPU's dense bf16 peak."""
+    import torch
+
+    from benchmarks.profile_extraction import profile
+
+    batch = 1 if settings.smoke else 4
+    result = profile(settings.device, settings.region_size, batch, "bf16", 1 if settings.smoke else 3)
+    rows = extraction if isinstance(extraction, list) else []
+    best = max((r["regions_per_s"] for r in rows if r.get("precision") == "bf16"), default=None)
+    peak = peak_bf16_flops(torch.cuda.get_device_name()) if settings.device == "cuda" else None
+    result["best_bf16_regions_per_s"] = best
+    result["peak_bf16_flops"] = peak
+    result["mfu"] = result["flops_per_region"] * best / peak if best and peak else None
+    return result
 
 
 def run(command: list[str], cwd: Path, timeout: float, env: Optional[dict] = None, log: Optional[Path] = None) -> dict:
@@ -378,10 +445,12 @@ def real_region(size: int):
 
 def settings_from(args: argparse.Namespace) -> CheckSettings:
     if args.cpu_smoke:
-        return CheckSettings("cpu", 512, 1, (1, 2), (1,), (0, 2), 2, args.budget_s, True)
+        return CheckSettings("cpu", 512, 1, (1, 2), (1,), (0, 2), 2, args.budget_s, True, 18, 2, False)
     cpus = os.cpu_count() or 2
-    workers = tuple(sorted({2, 4, min(8, cpus - 1), cpus - 1}))
-    return CheckSettings("cuda", 4096, args.regions, (1, 2, 4, 8), (1, 4), workers, 512, args.budget_s, False)
+    workers = tuple(sorted({w for w in (2, 4, 8) if w < cpus}))
+    return CheckSettings(
+        "cuda", 4096, args.regions, (1, 2, 4, 8), (1, 4), workers, 512, args.budget_s, False, args.feed_regions
+    )
 
 
 def main() -> int:
@@ -391,6 +460,7 @@ def main() -> int:
         "--budget-s", type=float, default=480.0, help="seconds for the whole check (tests get the rest)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--feed-regions", type=int, default=504, help="regions of the steady-state cohort feed")
     parser.add_argument("--cpu-smoke", action="store_true", help="check this script on the CPU at toy sizes")
     args = parser.parse_args()
     if not args.cpu_smoke:
@@ -401,13 +471,15 @@ def main() -> int:
     ok = section(result, "hardware", args.output, lambda: hardware(settings))
     ok &= section(result, "correctness", args.output, lambda: correctness(settings, region))
     ok &= section(result, "extraction", args.output, lambda: throughput(settings, region))
-    rates = [r["regions_per_s"] for r in result["extraction"] if isinstance(r, dict) and r["precision"] == "bf16"]
+    rows = result["extraction"] if isinstance(result["extraction"], list) else []
+    rates = [r["regions_per_s"] for r in rows if r["precision"] == "bf16"]
+    ok &= section(result, "profile", args.output, lambda: model_profile(settings, result["extraction"]))
     with tempfile.TemporaryDirectory() as scratch:
         ok &= section(
             result,
-            "whole_slide_feed",
+            "cohort_feed",
             args.output,
-            lambda: whole_slide_feed(settings, region, Path(scratch), max(rates, default=None)),
+            lambda: cohort_feed(settings, region, Path(scratch), max(rates, default=None)),
         )
         ok &= section(result, "stages", args.output, lambda: stages(settings, Path(scratch), slide))
     ok &= section(result, "tests", args.output, lambda: device_tests(settings, args.output / "tests_log.txt"))

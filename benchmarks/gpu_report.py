@@ -25,7 +25,8 @@ def markdown(result: dict) -> str:
     if "cuda" in facts:
         lines += [f"CUDA {facts['cuda']}, TF32 matmul {facts['tf32_matmul']}, TF32 cuDNN {facts['tf32_cudnn']}", ""]
     lines += extraction_lines(result.get("extraction", []), result["region_size"])
-    lines += feed_lines(result.get("whole_slide_feed", {}))
+    lines += profile_lines(result.get("profile", {}))
+    lines += feed_lines(result.get("cohort_feed", {}))
     lines += [f"- {name}: {value:.6g}" for name, value in result.get("correctness", {}).items() if name != "error"]
     lines += stage_lines(result.get("stages", {}))
     tests = result.get("tests", {})
@@ -56,16 +57,37 @@ def extraction_lines(rows: list, size: int) -> list[str]:
 def feed_lines(feed: dict) -> list[str]:
     if "extraction" not in feed:
         return []
+    model = feed.get("model_bf16_regions_per_s")
     lines = [
-        f"One worker reads and decodes {feed['read_per_worker_regions_per_s']:.2f} regions/s from a JPEG TIFF; "
-        f"the GPU encodes {feed['gpu_bf16_regions_per_s'] or 0:.2f} regions/s in bf16, so about "
-        f"{feed['workers_to_feed_gpu'] or 0:.1f} workers keep it busy.",
+        f"Cohort feed: {feed['extraction'][0]['regions']} regions from {feed['slides']} JPEG pyramidal TIFFs, end to "
+        f"end in bf16. One worker reads and decodes {feed['read_per_worker_regions_per_s']:.2f} regions/s on the CPU; "
+        f"the model alone encodes {model or 0:.2f} regions/s, so about {feed['workers_to_feed_model'] or 0:.1f} "
+        "CPU-decoding workers keep it busy.",
         "",
-        "| DataLoader workers | whole-slide extraction, bf16 (regions/s) |",
-        "|---:|---:|",
-        *(f"| {row['workers']} | {row['regions_per_s']:.2f} |" for row in feed["extraction"]),
+        "| JPEG decoding | DataLoader workers | regions/s | of the model-only rate |",
+        "|---|---:|---:|---:|",
     ]
+    for row in feed["extraction"]:
+        share = "-" if row["of_model_rate"] is None else f"{100 * row['of_model_rate']:.0f}%"
+        failed = f" ({len(row['failed_slides'])} slides FAILED)" if row["failed_slides"] else ""
+        lines.append(f"| {row['decode']} | {row['workers']} | {row['regions_per_s']:.2f}{failed} | {share} |")
     return [*lines, ""]
+
+
+def profile_lines(profile: dict) -> list[str]:
+    if "phases" not in profile:
+        return []
+    from benchmarks.profile_extraction import markdown as profile_markdown
+
+    mfu = profile.get("mfu")
+    lines = [
+        f"Model path: {profile['flops_per_region'] / 1e12:.2f} TFLOP per region; best bf16 rate "
+        f"{profile.get('best_bf16_regions_per_s') or 0:.2f} regions/s; MFU "
+        + (f"{100 * mfu:.1f}% of the dense bf16 peak." if mfu else "not known (no peak for this device)."),
+        "",
+        profile_markdown(profile),
+    ]
+    return lines
 
 
 def stage_lines(stages_result: dict) -> list[str]:

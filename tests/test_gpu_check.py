@@ -55,3 +55,53 @@ def test_markdown_names_the_hardware_tables_and_every_failure():
     assert "  - FAILED tests/b.py::t" in table
     assert "- section whole_slide_feed FAILED: OSError: disk full" in table
     assert "SMOKE" not in table and markdown(result | {"smoke": True}).startswith("CPU SMOKE RUN (not a GPU check)")
+
+
+def test_the_gpu_peaks_are_matched_most_specific_first():
+    from benchmarks.gpu_check import peak_bf16_flops
+
+    assert peak_bf16_flops("NVIDIA H200") == 989.4e12
+    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989.4e12  # the SXM part
+    assert peak_bf16_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_bf16_flops("Some Future GPU") is None
+
+
+def vit_flops(depth: int, dim: int, tokens: int, embed: int) -> float:
+    """Multiply-adds x 2 of a pre-norm ViT: qkv, projection and a 4x MLP per token, QK^T and AV per token pair,
+    and the token embedding (``embed`` input numbers per token)."""
+    per_block = 2 * tokens * 12 * dim * dim + 2 * 2 * tokens * tokens * dim
+    return depth * per_block + 2 * (tokens - 1) * embed * dim
+
+
+def test_the_profile_labels_every_phase_and_counts_the_flops_of_both_vits(he_pixels):
+    import torch
+
+    from benchmarks.profile_extraction import PHASES, markdown, profile
+
+    region = torch.from_numpy(he_pixels[:512, :512].copy()).permute(2, 0, 1).unsqueeze(0)
+    result = profile("cpu", 512, 1, "fp32", 1, region=region)
+    labels = {row["label"]: row for row in result["phases"]}
+    for name in ("hipt.vit_patch", "vit_patch.attention", "vit_patch.mlp", "hipt.vit_region", "hipt.feature_write"):
+        assert name in labels and labels[name]["ms_per_batch"] > 0
+    assert set(labels) <= set(PHASES)
+    assert labels["hipt.vit_patch"]["ms_per_batch"] > labels["vit_patch.attention"]["ms_per_batch"]
+    expected = 4 * vit_flops(12, 384, 257, 16 * 16 * 3) + vit_flops(6, 192, 5, 384)  # 4 patches, then their grid
+    assert abs(result["flops_per_region"] - expected) / expected < 0.02
+    assert "| `vit_patch.mlp` |" in markdown(result)
+
+
+def test_the_cohort_feed_runs_every_decoding_and_worker_count(he_pixels, tmp_path):
+    import torch
+
+    from benchmarks.gpu_check import CheckSettings, cohort_feed
+    from benchmarks.gpu_report import feed_lines
+
+    settings = CheckSettings("cpu", 256, 1, (1,), (1,), (0,), 2, 60.0, True, feed_regions=18, feed_slides=2)
+    region = torch.from_numpy(he_pixels[:256, :256].copy()).permute(2, 0, 1).unsqueeze(0)
+    feed = cohort_feed(settings, region, tmp_path, model_rate=100.0)
+    rows = feed["extraction"]
+    assert [(r["decode"], r["workers"], r["regions"]) for r in rows] == [("cpu", 0, 18), ("device", 0, 18)]
+    assert all(r["regions_per_s"] > 0 and not r["failed_slides"] for r in rows)
+    assert feed["slides"] == 2 and len(list(tmp_path.glob("slide*.tif"))) == 2
+    table = "\n".join(feed_lines(feed))
+    assert "18 regions from 2 JPEG pyramidal TIFFs" in table and "| device | 0 |" in table

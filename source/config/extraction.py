@@ -57,6 +57,7 @@ class ExtractionConfig(RunBlock):
     batch_size: int = 1
     patch_batch_size: int = 256
     num_workers: int = 2
+    jpeg_decode: str = "auto"
     compile: bool = False
     split_across_gpus: bool = False
     wandb: WandbConfig = field(default_factory=WandbConfig)
@@ -81,6 +82,11 @@ RESUME_KEYS = (
     "tissue_threshold",
 )
 """Keys that must not change when a run is resumed: they change what the features mean."""
+
+
+JPEG_DECODE = ("auto", "cpu", "device")
+"""Where whole-slide JPEG tiles are decoded: ``cpu`` in the DataLoader workers, ``device`` in batches on the
+encoder's device (nvJPEG on a GPU), ``auto`` = ``device`` on a GPU, else ``cpu``."""
 
 
 def validate_extraction(cfg: DictConfig) -> None:
@@ -108,6 +114,8 @@ def validate_extraction(cfg: DictConfig) -> None:
         raise ConfigError(f"tissue_threshold must be a fraction in [0, 1], got {cfg.tissue_threshold}")
     if cfg.split_across_gpus and cfg.level != Level["global"]:
         raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
+    if cfg.jpeg_decode not in JPEG_DECODE:
+        raise ConfigError(f"jpeg_decode must be one of {list(JPEG_DECODE)}, got '{cfg.jpeg_decode}'")
     if not str(cfg.format).strip(".") or "/" in str(cfg.format):
         raise ConfigError(f"format must be an image extension such as jpg or png, got '{cfg.format}'")
 

@@ -9,8 +9,9 @@ pyramid); a worker keeps only the slide it is reading open, as regions arrive sl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -32,7 +33,7 @@ class RegionBatch:
     """A collated batch.
 
     Attributes:
-        pixels: ``(b, 3, R, R)`` uint8 of the regions that decoded.
+        pixels: ``(b, 3, R, R)`` uint8 of the regions decoded in the workers.
         keys: ``(slide_index, region_index)`` of each row of ``pixels``.
         failures: ``(slide_index, region_index, message)`` of the regions that did not decode.
     """
@@ -40,6 +41,10 @@ class RegionBatch:
     pixels: torch.Tensor
     keys: list[tuple[int, int]] = field(default_factory=list)
     failures: list[tuple[int, int, str]] = field(default_factory=list)
+    raw: list[Any] = field(default_factory=list)
+    """Regions left compressed (:class:`~source.wsi.raw_tiles.RawRegion`), to be decoded on the encoder's device."""
+    raw_keys: list[tuple[int, int]] = field(default_factory=list)
+    """``(slide_index, region_index)`` of each of ``raw``."""
 
     def pin_memory(self) -> "RegionBatch":
         """Pin the pixel tensor (called by the DataLoader when ``pin_memory=True``)."""
@@ -48,20 +53,28 @@ class RegionBatch:
 
 
 class RegionDataset(Dataset):
-    """Decodes regions; item = ``(slide_index, region_index, pixels (3, R, R) uint8 | None, error | None)``.
+    """Decodes regions; item = ``(slide_index, region_index, pixels, error | None)``, pixels being ``(3, R, R)``
+    uint8, a compressed region (``raw``), or None when the region failed.
 
     Args:
         items: the regions, in reading order.
         region_size: expected side R in pixels.
         sources: per slide index, its region source, or ``None`` when its regions are image files.
+        raw: leave the regions of sources that can (``read_raw``: tiled JPEG pyramids) compressed, for decoding in
+            batches on the encoder's device; the others are decoded here.
     """
 
     def __init__(
-        self, items: Sequence[RegionItem], region_size: int, sources: Sequence[RegionSource | None] = ()
+        self,
+        items: Sequence[RegionItem],
+        region_size: int,
+        sources: Sequence[RegionSource | None] = (),
+        raw: bool = False,
     ) -> None:
         self.items = list(items)
         self.region_size = region_size
         self.sources = list(sources)
+        self.raw = raw
         self._open_slide: int | None = None
 
     def __len__(self) -> int:
@@ -76,20 +89,34 @@ class RegionDataset(Dataset):
             if previous is not None:
                 previous.close()
         self._open_slide = item.slide_index
+        if self.raw and hasattr(source, "read_raw"):
+            raw = source.read_raw(item.region)
+            if raw is not None:
+                return raw
         return source.read(item.region)
 
-    def __getitem__(self, index: int) -> tuple[int, int, torch.Tensor | None, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, int, Any, str | None]:
         item = self.items[index]
         try:
             pixels = self._pixels(item)
-        except BadInputError as error:
+        except (BadInputError, OSError) as error:
             return item.slide_index, item.region_index, None, str(error)
+        if not isinstance(pixels, np.ndarray):
+            return item.slide_index, item.region_index, pixels, None  # compressed: decoded on the device
         return item.slide_index, item.region_index, torch.from_numpy(pixels).permute(2, 0, 1), None
 
 
-def collate_regions(samples: Sequence[tuple[int, int, torch.Tensor | None, str | None]]) -> RegionBatch:
-    """Stack the decoded regions; keep the failed ones aside."""
-    good = [(s, r, pixels) for s, r, pixels, error in samples if pixels is not None]
+def collate_regions(samples: Sequence[tuple[int, int, Any, str | None]]) -> RegionBatch:
+    """Stack the decoded regions; keep the compressed ones and the failed ones aside."""
+    good = [(s, r, pixels) for s, r, pixels, error in samples if isinstance(pixels, torch.Tensor)]
+    raw = [(s, r, region) for s, r, region, error in samples if region is not None and error is None]
+    raw = [(s, r, region) for s, r, region in raw if not isinstance(region, torch.Tensor)]
     failures = [(s, r, error) for s, r, pixels, error in samples if pixels is None]
     pixels = torch.stack([p for _, _, p in good]) if good else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
-    return RegionBatch(pixels=pixels, keys=[(s, r) for s, r, _ in good], failures=failures)
+    return RegionBatch(
+        pixels=pixels,
+        keys=[(s, r) for s, r, _ in good],
+        failures=failures,
+        raw=[region for _, _, region in raw],
+        raw_keys=[(s, r) for s, r, _ in raw],
+    )

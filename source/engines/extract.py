@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import record_function
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -91,6 +92,8 @@ class Extractor:
         mask_background: mask the patches whose tissue fraction is below ``tissue_threshold`` as attention keys
             of ViT_region (level global; the CLS token is always kept).
         tissue_threshold: the tissue fraction a patch needs to count as tissue.
+        decode_on_device: leave whole-slide regions of tiled JPEG pyramids compressed in the workers and decode each
+            batch's tiles on the encoder's device (nvJPEG on a GPU); other regions are decoded in the workers.
     """
 
     def __init__(
@@ -104,8 +107,11 @@ class Extractor:
         show_progress: bool = True,
         mask_background: bool = False,
         tissue_threshold: float = 0.1,
+        decode_on_device: bool = False,
     ) -> None:
         self.encoder = encoder
+        self.decode_on_device = decode_on_device
+        self._told_raw = False
         self.store = store
         self.level = level
         self.region_size = region_size
@@ -139,7 +145,7 @@ class Extractor:
     def _loader(self, pending: Sequence[SlidePlan]) -> DataLoader:
         items = [RegionItem(s, r, region) for s, plan in enumerate(pending) for r, region in enumerate(plan.regions)]
         return DataLoader(
-            RegionDataset(items, self.region_size, [plan.source for plan in pending]),
+            RegionDataset(items, self.region_size, [plan.source for plan in pending], raw=self.decode_on_device),
             batch_size=self.batch_size,
             num_workers=usable_workers(self.num_workers),
             collate_fn=collate_regions,
@@ -153,14 +159,44 @@ class Extractor:
         ``tissue`` ``(b, n*n)`` masks background patches in ViT_region with ``mask_background``."""
         if self.level == "global":
             token_mask = tissue >= self.tissue_threshold if self.mask_background else None
-            return self.encoder(pixels, token_mask).global_.cpu()
-        return self.encoder.encode_patches(pixels).cpu()
+            features = self.encoder(pixels, token_mask).global_
+        else:
+            features = self.encoder.encode_patches(pixels)
+        with record_function("hipt.d2h_copy"):
+            return features.cpu()
 
     def _tissue(self, plan: SlidePlan, region: int, pixels: torch.Tensor) -> torch.Tensor:
         """``(n*n,)`` tissue fraction of a region's patches: from the tiling's contours, else from its pixels."""
         if plan.tissue is not None:
             return torch.from_numpy(np.asarray(plan.tissue[region], dtype=np.float32))
-        return torch.from_numpy(tissue_from_pixels(pixels.permute(1, 2, 0).numpy(), self.grid))
+        return torch.from_numpy(tissue_from_pixels(pixels.permute(1, 2, 0).cpu().numpy(), self.grid))
+
+    def _decoded(self, batch: RegionBatch) -> tuple[torch.Tensor, list[tuple[int, int]], list[tuple[int, int, str]]]:
+        """Every region of ``batch`` as pixels ``(b, 3, R, R)`` uint8, their keys, and the failures: the rows the
+        workers decoded, then the compressed ones decoded in one batch on the encoder's device (a region whose
+        tiles do not decode becomes a failure)."""
+        if not batch.raw:
+            return batch.pixels, batch.keys, batch.failures
+        from source.wsi.raw_tiles import decode_regions
+
+        device = self.encoder.patch_device
+        if not self._told_raw:
+            logger.info("decoding whole-slide JPEG tiles in batches on %s (jpeg_decode)", device)
+            self._told_raw = True
+        parts = [batch.pixels.to(device, non_blocking=True)] if batch.keys else []
+        keys, failures = list(batch.keys), list(batch.failures)
+        try:
+            parts.append(decode_regions(batch.raw, device))
+            keys += batch.raw_keys
+        except RuntimeError:  # find the region whose tiles are corrupt; the others go on
+            for key, raw in zip(batch.raw_keys, batch.raw, strict=True):
+                try:
+                    parts.append(decode_regions([raw], device))
+                    keys.append(key)
+                except RuntimeError as error:
+                    failures.append((*key, f"its JPEG tiles do not decode ({str(error).splitlines()[0]})"))
+        pixels = torch.cat(parts) if parts else batch.pixels
+        return pixels, keys, failures
 
     def _encode(self, pending: Sequence[SlidePlan]):
         """Yield an outcome for each pending slide as soon as all its regions are processed."""
@@ -175,19 +211,18 @@ class Extractor:
         started, encoded, done_slides, failed_slides = time.perf_counter(), 0, 0, 0
         batch: RegionBatch
         for batch in self._loader(pending):
-            for slide, _, message in batch.failures:
+            pixels, keys, failures = self._decoded(batch)
+            for slide, _, message in failures:
                 errors[slide] = errors[slide] or message
-            rows = [i for i, (slide, _) in enumerate(batch.keys) if errors[slide] is None]
+            rows = [i for i, (slide, _) in enumerate(keys) if errors[slide] is None]
             if rows:
-                tissue = torch.stack(
-                    [self._tissue(pending[batch.keys[i][0]], batch.keys[i][1], batch.pixels[i]) for i in rows]
-                )
-                features = self._features(batch.pixels[rows] if len(rows) < len(batch.keys) else batch.pixels, tissue)
+                tissue = torch.stack([self._tissue(pending[keys[i][0]], keys[i][1], pixels[i]) for i in rows])
+                features = self._features(pixels[rows] if len(rows) < len(keys) else pixels, tissue)
                 encoded += len(rows)
                 for row, feature, fractions in zip(rows, features, tissue, strict=True):
-                    slide, region = batch.keys[row]
+                    slide, region = keys[row]
                     buffers[slide][region], tissues[slide][region] = feature, fractions
-            for slide, _ in [*batch.keys, *((s, r) for s, r, _ in batch.failures)]:
+            for slide, _ in [*keys, *((s, r) for s, r, _ in failures)]:
                 remaining[slide] -= 1
                 if remaining[slide] == 0:
                     outcome = self._finish(pending[slide], buffers[slide], tissues[slide], errors[slide])
@@ -195,7 +230,7 @@ class Extractor:
                     done_slides += outcome.status == "success"
                     failed_slides += outcome.status != "success"
                     yield outcome
-            bar.update(len(batch.keys) + len(batch.failures))
+            bar.update(len(keys) + len(failures))
             bar.set_postfix(slides=done_slides, failed=failed_slides)
         bar.close()
         for plan in pending:
@@ -215,7 +250,8 @@ class Extractor:
             return _failure(plan, error, len(plan.regions))
         footprint = plan.details.get("tile_size_lv0")
         stacked = torch.stack(features)  # type: ignore[arg-type]
-        self.store.write(plan.slide_id, plan.regions, stacked, footprint, torch.stack(tissue))  # type: ignore[arg-type]
+        with record_function("hipt.feature_write"):
+            self.store.write(plan.slide_id, plan.regions, stacked, footprint, torch.stack(tissue))  # type: ignore[arg-type]
         logger.info(
             "slide %s: %d regions -> %s", plan.slide_id, len(plan.regions), self.store.slide_path(plan.slide_id)
         )

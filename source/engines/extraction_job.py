@@ -201,7 +201,13 @@ def _extractor(cfg: DictConfig, encoder, run_dir: Path, show_progress: bool) -> 
         show_progress=show_progress,
         mask_background=cfg.mask_background,
         tissue_threshold=cfg.tissue_threshold,
+        decode_on_device=decodes_on_device(cfg.jpeg_decode, encoder.patch_device),
     )
+
+
+def decodes_on_device(jpeg_decode: str, device: torch.device) -> bool:
+    """``jpeg_decode`` resolved: ``device`` always, ``cpu`` never, ``auto`` on a GPU."""
+    return jpeg_decode == "device" or (jpeg_decode == "auto" and device.type == "cuda")
 
 
 def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: list) -> int:

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from source.models.vit import VisionTransformer
 
@@ -127,13 +128,18 @@ class HIPTEncoder(nn.Module):
             ``(B, n*n, D_patch)`` float32 on the patch device, n = R / patch_size.
         """
         device = self.patch_device
-        patches = patchify(regions.to(device, non_blocking=True), self.patch_size)
+        with record_function("hipt.h2d_copy"):
+            regions = regions.to(device, non_blocking=True)
+        with record_function("hipt.patchify"):
+            patches = patchify(regions, self.patch_size)
         per_region = patches.shape[0] // regions.shape[0]
         outputs = []
         with self.autocast(device):
             for start in range(0, patches.shape[0], self.patch_batch_size):
-                chunk = patches[start : start + self.patch_batch_size]
-                outputs.append(self.vit_patch(self.normalize(chunk)).float())
+                with record_function("hipt.normalise"):
+                    chunk = self.normalize(patches[start : start + self.patch_batch_size])
+                with record_function("hipt.vit_patch"):
+                    outputs.append(self.vit_patch(chunk).float())
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
     def encode_regions(self, local: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -146,7 +152,7 @@ class HIPTEncoder(nn.Module):
             raise RuntimeError("this encoder has no ViT_region; build it with level 'global'")
         device = self.region_device
         mask = token_mask.to(device) if token_mask is not None else None
-        with self.autocast(device):
+        with self.autocast(device), record_function("hipt.vit_region"):
             return self.vit_region(features_to_grid(local.to(device, non_blocking=True)), mask).float()
 
     def forward(self, regions: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> RegionFeatures:

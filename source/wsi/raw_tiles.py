@@ -9,6 +9,7 @@ tiles are abbreviated streams, are prepended to each tile. Anything else keeps t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -67,30 +68,88 @@ class RawJpegTiles:
         handle.seek(int(self.page.dataoffsets[index]))
         return with_tables(self.tables, handle.read(int(self.page.databytecounts[index])))
 
+    def decodes_like_tifffile(self, tolerance: int = 2) -> bool:
+        """Whether torchvision decodes the level's centre tile as tifffile does (within ``tolerance`` grey levels):
+        some scanners write RGB JPEG tiles that generic decoders take for YCbCr; those stay on the CPU readers."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        row, column = self.rows // 2, self.columns // 2
+        index = row * self.columns + column
+        handle = self._tiff.filehandle
+        handle.seek(int(self.page.dataoffsets[index]))
+        data = handle.read(int(self.page.databytecounts[index]))
+        expected = self.page.decode(data, index, jpegtables=self.tables)[0]
+        stream = torch.frombuffer(bytearray(self.tile_bytes(row, column)), dtype=torch.uint8)
+        decoded = decode_jpeg(stream, mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+        expected = expected.reshape(expected.shape[-3:])[: decoded.shape[0], : decoded.shape[1], :3]
+        return bool(abs(decoded.astype(int) - expected.astype(int)).max() <= tolerance)
+
+    def raw_region(self, x: int, y: int, size: int) -> "RawRegion":
+        """The compressed tiles that cover the ``size`` x ``size`` pixels at (x, y) of this level, and where each goes
+        (no decoding: cheap enough for a DataLoader worker)."""
+        streams, placements = [], []
+        if not (x >= self.width or y >= self.height or x + size <= 0 or y + size <= 0):
+            first_col, first_row = max(x, 0) // self.tile_width, max(y, 0) // self.tile_height
+            last_col = min(x + size - 1, self.width - 1) // self.tile_width
+            last_row = min(y + size - 1, self.height - 1) // self.tile_height
+            for row in range(first_row, last_row + 1):
+                for col in range(first_col, last_col + 1):
+                    left, top = col * self.tile_width, row * self.tile_height
+                    width = min(self.tile_width, self.width - left)  # the padding of edge tiles is not image
+                    height = min(self.tile_height, self.height - top)
+                    x0, y0 = max(left, x), max(top, y)
+                    x1, y1 = min(left + width, x + size), min(top + height, y + size)
+                    if x1 > x0 and y1 > y0:
+                        streams.append(self.tile_bytes(row, col))
+                        placements.append((y0 - y, x0 - x, y0 - top, x0 - left, y1 - y0, x1 - x0))
+        return RawRegion(size, streams, placements)
+
     def read(self, x: int, y: int, size: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The ``size`` x ``size`` pixels at (x, y) of this level: ``(3, size, size)`` uint8 on ``device``, white
         outside the image. Every tile it touches is decoded in one batch on ``device``."""
-        from torchvision.io import ImageReadMode, decode_jpeg
-
-        first_col, first_row = max(x, 0) // self.tile_width, max(y, 0) // self.tile_height
-        last_col = min(x + size - 1, self.width - 1) // self.tile_width
-        last_row = min(y + size - 1, self.height - 1) // self.tile_height
-        region = torch.full((3, size, size), 255, dtype=torch.uint8, device=device)
-        if x >= self.width or y >= self.height or x + size <= 0 or y + size <= 0:
-            return region
-        keys = [(r, c) for r in range(first_row, last_row + 1) for c in range(first_col, last_col + 1)]
-        streams = [torch.frombuffer(bytearray(self.tile_bytes(r, c)), dtype=torch.uint8) for r, c in keys]
-        tiles = decode_jpeg(streams, mode=ImageReadMode.RGB, device=device)
-        for (row, col), tile in zip(keys, tiles, strict=True):
-            left, top = col * self.tile_width, row * self.tile_height
-            width = min(self.tile_width, self.width - left)  # the padding of edge tiles is not image
-            height = min(self.tile_height, self.height - top)
-            x0, y0 = max(left, x), max(top, y)
-            x1, y1 = min(left + width, x + size), min(top + height, y + size)
-            if x1 > x0 and y1 > y0:
-                region[:, y0 - y : y1 - y, x0 - x : x1 - x] = tile[:, y0 - top : y1 - top, x0 - left : x1 - left]
-        return region
+        return decode_regions([self.raw_region(x, y, size)], torch.device(device))[0]
 
     def close(self) -> None:
         """Close the file."""
         self._tiff.close()
+
+
+@dataclass
+class RawRegion:
+    """A region as compressed JPEG tiles and their placements.
+
+    Attributes:
+        size: the region's side in pixels.
+        streams: decodable JPEG streams, one per tile.
+        placements: per stream ``(dst_y, dst_x, src_y, src_x, height, width)``: the tile's ``height`` x ``width``
+            pixels from ``(src_y, src_x)`` go to ``(dst_y, dst_x)`` of the region; the rest of the region is white.
+    """
+
+    size: int
+    streams: list[bytes] = field(default_factory=list)
+    placements: list[tuple[int, int, int, int, int, int]] = field(default_factory=list)
+
+
+def decode_regions(regions: list[RawRegion], device: torch.device) -> torch.Tensor:
+    """Decode every tile of ``regions`` in one batch on ``device`` (nvJPEG on a GPU) and assemble the regions there.
+
+    Returns:
+        ``(B, 3, S, S)`` uint8 on ``device``.
+
+    Raises:
+        RuntimeError: a tile that does not decode (callers decode region by region to find it).
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    size = regions[0].size
+    out = torch.full((len(regions), 3, size, size), 255, dtype=torch.uint8, device=device)
+    streams = [torch.frombuffer(bytearray(stream), dtype=torch.uint8) for r in regions for stream in r.streams]
+    if not streams:
+        return out
+    tiles = iter(decode_jpeg(streams, mode=ImageReadMode.RGB, device=device))
+    for index, region in enumerate(regions):
+        for (dst_y, dst_x, src_y, src_x, height, width), tile in zip(region.placements, tiles, strict=False):
+            out[index, :, dst_y : dst_y + height, dst_x : dst_x + width] = tile[
+                :, src_y : src_y + height, src_x : src_x + width
+            ]
+    return out

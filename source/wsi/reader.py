@@ -18,6 +18,7 @@ from PIL import Image
 
 from source.data.regions import BadInputError, Region
 from source.io import atomic_path, safe_join
+from source.wsi.raw_tiles import RawJpegTiles, RawRegion, UnsupportedTilesError
 from source.wsi.tiling import PyramidRead
 
 FAST_READER = "tifffile"
@@ -97,9 +98,44 @@ class WholeSlideRegions:
         self.geometry = read
         self.save_dir = save_dir
         self._slide = None
+        self._raw: object = None  # None: not tried yet; False: not raw-decodable; else the RawJpegTiles
 
     def __getstate__(self) -> dict:
-        return self.__dict__ | {"_slide": None}
+        return self.__dict__ | {"_slide": None, "_raw": None}
+
+    def read_raw(self, region: Region) -> Optional[RawRegion]:
+        """The region as its compressed JPEG tiles, to be decoded in a batch on the encoder's device
+        (:func:`~source.wsi.raw_tiles.decode_regions`); None when it must be decoded here on the CPU: a level that
+        is not tiled JPEG, a read that needs resampling, a file the tifffile view disagrees about, or region images
+        being saved."""
+        tiles = self._raw_tiles()
+        if tiles is None:
+            return None
+        return tiles.raw_region(
+            int(round(region.x / tiles.downsample)), int(round(region.y / tiles.downsample)), self.geometry.read_size
+        )
+
+    def _raw_tiles(self) -> Optional[RawJpegTiles]:
+        if self._raw is None:
+            self._raw = self._open_raw_tiles() or False
+        return self._raw or None  # type: ignore[return-value]
+
+    def _open_raw_tiles(self) -> Optional[RawJpegTiles]:
+        g = self.geometry
+        if g.read_size != g.region_size or self.save_dir is not None:
+            return None
+        try:
+            tiles = RawJpegTiles(g.image_path, g.read_level)
+        except (UnsupportedTilesError, OSError, ValueError, IndexError):
+            return None
+        try:
+            dimensions = tuple(int(v) for v in self._open().level_dimensions[g.read_level])
+            if dimensions == (tiles.width, tiles.height) and tiles.decodes_like_tifffile():
+                return tiles
+        except Exception:  # any disagreement between the two views of the file: the CPU readers decide
+            pass
+        tiles.close()
+        return None
 
     def _open(self):
         if self._slide is None:
@@ -158,3 +194,6 @@ class WholeSlideRegions:
         if self._slide is not None:
             self._slide.close()
             self._slide = None
+        if self._raw:
+            self._raw.close()  # type: ignore[union-attr]
+        self._raw = None
