@@ -43,6 +43,7 @@ from source.engines.extract import Extractor
 from source.engines.feature_store import FeatureStore
 from source.models.hipt import HIPTEncoder
 from source.models.vit import vit4k_xs, vit_small
+from source.wsi.raw_tiles import decode_regions
 from source.wsi.reader import WholeSlideRegions
 from source.wsi.tiling import PyramidRead
 
@@ -154,6 +155,18 @@ def main() -> None:
             points = half_corners if "0.25" in name else corners if "TIFF" in name else [(0, 0)] * len(corners)
             scale = 2 if "0.25" in name else 1
             rate = read_rate(functools.partial(read_scaled, source, points, scale), args.reads, args.repeats)
+            rows[name] = {"regions_per_s": rate}
+            print(f"{name:>42}: {rate:.2f} regions/s", flush=True)
+        raw = WholeSlideRegions("half", PyramidRead(half, "tifffile", 0.5, 0, size, size, size))
+        on_cpu = torch.device("cpu")
+        for name, read in (
+            ("TIFF 0.5 um/px, compressed tiles only (jpeg_decode: device, the worker's part)", raw.read_raw),
+            (
+                "TIFF 0.5 um/px, compressed tiles decoded by torchvision on the CPU",
+                lambda region: decode_regions([raw.read_raw(region)], on_cpu),
+            ),
+        ):
+            rate = read_rate(lambda i, read=read: read(Region(*corners[i])), args.reads, args.repeats)
             rows[name] = {"regions_per_s": rate}
             print(f"{name:>42}: {rate:.2f} regions/s", flush=True)
         jpeg_root = scratch / "regions"
