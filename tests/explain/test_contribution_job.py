@@ -101,15 +101,18 @@ def whole_slide_run(slides_dir, tmp_path_factory):
     cfg = extraction_config(output_dir=str(out), run_id="ex", wsi_csv=str(csv), region_size=512, num_workers=0, **tiny)
     assert run_extraction_job(cfg) == 0
     run = out / "feature_extraction" / "ex"
-    training = training_config("classification", features_dir=str(run / "features" / "slide"))
+    return run, abmil_checkpoint(run / "features" / "slide", out / "m.pt")
+
+
+def abmil_checkpoint(features_dir: Path, path: Path) -> Path:
+    """A best.pt of an (untrained, seeded) ABMIL classifier on ``features_dir``."""
+    training = training_config("classification", features_dir=str(features_dir))
     training.model.aggregator, training.model.pretrain_vit_region = "abmil", None
     torch.manual_seed(0)
     model = build_slide_model(slide_model_settings(training), 2)
     config = OmegaConf.to_container(training, resolve=True, enum_to_str=True)
-    torch.save(
-        {"model": model.state_dict(), "config": config, "task": {"kind": "classification"}, "epoch": 0}, out / "m.pt"
-    )
-    return run, out / "m.pt"
+    torch.save({"model": model.state_dict(), "config": config, "task": {"kind": "classification"}, "epoch": 0}, path)
+    return path
 
 
 def test_pictures_and_geojson_in_level0_pixels_from_an_extraction_run(tmp_path, whole_slide_run):
@@ -170,13 +173,7 @@ def test_pictures_from_region_images_stitched_on_white(tmp_path, region_dir):
     values = {"output_dir": str(tmp_path), "run_id": "ex", "region_dir": str(region_dir), "region_size": 1024}
     assert run_extraction_job(extraction_config(**values, num_workers=0, slide_list=None, **tiny)) == 0
     run = tmp_path / "feature_extraction" / "ex"
-    training = training_config("classification", features_dir=str(run / "features" / "slide"))
-    training.model.aggregator, training.model.pretrain_vit_region = "abmil", None
-    torch.manual_seed(0)
-    model = build_slide_model(slide_model_settings(training), 2)
-    config = OmegaConf.to_container(training, resolve=True, enum_to_str=True)
-    checkpoint = tmp_path / "m.pt"
-    torch.save({"model": model.state_dict(), "config": config, "task": {"kind": "classification"}}, checkpoint)
+    checkpoint = abmil_checkpoint(run / "features" / "slide", tmp_path / "m.pt")
     slide = "CMU-1-Small-Region"
     cfg = contribution_config(
         tmp_path, checkpoint=str(checkpoint), slide_id=slide, region_dir=str(region_dir), top_k=1, canvas_width=500
