@@ -145,7 +145,7 @@ class FeatureBank:
                 missing.append(slide_id)
                 continue
             tensor = self.load(slide_id)
-            tensor = tensor[..., : self.dim] if self.tissue else tensor
+            tensor = tensor[..., :-1] if self.tissue else tensor  # the features without the tissue channel
             check_features(tensor, self.level, self.dim, path)
             self.sizes[slide_id] = tensor.shape[0]
             magnitude = tensor.abs()

@@ -125,7 +125,7 @@ class SlideExplainer:
                 "slide_id / slide_csv and features_dir"
             )
         features = self.bank.load(slide_id)
-        check_features(features[..., : self.bank.dim], self.bank.level, self.bank.dim, path)
+        check_features(features[..., :-1] if self.bank.tissue else features, self.bank.level, self.bank.dim, path)
         if not self.trained.settings.patch_bags:
             return features, None
         regions, patches = features.shape[:2]

@@ -129,7 +129,7 @@ def knn_monitor(cfg: DictConfig, stage: str, run_dir: Path, mean, std) -> KnnMon
         (train_files, train_labels),
         (test_files, test_labels),
         len(classes),
-        downstream_loader(stage, mean, std, bool(cfg.model.get("mask_background", False))),
+        downstream_loader(stage, mean, std, bool(OmegaConf.select(cfg, "model.mask_background", default=False))),
         cfg.knn.k,
         cfg.knn.temperature,
         cfg.downstream.batch_size,
