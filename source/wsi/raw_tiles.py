@@ -16,17 +16,21 @@ import torch
 
 JPEG_COMPRESSION = 7
 """TIFF's code for (new-style) JPEG compression."""
+RGB_PHOTOMETRIC = 2
+"""TIFF's code for RGB pixels: JPEG tiles stored without the YCbCr transform (Aperio SVS)."""
+ADOBE_NO_TRANSFORM = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+"""An APP14 "Adobe" segment with transform 0: tells a JPEG decoder the components are RGB, not YCbCr."""
 
 
 class UnsupportedTilesError(ValueError):
     """The level is not tiled JPEG: read it with the CPU readers."""
 
 
-def with_tables(tables: bytes | None, tile: bytes) -> bytes:
-    """A decodable JPEG stream: an abbreviated tile with the page's tables (SOI .. tables) spliced in front."""
-    if not tables:
-        return tile
-    return tables[:-2] + tile[2:]  # drop the tables' EOI and the tile's SOI
+def with_tables(tables: bytes | None, tile: bytes, rgb: bool = False) -> bytes:
+    """A decodable JPEG stream: an abbreviated tile with the page's tables (SOI .. tables) spliced in front, and for
+    ``rgb`` tiles (no YCbCr transform) an Adobe segment saying so right after SOI."""
+    stream = tile if not tables else tables[:-2] + tile[2:]  # drop the tables' EOI and the tile's SOI
+    return stream[:2] + ADOBE_NO_TRANSFORM + stream[2:] if rgb else stream
 
 
 class RawJpegTiles:
@@ -55,6 +59,7 @@ class RawJpegTiles:
             )
         self.page = page
         self.tables = page.jpegtables
+        self.rgb = int(page.photometric) == RGB_PHOTOMETRIC
         self.tile_width, self.tile_height = int(page.tilewidth), int(page.tilelength)
         self.width, self.height = int(page.imagewidth), int(page.imagelength)
         self.columns = math.ceil(self.width / self.tile_width)
@@ -66,11 +71,11 @@ class RawJpegTiles:
         index = row * self.columns + column
         handle = self._tiff.filehandle
         handle.seek(int(self.page.dataoffsets[index]))
-        return with_tables(self.tables, handle.read(int(self.page.databytecounts[index])))
+        return with_tables(self.tables, handle.read(int(self.page.databytecounts[index])), self.rgb)
 
     def decodes_like_tifffile(self, tolerance: int = 2) -> bool:
-        """Whether torchvision decodes the level's centre tile as tifffile does (within ``tolerance`` grey levels):
-        some scanners write RGB JPEG tiles that generic decoders take for YCbCr; those stay on the CPU readers."""
+        """Whether torchvision decodes the level's centre tile as tifffile does (within ``tolerance`` grey levels); a
+        level where it does not stays on the CPU readers."""
         from torchvision.io import ImageReadMode, decode_jpeg
 
         row, column = self.rows // 2, self.columns // 2

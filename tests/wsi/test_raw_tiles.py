@@ -38,6 +38,7 @@ def test_abbreviated_tiles_get_the_page_tables_and_other_levels_are_refused(tmp_
     tables = b"\xff\xd8" + b"TABLES" + b"\xff\xd9"
     tile = b"\xff\xd8" + b"SCAN" + b"\xff\xd9"
     assert with_tables(tables, tile) == b"\xff\xd8TABLESSCAN\xff\xd9" and with_tables(None, tile) == tile
+    assert with_tables(None, tile, rgb=True) == b"\xff\xd8\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00SCAN\xff\xd9"
     zlib = write_pyramid(tmp_path / "z.tif", he_pixels[:512, :512], 0.5, (1,), compression="zlib")
     with pytest.raises(UnsupportedTilesError, match="not tiled JPEG"):
         RawJpegTiles(zlib, 0)
@@ -111,3 +112,15 @@ def test_extraction_decoding_jpeg_on_the_device_gives_the_features_of_cpu_decodi
     assert features["cpu"].shape == features["device"].shape and len(features["cpu"]) >= 4
     cosine = torch.nn.functional.cosine_similarity(features["cpu"], features["device"])
     assert cosine.min() > 0.999
+
+
+def test_aperio_tiles_stored_as_rgb_jpeg_decode_as_tifffile_does(demo_slide):
+    import tifffile
+
+    tiles = RawJpegTiles(demo_slide, 0)
+    assert tiles.rgb and tiles.decodes_like_tifffile()  # without the Adobe segment the colours are off by up to 229
+    region = tiles.read(512, 768, 1024).permute(1, 2, 0).numpy().astype(int)
+    with tifffile.TiffFile(demo_slide) as tiff:
+        page = tiff.series[0].levels[0].asarray()[768 : 768 + 1024, 512 : 512 + 1024].astype(int)
+    assert np.abs(region - page).max() <= 2
+    tiles.close()
