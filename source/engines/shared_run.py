@@ -211,3 +211,59 @@ def work_through(
         len(progress.in_progress),
     )
     return mine, progress
+
+
+def run_status(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> str:
+    """A shared run's state for its operator: recorded slides (succeeded, failed with their reasons), slides being
+    processed (by which job, heartbeat age), claims that the next job will take over, and whether the tables exist.
+
+    Raises:
+        ConfigError: ``run_dir`` holds no ``claims/`` folder (not a shared run, or nothing started yet).
+    """
+    folder = Path(run_dir) / CLAIMS_DIR
+    if not folder.is_dir():
+        raise ConfigError(f"{run_dir} has no {CLAIMS_DIR}/ folder: not a shared run, or no job has started in it")
+    records = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    failed = {slide: record.get("error", "") for slide, record in records.items() if record.get("status") != "success"}
+    lines = [f"shared run {run_dir}", f"- recorded: {len(records)} slide(s), {len(failed)} failed"]
+    lines += [f"  - {slide}: {reason}" for slide, reason in list(failed.items())[:10]]
+    probe = job_identity()
+    now = time.time()
+    for path in sorted(folder.glob("*.claim")):
+        claim = OwnedFile(path, probe, stale_after_s, HEARTBEAT_S)
+        holder = claim.holder()
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        reason = claim.stale_reason(holder)
+        state = f"stale, taken over by the next job ({reason})" if reason else "in progress"
+        lines.append(f"- {path.stem}: {state}; {describe_holder(holder)}; heartbeat {age:.0f} s ago")
+    tables = [name for name in ("slides.csv", "regions.csv") if (Path(run_dir) / name).is_file()]
+    lines.append(f"- tables: {', '.join(tables) if tables else 'not written yet (the last job writes them)'}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``python3 -m source.engines.shared_run <run folder>``: print :func:`run_status`; exit 2 when it is not a shared
+    run folder."""
+    if len(argv) != 1:
+        print("usage: python3 -m source.engines.shared_run <run folder of a shared run>")
+        return 2
+    try:
+        print(run_status(Path(argv[0])))
+    except ConfigError as error:
+        print(f"ERROR {error}")
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -217,3 +217,28 @@ def test_sigterm_releases_the_claim_at_once_and_records_nothing(tmp_path):
     assert exit_info.value.code == 128 + signal.SIGTERM
     assert not list((tmp_path / "run" / CLAIMS_DIR).iterdir())  # neither a claim nor a record
     assert signal.getsignal(signal.SIGTERM) is before  # the job's own handler is back
+
+
+def test_the_status_of_a_shared_run_names_failures_live_and_stale_claims(tmp_path, capsys):
+    from source.engines.shared_run import main
+
+    run_dir = tmp_path / "run"
+    assert main([str(run_dir)]) == 2 and "not a shared run" in capsys.readouterr().out
+    shared = SharedRun(run_dir)
+    work_through(
+        shared,
+        ["a", "b"],
+        lambda s: {"slide_id": s, "status": "failed" if s == "b" else "success", "error": "no tissue"},
+    )
+    beat = Heartbeat(3600)
+    try:
+        with shared.claim("c", beat):
+            (run_dir / CLAIMS_DIR / "d.claim").write_text(json.dumps({"host": os.uname().nodename, "pid": dead_pid()}))
+            assert main([str(run_dir)]) == 0
+    finally:
+        beat.stop()
+    status = capsys.readouterr().out
+    assert "- recorded: 2 slide(s), 1 failed" in status and "  - b: no tissue" in status
+    assert f"- c: in progress; host {os.uname().nodename}, pid {os.getpid()}" in status
+    assert "- d: stale, taken over by the next job (its process" in status
+    assert "not written yet (the last job writes them)" in status
