@@ -109,8 +109,7 @@ class RegionDataset(Dataset):
 def collate_regions(samples: Sequence[tuple[int, int, Any, str | None]]) -> RegionBatch:
     """Stack the decoded regions; keep the compressed ones and the failed ones aside."""
     good = [(s, r, pixels) for s, r, pixels, error in samples if isinstance(pixels, torch.Tensor)]
-    raw = [(s, r, region) for s, r, region, error in samples if region is not None and error is None]
-    raw = [(s, r, region) for s, r, region in raw if not isinstance(region, torch.Tensor)]
+    raw = [(s, r, region) for s, r, region, _ in samples if region is not None and not isinstance(region, torch.Tensor)]
     failures = [(s, r, error) for s, r, pixels, error in samples if pixels is None]
     pixels = torch.stack([p for _, _, p in good]) if good else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
     return RegionBatch(
