@@ -58,7 +58,7 @@ def test_markdown_names_the_hardware_tables_and_every_failure():
 
 
 def test_the_gpu_peaks_are_matched_most_specific_first():
-    from benchmarks.gpu_check import peak_bf16_flops
+    from benchmarks.gpu_feed import peak_bf16_flops
 
     assert peak_bf16_flops("NVIDIA H200") == 989.4e12
     assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989.4e12  # the SXM part
@@ -93,7 +93,8 @@ def test_the_profile_labels_every_phase_and_counts_the_flops_of_both_vits(he_pix
 def test_the_cohort_feed_runs_every_decoding_and_worker_count(he_pixels, tmp_path):
     import torch
 
-    from benchmarks.gpu_check import CheckSettings, cohort_feed
+    from benchmarks.gpu_check import CheckSettings
+    from benchmarks.gpu_feed import cohort_feed
     from benchmarks.gpu_report import feed_lines
 
     settings = CheckSettings("cpu", 256, 1, (1,), (1,), (0,), 2, 60.0, True, feed_regions=18, feed_slides=2)
