@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,7 @@ from source.data.region_loader import RegionBatch, RegionDataset, RegionItem, co
 from source.data.slides import SlidePlan
 from source.devices import usable_workers
 from source.distributed import DistributedContext, gather_objects
+from source.engines.device_feed import DeviceFeed, PendingFeatures
 from source.engines.feature_store import FeatureStore
 from source.io import atomic_write_csv, json_record
 from source.models.hipt import HIPTEncoder
@@ -78,6 +79,54 @@ def _failure(plan: SlidePlan, error: str, num_regions: int = 0) -> SlideOutcome:
     return SlideOutcome(plan.slide_id, "failed", num_regions, error=error, details=plan.details)
 
 
+@dataclass
+class _Launched:
+    """A batch whose encoding is enqueued: its region keys ``(slide, region)``, failures ``(slide, region, why)``, the
+    rows of ``keys`` being encoded, their tissue fractions ``(rows, n*n)`` and their features on the way."""
+
+    keys: list[tuple[int, int]]
+    failures: list[tuple[int, int, str]]
+    rows: list[int]
+    tissue: Optional[torch.Tensor] = None
+    features: Optional[PendingFeatures] = None
+
+
+class _SlideAssembly:
+    """Gathers each pending slide's region features, batch by batch, and finishes a slide when its last region is in.
+
+    Args:
+        pending: the slides being encoded (``_Launched`` keys index them).
+        finish: ``(plan, features, tissue, error) -> SlideOutcome``, called once per slide.
+    """
+
+    def __init__(self, pending: Sequence[SlidePlan], finish: Callable[..., SlideOutcome]) -> None:
+        self.pending, self.finish = pending, finish
+        self.remaining = [len(plan.regions) for plan in pending]
+        self.features: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
+        self.tissue: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
+        self.errors: list[Optional[str]] = [None] * len(pending)
+        self.encoded = self.done = self.failed = 0
+
+    def collect(self, launched: _Launched, bar: tqdm):
+        """Take in one batch's features (waiting for them) and yield the outcome of every slide it completes."""
+        if launched.features is not None:
+            features = launched.features.result()
+            self.encoded += len(launched.rows)
+            for row, feature, fractions in zip(launched.rows, features, launched.tissue, strict=True):
+                slide, region = launched.keys[row]
+                self.features[slide][region], self.tissue[slide][region] = feature, fractions
+        for slide, _ in [*launched.keys, *((s, r) for s, r, _ in launched.failures)]:
+            self.remaining[slide] -= 1
+            if self.remaining[slide] == 0:
+                outcome = self.finish(self.pending[slide], self.features[slide], self.tissue[slide], self.errors[slide])
+                self.features[slide], self.tissue[slide] = [], []
+                self.done += outcome.status == "success"
+                self.failed += outcome.status != "success"
+                yield outcome
+        bar.update(len(launched.keys) + len(launched.failures))
+        bar.set_postfix(slides=self.done, failed=self.failed)
+
+
 class Extractor:
     """Encode the regions of planned slides and write one feature file per slide.
 
@@ -94,6 +143,8 @@ class Extractor:
         tissue_threshold: the tissue fraction a patch needs to count as tissue.
         decode_on_device: leave whole-slide regions of tiled JPEG pyramids compressed in the workers and decode each
             batch's tiles on the encoder's device (nvJPEG on a GPU); other regions are decoded in the workers.
+        overlap: on a CUDA device, copy pixels on a side stream and collect each batch's features one batch later, so
+            that the device computes while the host reads and writes (:class:`DeviceFeed`); False: blocking copies.
     """
 
     def __init__(
@@ -108,8 +159,10 @@ class Extractor:
         mask_background: bool = False,
         tissue_threshold: float = 0.1,
         decode_on_device: bool = False,
+        overlap: bool = True,
     ) -> None:
         self.encoder = encoder
+        self.overlap = overlap
         self.decode_on_device = decode_on_device
         self._told_raw = False
         self.store = store
@@ -154,16 +207,19 @@ class Extractor:
         )
 
     @torch.inference_mode()
-    def _features(self, pixels: torch.Tensor, tissue: torch.Tensor) -> torch.Tensor:
-        """``(b, 3, R, R)`` uint8 -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32 on the CPU;
-        ``tissue`` ``(b, n*n)`` masks background patches in ViT_region with ``mask_background``."""
+    def _features(self, pixels: torch.Tensor, tissue: torch.Tensor, feed: DeviceFeed) -> PendingFeatures:
+        """``(b, 3, R, R)`` uint8 -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32, on their way to the
+        host (see :class:`DeviceFeed`); ``tissue`` ``(b, n*n)`` masks background patches in ViT_region with
+        ``mask_background``."""
+        with record_function("hipt.h2d_copy"):
+            pixels = feed.to_device(pixels)
         if self.level == "global":
             token_mask = tissue >= self.tissue_threshold if self.mask_background else None
             features = self.encoder(pixels, token_mask).global_
         else:
             features = self.encoder.encode_patches(pixels)
         with record_function("hipt.d2h_copy"):
-            return features.cpu()
+            return feed.to_host(features)
 
     def _tissue(self, plan: SlidePlan, region: int, pixels: torch.Tensor) -> torch.Tensor:
         """``(n*n,)`` tissue fraction of a region's patches: from the tiling's contours, else from its pixels."""
@@ -198,45 +254,43 @@ class Extractor:
         pixels = torch.cat(parts) if parts else batch.pixels
         return pixels, keys, failures
 
+    def _launch(self, batch: RegionBatch, pending: Sequence[SlidePlan], feed: DeviceFeed, errors: list) -> _Launched:
+        """Decode ``batch`` and enqueue its encoding, without waiting for the features; records the batch's failures
+        in ``errors`` (slide index -> first error) and leaves out the regions of slides that already failed."""
+        pixels, keys, failures = self._decoded(batch)
+        for slide, _, message in failures:
+            errors[slide] = errors[slide] or message
+        rows = [i for i, (slide, _) in enumerate(keys) if errors[slide] is None]
+        if not rows:
+            return _Launched(keys, failures, rows)
+        tissue = torch.stack([self._tissue(pending[keys[i][0]], keys[i][1], pixels[i]) for i in rows])
+        features = self._features(pixels[rows] if len(rows) < len(keys) else pixels, tissue, feed)
+        return _Launched(keys, failures, rows, tissue, features)
+
     def _encode(self, pending: Sequence[SlidePlan]):
-        """Yield an outcome for each pending slide as soon as all its regions are processed."""
+        """Yield an outcome for each pending slide as soon as all its regions are processed.
+
+        Batch i's features are collected after batch i+1 has been enqueued (:class:`DeviceFeed`), so that on a GPU
+        the device computes while the host reads, copies and writes."""
         if not pending:
             return
-        remaining = [len(plan.regions) for plan in pending]
-        buffers: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
-        tissues: list[list[Optional[torch.Tensor]]] = [[None] * len(plan.regions) for plan in pending]
-        errors: list[Optional[str]] = [None] * len(pending)
-        total = sum(remaining)
+        assembly = _SlideAssembly(pending, self._finish)
+        total = sum(len(plan.regions) for plan in pending)
         bar = tqdm(total=total, unit="region", desc="extract", disable=not self.show_progress, dynamic_ncols=True)
-        started, encoded, done_slides, failed_slides = time.perf_counter(), 0, 0, 0
-        batch: RegionBatch
+        feed = DeviceFeed(self.encoder.patch_device, self.overlap)
+        started, in_flight = time.perf_counter(), None
         for batch in self._loader(pending):
-            pixels, keys, failures = self._decoded(batch)
-            for slide, _, message in failures:
-                errors[slide] = errors[slide] or message
-            rows = [i for i, (slide, _) in enumerate(keys) if errors[slide] is None]
-            if rows:
-                tissue = torch.stack([self._tissue(pending[keys[i][0]], keys[i][1], pixels[i]) for i in rows])
-                features = self._features(pixels[rows] if len(rows) < len(keys) else pixels, tissue)
-                encoded += len(rows)
-                for row, feature, fractions in zip(rows, features, tissue, strict=True):
-                    slide, region = keys[row]
-                    buffers[slide][region], tissues[slide][region] = feature, fractions
-            for slide, _ in [*keys, *((s, r) for s, r, _ in failures)]:
-                remaining[slide] -= 1
-                if remaining[slide] == 0:
-                    outcome = self._finish(pending[slide], buffers[slide], tissues[slide], errors[slide])
-                    buffers[slide], tissues[slide] = [], []
-                    done_slides += outcome.status == "success"
-                    failed_slides += outcome.status != "success"
-                    yield outcome
-            bar.update(len(keys) + len(failures))
-            bar.set_postfix(slides=done_slides, failed=failed_slides)
+            launched = self._launch(batch, pending, feed, assembly.errors)
+            if in_flight is not None:
+                yield from assembly.collect(in_flight, bar)
+            in_flight = launched
+        if in_flight is not None:
+            yield from assembly.collect(in_flight, bar)
         bar.close()
         for plan in pending:
             if plan.source is not None:
                 plan.source.close()
-        _log_rate(encoded, total, time.perf_counter() - started)
+        _log_rate(assembly.encoded, total, time.perf_counter() - started)
 
     def _finish(
         self,

@@ -151,7 +151,9 @@ class HIPTEncoder(nn.Module):
         if self.vit_region is None:
             raise RuntimeError("this encoder has no ViT_region; build it with level 'global'")
         device = self.region_device
-        mask = token_mask.to(device) if token_mask is not None else None
+        if token_mask is not None and token_mask.device.type == "cpu" and bool(token_mask.all()):
+            token_mask = None  # decided on the host: checking it on the device would wait for the device
+        mask = token_mask.to(device, non_blocking=True) if token_mask is not None else None
         with self.autocast(device), record_function("hipt.vit_region"):
             return self.vit_region(features_to_grid(local.to(device, non_blocking=True)), mask).float()
 
