@@ -58,7 +58,7 @@ class ExtractionConfig(RunBlock):
     patch_batch_size: int = 256
     num_workers: int = 2
     jpeg_decode: str = "auto"
-    compile: bool = False
+    compile: Any = False
     split_across_gpus: bool = False
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
@@ -89,6 +89,27 @@ JPEG_DECODE = ("auto", "cpu", "device")
 encoder's device (nvJPEG on a GPU), ``auto`` = ``device`` on a GPU, else ``cpu``."""
 
 
+def compile_mode(value: Any) -> Optional[str]:
+    """The ``torch.compile`` mode of the ``compile`` key: None for ``false``, ``default`` for ``true``, else the mode
+    it names (``reduce-overhead``, ``max-autotune``, ``max-autotune-no-cudagraphs``, ``default``).
+
+    Raises:
+        ConfigError: any other value.
+    """
+    from source.models.hipt import COMPILE_MODES
+
+    if value is False or value is None:
+        return None
+    if value is True:
+        return "default"
+    if isinstance(value, str) and value in COMPILE_MODES:
+        return value
+    raise ConfigError(
+        f"compile must be false, true or a torch.compile mode ({', '.join(COMPILE_MODES)}), got '{value}'; "
+        "reduce-overhead and max-autotune replay CUDA graphs on a GPU"
+    )
+
+
 def validate_extraction(cfg: DictConfig) -> None:
     """Check values the schema's types cannot; raise :class:`ConfigError` naming the key.
 
@@ -114,6 +135,7 @@ def validate_extraction(cfg: DictConfig) -> None:
         raise ConfigError(f"tissue_threshold must be a fraction in [0, 1], got {cfg.tissue_threshold}")
     if cfg.split_across_gpus and cfg.level != Level["global"]:
         raise ConfigError("split_across_gpus only applies to level: global (level local has no ViT_region to move)")
+    compile_mode(cfg.compile)
     if cfg.jpeg_decode not in JPEG_DECODE:
         raise ConfigError(f"jpeg_decode must be one of {list(JPEG_DECODE)}, got '{cfg.jpeg_decode}'")
     if not str(cfg.format).strip(".") or "/" in str(cfg.format):

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.encoders import EXTRACTION_KEYS, encoder_settings
-from source.config.extraction import RESUME_KEYS, validate_extraction
+from source.config.extraction import RESUME_KEYS, compile_mode, validate_extraction
 from source.data.h5_features import Geometry
 from source.data.regions import discover_slide_ids, read_slide_list
 from source.data.slides import SlidePlan, plan_slides, shard_plans
@@ -39,10 +39,9 @@ def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
         encoder.place(*resolve_split_devices(cfg.device, local_rank))
     else:
         encoder.place(resolve_device(cfg.device, local_rank))
-    if cfg.compile:
-        encoder.vit_patch.compile()
-        if encoder.vit_region is not None:
-            encoder.vit_region.compile()
+    mode = compile_mode(cfg.compile)
+    if mode is not None:
+        encoder.compile_vits(mode)
     return encoder
 
 

@@ -14,6 +14,10 @@ from source.models.vit import VisionTransformer
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes; ``reduce-overhead`` and ``max-autotune`` replay CUDA graphs on a GPU."""
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
 
 @dataclass
 class RegionFeatures:
@@ -86,8 +90,31 @@ class HIPTEncoder(nn.Module):
         self.patch_size = patch_size
         self.patch_batch_size = patch_batch_size
         self.precision = precision
+        self.cuda_graphs = False
+        """Set by :meth:`compile_vits` for modes that replay CUDA graphs."""
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def compile_vits(self, mode: str = "default") -> "HIPTEncoder":
+        """``torch.compile`` ViT_patch and ViT_region with ``mode`` (one of :data:`COMPILE_MODES`).
+
+        With CUDA graphs (``reduce-overhead``, ``max-autotune``) every forward starts a new graph step and its outputs
+        are copied out of the graph's memory, which the next replay overwrites.
+        """
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {list(COMPILE_MODES)}, got '{mode}'")
+        self.vit_patch.compile(mode=mode)
+        if self.vit_region is not None:
+            self.vit_region.compile(mode=mode)
+        self.cuda_graphs = mode in CUDA_GRAPH_MODES
+        return self
+
+    def _run(self, vit: nn.Module, *inputs: Optional[torch.Tensor]) -> torch.Tensor:
+        """``vit(*inputs)`` as float32, owned by the caller (copied out of CUDA-graph memory when graphs replay)."""
+        if not self.cuda_graphs:
+            return vit(*inputs).float()
+        torch.compiler.cudagraph_mark_step_begin()
+        return vit(*inputs).float().clone()
 
     @property
     def patch_device(self) -> torch.device:
@@ -139,7 +166,7 @@ class HIPTEncoder(nn.Module):
                 with record_function("hipt.normalise"):
                     chunk = self.normalize(patches[start : start + self.patch_batch_size])
                 with record_function("hipt.vit_patch"):
-                    outputs.append(self.vit_patch(chunk).float())
+                    outputs.append(self._run(self.vit_patch, chunk))
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
     def encode_regions(self, local: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -155,7 +182,7 @@ class HIPTEncoder(nn.Module):
             token_mask = None  # decided on the host: checking it on the device would wait for the device
         mask = token_mask.to(device, non_blocking=True) if token_mask is not None else None
         with self.autocast(device), record_function("hipt.vit_region"):
-            return self.vit_region(features_to_grid(local.to(device, non_blocking=True)), mask).float()
+            return self._run(self.vit_region, features_to_grid(local.to(device, non_blocking=True)), mask)
 
     def forward(self, regions: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> RegionFeatures:
         """Args: regions ``(B, 3, R, R)``; token_mask ``(B, n*n)`` (see :meth:`encode_regions`). Returns

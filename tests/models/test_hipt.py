@@ -88,3 +88,36 @@ def test_local_only_encoder_and_bf16():
         encoder.encode_regions(out.local)
     with pytest.raises(ValueError, match="precision"):
         HIPTEncoder(encoder.vit_patch, precision="fp8")
+
+
+@pytest.mark.parametrize("mode", ["reduce-overhead"])
+def test_compiled_encoder_gives_the_eager_features_and_keeps_each_output(mode):
+    """With a CUDA-graph mode every forward's features are copied out (the next replay would overwrite them); on the
+    CPU inductor compiles without graphs, and the features equal the eager ones."""
+    from source.models.vit import vit_tiny
+
+    torch.manual_seed(0)
+    encoder = HIPTEncoder(vit_tiny().eval(), vit4k_xs(input_dim=192).eval(), patch_size=32).eval()
+    first = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    second = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        eager = [encoder(first).global_, encoder(second).global_]
+        encoder.compile_vits(mode)
+        assert encoder.cuda_graphs
+        compiled_first = encoder(first).global_
+        compiled_second = encoder(second).global_
+    torch.testing.assert_close(compiled_first, eager[0], rtol=1e-4, atol=1e-4)  # still intact after the 2nd call
+    torch.testing.assert_close(compiled_second, eager[1], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="compile mode must be one of"):
+        HIPTEncoder(vit_tiny(), None).compile_vits("fastest")
+
+
+def test_the_compile_key_takes_a_switch_or_a_mode():
+    from source.config.extraction import compile_mode
+    from source.errors import ConfigError
+
+    assert compile_mode(False) is None and compile_mode(None) is None
+    assert compile_mode(True) == "default"
+    assert compile_mode("max-autotune") == "max-autotune"
+    with pytest.raises(ConfigError, match="compile must be false, true or a torch.compile mode"):
+        compile_mode("cuda-graphs")
