@@ -7,13 +7,17 @@ Sections, each recorded on its own (one that fails is reported and the others st
 2. correctness: ViT-S/16 + ViT4K-XS features of a real 4096-px H&E region on the GPU in fp32 against the
    CPU (max abs difference) and in bf16 (min cosine);
 3. extraction throughput on 4096-px regions: fp32, bf16 and bf16 + torch.compile at several batch sizes
-   (regions/s, peak GPU memory);
+   (regions/s, peak GPU memory), pixels sent from the host with every forward; also the reference token embedding
+   (patchify + normalise), compiled encoders with the pixels already on the GPU (the model alone), and CUDA graphs
+   (compile mode reduce-overhead);
 4. profile: where a bf16 batch's time goes (benchmarks/profile_extraction.py: copies, normalisation, patchify,
    attention, MLP, layer norms, ViT_region, feature writes) and the model path's MFU against the GPU's dense bf16
-   peak; UNI (ViT-L/16) under ViT4K-XS is in the throughput rows;
+   peak; UNI (ViT-L/16) under ViT4K-XS is in the throughput rows; the folded token embedding against the reference
+   one (benchmarks/embedding.py);
    cohort feed: a steady state of at least 500 4096-px regions from several JPEG pyramidal TIFFs, extracted end
    to end with 2 / 4 / 8 DataLoader workers, JPEG decoded in the workers or on the GPU (nvJPEG), against the
-   model-only rate; and one worker's read-and-decode rate;
+   model-only rate of the same encoder (bf16, not compiled); once without the host/device overlap; and one worker's
+   read-and-decode rate;
 5. stages as users run them: extract_features.py from a whole-slide image under torchrun (1 process,
    NCCL, precision auto), one epoch of slide-level training, 2 epochs of DINO patch pretraining, and the
    patch-encoder benchmark (ViT-S/16, ViT-B/16, ViT-L/16);
@@ -45,6 +49,7 @@ from typing import Callable, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.embedding import compare as compare_embeddings
 from benchmarks.gpu_feed import cohort_feed, model_profile
 from benchmarks.gpu_report import markdown, read_test_outcomes
 
@@ -183,24 +188,36 @@ def peak_memory_gb(device: str) -> Optional[float]:
     return torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None
 
 
+def throughput_variants(settings: CheckSettings) -> list[tuple[str, Optional[str], bool, tuple[str, ...], tuple]]:
+    """What the throughput section measures: (precision, compile mode, folded embedding, where the pixels start,
+    batch sizes). Pixels start on the host (sent with every forward, as in extraction) and, for the compiled encoder,
+    also already on the device (the model alone); the reference embedding and CUDA graphs are measured once each."""
+    one = settings.compile_batch_sizes[-1:]
+    variants = [
+        ("fp32", None, True, ("host",), settings.batch_sizes),
+        ("bf16", None, True, ("host",), settings.batch_sizes),
+        ("bf16", None, False, ("host",), one),
+        ("bf16", "default", True, ("host", "device"), settings.compile_batch_sizes),
+        ("bf16", "reduce-overhead", True, ("host", "device"), one),
+    ]
+    return variants + ([("uni bf16", None, True, ("host",), settings.compile_batch_sizes)] if settings.uni else [])
+
+
 def throughput(settings: CheckSettings, region) -> list[dict]:
-    """regions/s and peak memory for fp32, bf16 and bf16 + compile at the settings' batch sizes."""
+    """regions/s and peak memory of each of :func:`throughput_variants` at its batch sizes."""
     import torch
 
     rows = []
-    variants = [("fp32", False, settings.batch_sizes), ("bf16", False, settings.batch_sizes)]
-    variants.append(("bf16", True, settings.compile_batch_sizes))
-    if settings.uni:
-        variants.append(("uni bf16", False, settings.compile_batch_sizes))
-    for precision, compiled, batch_sizes in variants:
+    for precision, mode, fused, placements, batch_sizes in throughput_variants(settings):
         encoder = (
             uni_encoder(settings.device) if precision.startswith("uni") else hipt_encoder(settings.device, precision)
         )
-        if compiled:
-            encoder.vit_patch.compile()
-            encoder.vit_region.compile()
-        for batch in batch_sizes:
+        encoder.fused_embedding = fused
+        if mode is not None:
+            encoder.compile_vits(mode)
+        for pixels_on, batch in ((where, batch) for where in placements for batch in batch_sizes):
             pixels = region.repeat(batch, 1, 1, 1)
+            pixels = pixels.to(settings.device) if pixels_on == "device" else pixels
             forwards = max(1, settings.regions // batch)
             if settings.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
@@ -209,14 +226,18 @@ def throughput(settings: CheckSettings, region) -> list[dict]:
             rows.append(
                 {
                     "precision": precision,
-                    "compile": compiled,
+                    "compile": mode or False,
+                    "embedding": "folded" if encoder.embeds_pixels else "reference",
+                    "pixels_from": pixels_on,
                     "batch_size": batch,
                     "regions_per_s": forwards * batch / seconds,
                     "peak_memory_gb": peak_memory_gb(settings.device),
                 }
             )
             print(
-                f"{precision} compile={compiled} batch={batch}: {rows[-1]['regions_per_s']:.2f} regions/s", flush=True
+                f"{precision} compile={mode} {rows[-1]['embedding']} embedding, pixels from the {pixels_on}, "
+                f"batch={batch}: {rows[-1]['regions_per_s']:.2f} regions/s",
+                flush=True,
             )
         del encoder
     return rows
@@ -379,8 +400,10 @@ def main() -> int:
     ok &= section(result, "correctness", args.output, lambda: correctness(settings, region))
     ok &= section(result, "extraction", args.output, lambda: throughput(settings, region))
     rows = result["extraction"] if isinstance(result["extraction"], list) else []
-    rates = [r["regions_per_s"] for r in rows if r["precision"] == "bf16"]
+    same_as_feed = {"precision": "bf16", "compile": False, "embedding": "folded", "pixels_from": "host"}
+    rates = [r["regions_per_s"] for r in rows if all(r.get(key) == value for key, value in same_as_feed.items())]
     ok &= section(result, "profile", args.output, lambda: model_profile(settings, result["extraction"]))
+    ok &= section(result, "embedding", args.output, lambda: compare_embeddings(settings.device, region))
     with tempfile.TemporaryDirectory() as scratch:
         ok &= section(
             result,

@@ -26,6 +26,7 @@ def markdown(result: dict) -> str:
         lines += [f"CUDA {facts['cuda']}, TF32 matmul {facts['tf32_matmul']}, TF32 cuDNN {facts['tf32_cudnn']}", ""]
     lines += extraction_lines(result.get("extraction", []), result["region_size"])
     lines += profile_lines(result.get("profile", {}))
+    lines += embedding_lines(result.get("embedding", {}))
     lines += feed_lines(result.get("cohort_feed", {}))
     lines += [f"- {name}: {value:.6g}" for name, value in result.get("correctness", {}).items() if name != "error"]
     lines += stage_lines(result.get("stages", {}))
@@ -45,12 +46,15 @@ def extraction_lines(rows: list, size: int) -> list[str]:
     if not isinstance(rows, list) or not rows:
         return []
     lines = [
-        f"| precision | compile | batch | regions/s ({size} px) | peak GPU memory (GB) |",
-        "|---|---|---:|---:|---:|",
+        f"| precision | compile | embedding | pixels from | batch | regions/s ({size} px) | peak GPU memory (GB) |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
     for r in rows:
         memory = "-" if r["peak_memory_gb"] is None else f"{r['peak_memory_gb']:.1f}"
-        lines.append(f"| {r['precision']} | {r['compile']} | {r['batch_size']} | {r['regions_per_s']:.2f} | {memory} |")
+        lines.append(
+            f"| {r['precision']} | {r['compile']} | {r.get('embedding', 'reference')} | {r.get('pixels_from', 'host')} "
+            f"| {r['batch_size']} | {r['regions_per_s']:.2f} | {memory} |"
+        )
     return [*lines, ""]
 
 
@@ -64,13 +68,16 @@ def feed_lines(feed: dict) -> list[str]:
         f"the model alone encodes {model or 0:.2f} regions/s, so about {feed['workers_to_feed_model'] or 0:.1f} "
         "CPU-decoding workers keep it busy.",
         "",
-        "| JPEG decoding | DataLoader workers | regions/s | of the model-only rate |",
-        "|---|---:|---:|---:|",
+        "| JPEG decoding | DataLoader workers | host/device overlap | regions/s | of the model-only rate |",
+        "|---|---:|---|---:|---:|",
     ]
     for row in feed["extraction"]:
         share = "-" if row["of_model_rate"] is None else f"{100 * row['of_model_rate']:.0f}%"
         failed = f" ({len(row['failed_slides'])} slides FAILED)" if row["failed_slides"] else ""
-        lines.append(f"| {row['decode']} | {row['workers']} | {row['regions_per_s']:.2f}{failed} | {share} |")
+        overlap = "yes" if row.get("overlap", False) else "no"
+        lines.append(
+            f"| {row['decode']} | {row['workers']} | {overlap} | {row['regions_per_s']:.2f}{failed} | {share} |"
+        )
     return [*lines, ""]
 
 
@@ -88,6 +95,15 @@ def profile_lines(profile: dict) -> list[str]:
         profile_markdown(profile),
     ]
     return lines
+
+
+def embedding_lines(embedding: dict) -> list[str]:
+    if "rows" not in embedding:
+        return []
+    from benchmarks.embedding import markdown as embedding_markdown
+
+    return ["Token embedding from raw pixels (folded) against patchify + normalise (reference), per region:", "",
+            embedding_markdown(embedding), ""]  # fmt: skip
 
 
 def stage_lines(stages_result: dict) -> list[str]:

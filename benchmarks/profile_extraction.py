@@ -3,11 +3,13 @@
     python3 benchmarks/profile_extraction.py [--device cuda] [--region-size 4096] [--batch-size 4]
         [--precision bf16] [--batches 3] [--output benchmarks/results/profile_extraction.json]
 
-The encoder labels its phases (``hipt.h2d_copy``, ``hipt.patchify``, ``hipt.normalise``, ``hipt.vit_patch``,
-``hipt.vit_region``, ``hipt.d2h_copy``; the extractor ``hipt.feature_write``); this script also labels the layers
-inside each ViT (``vit_patch.attention``, ``vit_patch.mlp``, ``vit_patch.layer_norm``, ``vit_patch.embed`` and the
-same for ViT_region) with forward hooks. Each label's time is its total (children included) per batch: device time
-on a GPU, CPU time on the CPU, and its share of the batch's wall time. The ten costliest operators (self time) follow.
+The encoder labels its phases (``hipt.h2d_copy``; ``hipt.embed_pixels``, the folded token embedding of
+:mod:`source.models.pixel_embedding`, or on the reference path ``hipt.patchify`` and ``hipt.normalise``;
+``hipt.vit_patch``, ``hipt.vit_region``, ``hipt.d2h_copy``; the extractor ``hipt.feature_write``); this script
+also labels the layers inside each ViT (``vit_patch.attention``, ``vit_patch.mlp``, ``vit_patch.layer_norm``,
+``vit_patch.embed`` on the reference path, and the same for ViT_region) with forward hooks. Each label's time is
+its total (children included) per batch: device time on a GPU, CPU time on the CPU, and its share of the batch's
+wall time. The ten costliest operators (self time) follow.
 It also counts the model's FLOPs per region (``torch.utils.flop_counter``), from which the GPU check derives the MFU.
 """
 
@@ -27,6 +29,7 @@ PHASES = (
     "hipt.h2d_copy",
     "hipt.patchify",
     "hipt.normalise",
+    "hipt.embed_pixels",
     "hipt.vit_patch",
     "vit_patch.embed",
     "vit_patch.layer_norm",

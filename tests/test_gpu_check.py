@@ -38,7 +38,9 @@ def test_markdown_names_the_hardware_tables_and_every_failure():
         },
         "correctness": {"fp32 max abs diff vs CPU": 0.0007653},
         "extraction": [
-            {"precision": "bf16", "compile": True, "batch_size": 4, "regions_per_s": 45.0, "peak_memory_gb": 1.26}
+            {"precision": "bf16", "compile": True, "batch_size": 4, "regions_per_s": 45.0, "peak_memory_gb": 1.26},
+            {"precision": "bf16", "compile": "reduce-overhead", "embedding": "folded", "pixels_from": "device",
+             "batch_size": 4, "regions_per_s": 61.5, "peak_memory_gb": 1.5},
         ],
         "whole_slide_feed": {"error": "OSError: disk full"},
         "stages": {"training": {"exit_code": 1, "seconds": 17.2, "tail": "boom"}},
@@ -48,7 +50,8 @@ def test_markdown_names_the_hardware_tables_and_every_failure():
     table = markdown(result)
     assert table.startswith("GPU check on Test GPU (80.0 GB), Test CPU (AVX512, native bf16), 16 threads, torch 2.x")
     assert "CUDA 13.0, TF32 matmul False, TF32 cuDNN True" in table
-    assert "| bf16 | True | 4 | 45.00 | 1.3 |" in table and "regions/s (4096 px)" in table
+    assert "| bf16 | True | reference | host | 4 | 45.00 | 1.3 |" in table and "regions/s (4096 px)" in table
+    assert "| bf16 | reduce-overhead | folded | device | 4 | 61.50 | 1.5 |" in table
     assert "- fp32 max abs diff vs CPU: 0.0007653" in table
     assert "- training: exit 1, 17 s" in table
     assert "- tests with HIPT_TEST_DEVICE=cuda: 2 passed, 1 failed, exit 1, 30 s" in table
@@ -101,8 +104,9 @@ def test_the_cohort_feed_runs_every_decoding_and_worker_count(he_pixels, tmp_pat
     region = torch.from_numpy(he_pixels[:256, :256].copy()).permute(2, 0, 1).unsqueeze(0)
     feed = cohort_feed(settings, region, tmp_path, model_rate=100.0)
     rows = feed["extraction"]
-    assert [(r["decode"], r["workers"], r["regions"]) for r in rows] == [("cpu", 0, 18), ("device", 0, 18)]
+    runs = [(r["decode"], r["workers"], r["overlap"], r["regions"]) for r in rows]
+    assert runs == [("cpu", 0, True, 18), ("device", 0, True, 18), ("device", 0, False, 18)]
     assert all(r["regions_per_s"] > 0 and not r["failed_slides"] for r in rows)
     assert feed["slides"] == 2 and len(list(tmp_path.glob("slide*.tif"))) == 2
     table = "\n".join(feed_lines(feed))
-    assert "18 regions from 2 JPEG pyramidal TIFFs" in table and "| device | 0 |" in table
+    assert "18 regions from 2 JPEG pyramidal TIFFs" in table and "| device | 0 | no |" in table

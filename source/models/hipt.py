@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from source.models.vit import VisionTransformer
+from source.models.pixel_embedding import embed_region_patches, folded_embedding
+from source.models.vit import PatchEmbed, VisionTransformer
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -70,6 +71,9 @@ class HIPTEncoder(nn.Module):
         mean: per-channel normalisation mean for pixels in [0, 1].
         std: per-channel normalisation std.
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); features are returned as float32.
+        fused_embedding: compute ViT_patch's token embedding from the region's raw pixels with the normalisation folded
+            into its weights (this project's ViTs; timm encoders keep their own path). False: patchify, normalise,
+            embed, the reference path (features equal within float rounding).
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class HIPTEncoder(nn.Module):
         mean: Sequence[float] = (0.5, 0.5, 0.5),
         std: Sequence[float] = (0.5, 0.5, 0.5),
         precision: str = "fp32",
+        fused_embedding: bool = True,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -92,6 +97,8 @@ class HIPTEncoder(nn.Module):
         self.precision = precision
         self.cuda_graphs = False
         """Set by :meth:`compile_vits` for modes that replay CUDA graphs."""
+        self.fused_embedding = fused_embedding
+        """Embed this project's ViT_patch from raw pixels with normalisation folded in (:attr:`embeds_pixels`)."""
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
@@ -157,6 +164,8 @@ class HIPTEncoder(nn.Module):
         device = self.patch_device
         with record_function("hipt.h2d_copy"):
             regions = regions.to(device, non_blocking=True)
+        if self.embeds_pixels:
+            return self._encode_patches_from_pixels(regions)
         with record_function("hipt.patchify"):
             patches = patchify(regions, self.patch_size)
         per_region = patches.shape[0] // regions.shape[0]
@@ -167,6 +176,41 @@ class HIPTEncoder(nn.Module):
                     chunk = self.normalize(patches[start : start + self.patch_batch_size])
                 with record_function("hipt.vit_patch"):
                     outputs.append(self._run(self.vit_patch, chunk))
+        return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
+
+    @property
+    def embeds_pixels(self) -> bool:
+        """True when ViT_patch's token embedding runs on the region's raw pixels (:mod:`source.models.pixel_embedding`):
+        ``fused_embedding`` is on and ViT_patch is this project's ViT, whose token side divides ``patch_size``."""
+        embed = getattr(self.vit_patch, "token_embed", None)
+        return (
+            self.fused_embedding
+            and isinstance(self.vit_patch, VisionTransformer)
+            and isinstance(embed, PatchEmbed)
+            and self.patch_size % embed.patch_size == 0
+        )
+
+    def _encode_patches_from_pixels(self, regions: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_patches` with the folded embedding: ``(B, 3, R, R)`` on the device -> ``(B, n*n, D)``.
+
+        Regions are embedded in groups of ``patch_batch_size // (n*n)`` (at least one), then ViT_patch runs on chunks
+        of ``patch_batch_size`` patches, as on the reference path."""
+        proj = self.vit_patch.token_embed.proj
+        scale = 1 / 255 if regions.dtype == torch.uint8 else 1.0
+        per_region = (regions.shape[-1] // self.patch_size) ** 2
+        group = max(1, self.patch_batch_size // per_region)
+        outputs = []
+        with self.autocast(regions.device):
+            weight, bias = folded_embedding(proj, self.mean, self.std, scale)
+            for first in range(0, regions.shape[0], group):
+                with record_function("hipt.embed_pixels"):
+                    tokens = embed_region_patches(
+                        regions[first : first + group], weight, bias, self.patch_size, proj.kernel_size[0]
+                    )
+                for start in range(0, tokens.shape[0], self.patch_batch_size):
+                    with record_function("hipt.vit_patch"):
+                        chunk = tokens[start : start + self.patch_batch_size]
+                        outputs.append(self._run(self.vit_patch, chunk, None, True))
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
     def encode_regions(self, local: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

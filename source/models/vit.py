@@ -172,23 +172,33 @@ class VisionTransformer(nn.Module):
         """The input embedding (``patch_embed`` or ``phi``)."""
         return getattr(self, self._embed_attr)
 
-    def prepare_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Embed the input, prepend CLS and add the interpolated pos-embed. Returns ``(B, 1 + N, D)``."""
-        tokens, grid = self.token_embed(x)
+    def prepare_tokens(self, x: torch.Tensor, embedded: bool = False) -> torch.Tensor:
+        """Embed the input, prepend CLS and add the interpolated pos-embed. Returns ``(B, 1 + N, D)``.
+
+        ``embedded``: ``x`` is already the token embedding ``(B, N, D)`` of a square grid (e.g. from
+        :mod:`source.models.pixel_embedding`)."""
+        if embedded:
+            side = math.isqrt(x.shape[1])
+            tokens, grid = x, (side, side)
+        else:
+            tokens, grid = self.token_embed(x)
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat((cls, tokens), dim=1)
         return self.pos_drop(tokens + interpolate_pos_embed(self.pos_embed, grid).to(tokens.dtype))
 
-    def forward_features(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None, embedded: bool = False
+    ) -> torch.Tensor:
         """All tokens after the final norm: ``(B, 1 + N, D)``, CLS first.
 
         Args:
             token_mask: ``(B, N)`` bool over the input tokens (row-major): False tokens are masked as attention keys
                 in every block (no token attends to them; the CLS token is always kept). None, or all True: the
                 plain forward, bit for bit.
+            embedded: ``x`` is already token-embedded (see :meth:`prepare_tokens`).
         """
         x, token_mask = self.split_tissue(x, token_mask)
-        tokens = self.prepare_tokens(x)
+        tokens = self.prepare_tokens(x, embedded)
         key_mask = key_mask_of(token_mask)
         for block in self.blocks:
             tokens = block(tokens, key_mask)
@@ -204,9 +214,11 @@ class VisionTransformer(nn.Module):
         on_tissue = x[:, -1].flatten(1) >= self.tissue_threshold
         return x[:, :-1], on_tissue if token_mask is None else token_mask.bool() & on_tissue
 
-    def forward(self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The final-norm CLS embedding ``(B, D)`` (``token_mask``: see :meth:`forward_features`)."""
-        return self.forward_features(x, token_mask)[:, 0]
+    def forward(
+        self, x: torch.Tensor, token_mask: Optional[torch.Tensor] = None, embedded: bool = False
+    ) -> torch.Tensor:
+        """The final-norm CLS embedding ``(B, D)`` (``token_mask``, ``embedded``: see :meth:`forward_features`)."""
+        return self.forward_features(x, token_mask, embedded)[:, 0]
 
     def token_grid(self, side: int) -> int:
         """Tokens per side of the last block's attention for a ``side``-px input (pixel encoders)."""
