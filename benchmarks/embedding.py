@@ -47,7 +47,7 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
 
     from benchmarks.gpu_check import hipt_encoder
     from source.models.hipt import patchify
-    from source.models.pixel_embedding import embed_region_patches, folded_embedding
+    from source.models.pixel_embedding import embed_region_patches, folded_embedding, input_coding
 
     device = torch.device(device_name)
     encoder = hipt_encoder(device_name)
@@ -60,7 +60,7 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
             encoder.vit_patch.token_embed(encoder.normalize(patches[start : start + encoder.patch_batch_size]))
 
     def folded() -> None:
-        weight, bias = folded_embedding(proj, encoder.mean, encoder.std, 1 / 255)
+        weight, bias = folded_embedding(proj, encoder.mean, encoder.std, input_coding(pixels.dtype))
         embed_region_patches(pixels, weight, bias, encoder.patch_size, proj.kernel_size[0])
 
     rows = []

@@ -19,6 +19,7 @@ from source.config.checks import (
 from source.config.common import Level, Precision, WandbConfig
 from source.config.run_block import RunBlock, check_run_block
 from source.errors import ConfigError
+from source.models.settings import COMPILE_MODES
 from source.wsi.settings import TilingSettings
 
 
@@ -96,8 +97,6 @@ def compile_mode(value: Any) -> Optional[str]:
     Raises:
         ConfigError: any other value.
     """
-    from source.models.hipt import COMPILE_MODES
-
     if value is False or value is None:
         return None
     if value is True:

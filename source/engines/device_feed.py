@@ -29,10 +29,12 @@ class PendingFeatures:
     event: Optional["torch.cuda.Event"] = None
 
     def result(self) -> torch.Tensor:
-        """The features on the host (waits for their copy, and only for it)."""
-        if self.event is not None:
-            self.event.synchronize()
-        return self.tensor
+        """The features on the host (waits for their copy, and only for it), in ordinary memory: the pinned buffer
+        goes back to the allocator's cache at once, so page-locked memory stays at a few batches, not whole slides."""
+        if self.event is None:
+            return self.tensor
+        self.event.synchronize()
+        return self.tensor.clone()
 
 
 class DeviceFeed:

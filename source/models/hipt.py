@@ -10,14 +10,11 @@ import torch
 from torch import nn
 from torch.profiler import record_function
 
-from source.models.pixel_embedding import embed_region_patches, folded_embedding
+from source.models.pixel_embedding import embed_region_patches, folded_embedding, input_coding
+from source.models.settings import COMPILE_MODES, CUDA_GRAPH_MODES
 from source.models.vit import PatchEmbed, VisionTransformer
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-"""``torch.compile`` modes; ``reduce-overhead`` and ``max-autotune`` replay CUDA graphs on a GPU."""
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -196,12 +193,11 @@ class HIPTEncoder(nn.Module):
         Regions are embedded in groups of ``patch_batch_size // (n*n)`` (at least one), then ViT_patch runs on chunks
         of ``patch_batch_size`` patches, as on the reference path."""
         proj = self.vit_patch.token_embed.proj
-        scale = 1 / 255 if regions.dtype == torch.uint8 else 1.0
         per_region = (regions.shape[-1] // self.patch_size) ** 2
         group = max(1, self.patch_batch_size // per_region)
         outputs = []
         with self.autocast(regions.device):
-            weight, bias = folded_embedding(proj, self.mean, self.std, scale)
+            weight, bias = folded_embedding(proj, self.mean, self.std, input_coding(regions.dtype))
             for first in range(0, regions.shape[0], group):
                 with record_function("hipt.embed_pixels"):
                     tokens = embed_region_patches(

@@ -14,6 +14,11 @@ from typing import Any, Mapping, Optional
 from source.models.registry import DEFAULT_PATCH_ENCODER, DEFAULT_REGION_ENCODER
 from source.models.slide_registry import HIPT_AGGREGATOR
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes of the extraction encoders; ``reduce-overhead`` and ``max-autotune`` replay CUDA graphs on a
+GPU."""
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
 TOKEN_SIZE = 16
 """Pixels per ViT_patch token; ViT_region's ``img_size_pretrained`` is counted in the same unit."""
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from source.models.hipt import HIPTEncoder, patchify
-from source.models.pixel_embedding import embed_region_patches, folded_embedding
+from source.models.pixel_embedding import embed_region_patches, folded_embedding, input_coding
 from source.models.vit import vit4k_xs, vit_tiny
 
 MEAN, STD = (0.7, 0.55, 0.6), (0.2, 0.25, 0.15)
@@ -24,8 +24,9 @@ def test_folded_tokens_equal_the_convolution_of_normalised_patches(as_float):
     regions = regions_of(2, 64)
     pixels = regions.double() / 255 if as_float else regions
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    weight, bias = folded_embedding(proj, mean, std, 1.0 if as_float else 1 / 255)
-    tokens = embed_region_patches(pixels.float(), weight, bias, patch_size=32, token_size=8)
+    pixels = pixels.float() if as_float else pixels
+    weight, bias = folded_embedding(proj, mean, std, input_coding(pixels.dtype))
+    tokens = embed_region_patches(pixels, weight, bias, patch_size=32, token_size=8)
     # independently: cut 32-px patches, normalise in float64, convolve, tokens row-major
     patches = (patchify(regions.double() / 255, 32) - mean.double()) / std.double()
     expected = torch.nn.functional.conv2d(patches, proj.weight.double(), proj.bias.double(), stride=8)
@@ -71,3 +72,37 @@ def test_encoders_the_folding_does_not_fit_keep_the_reference_path():
     timm_vit = build_timm_encoder("timm:vit_tiny_patch16_224", img_size=64)
     assert not HIPTEncoder(timm_vit, None, patch_size=64).embeds_pixels
     assert not HIPTEncoder(vit_tiny(), None, patch_size=40).embeds_pixels  # 16-px tokens do not tile 40-px patches
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_under_autocast_the_folded_tokens_are_at_least_as_precise_as_the_reference(dtype):
+    """Against float64 tokens, the mean error of the folded embedding (centred uint8 pixels, exact in 16 bits) is no
+    larger than that of patchify -> normalise -> convolution under the same autocast."""
+    torch.manual_seed(0)
+    proj = torch.nn.Conv2d(3, 96, kernel_size=16, stride=16)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
+    regions = regions_of(1, 128, seed=5)
+    normalised = (patchify(regions.double() / 255, 64) - mean.double()) / std.double()
+    with torch.inference_mode():
+        exact = torch.nn.functional.conv2d(normalised, proj.weight.double(), proj.bias.double(), stride=16)
+    exact = exact.flatten(2).transpose(1, 2)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+        reference = proj((patchify(regions, 64).float() / 255 - mean) / std).flatten(2).transpose(1, 2)
+        weight, bias = folded_embedding(proj, mean, std, input_coding(regions.dtype))
+        folded = embed_region_patches(regions, weight, bias, 64, 16)
+    assert folded.dtype == dtype
+
+    def error(tokens: torch.Tensor) -> float:
+        return float((tokens.double() - exact).abs().mean())
+
+    assert error(folded) <= error(reference)
+
+
+def test_regions_that_do_not_tile_are_refused_with_their_size():
+    proj = torch.nn.Conv2d(3, 8, kernel_size=16, stride=16)
+    weight, bias = folded_embedding(proj, torch.zeros(3), torch.ones(3), input_coding(torch.uint8))
+    with pytest.raises(ValueError, match="regions of 100x100 px do not tile into 64-px patches"):
+        embed_region_patches(torch.zeros(1, 3, 100, 100, dtype=torch.uint8), weight, bias, 64, 16)
