@@ -24,6 +24,7 @@ from source.engines.feature_store import FeatureStore
 from source.io import atomic_write_csv, json_record
 from source.models.hipt import HIPTEncoder
 from source.wsi.tissue import tissue_from_pixels
+from source.wsi.tissue_tensor import tissue_fractions
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +83,12 @@ def _failure(plan: SlidePlan, error: str, num_regions: int = 0) -> SlideOutcome:
 @dataclass
 class _Launched:
     """A batch whose encoding is enqueued: its region keys ``(slide, region)``, failures ``(slide, region, why)``, the
-    rows of ``keys`` being encoded, their tissue fractions ``(rows, n*n)`` and their features on the way."""
+    rows of ``keys`` being encoded, and their tissue fractions ``(rows, n*n)`` and features on the way to the host."""
 
     keys: list[tuple[int, int]]
     failures: list[tuple[int, int, str]]
     rows: list[int]
-    tissue: Optional[torch.Tensor] = None
+    tissue: Optional[PendingFeatures] = None
     features: Optional[PendingFeatures] = None
 
 
@@ -109,10 +110,10 @@ class _SlideAssembly:
 
     def collect(self, launched: _Launched, bar: tqdm):
         """Take in one batch's features (waiting for them) and yield the outcome of every slide it completes."""
-        if launched.features is not None:
-            features = launched.features.result()
+        if launched.features is not None and launched.tissue is not None:
+            features, tissue = launched.features.result(), launched.tissue.result()
             self.encoded += len(launched.rows)
-            for row, feature, fractions in zip(launched.rows, features, launched.tissue, strict=True):
+            for row, feature, fractions in zip(launched.rows, features, tissue, strict=True):
                 slide, region = launched.keys[row]
                 self.features[slide][region], self.tissue[slide][region] = feature, fractions
         for slide, _ in [*launched.keys, *((s, r) for s, r, _ in launched.failures)]:
@@ -208,11 +209,9 @@ class Extractor:
 
     @torch.inference_mode()
     def _features(self, pixels: torch.Tensor, tissue: torch.Tensor, feed: DeviceFeed) -> PendingFeatures:
-        """``(b, 3, R, R)`` uint8 -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32, on their way to the
-        host (see :class:`DeviceFeed`); ``tissue`` ``(b, n*n)`` masks background patches in ViT_region with
-        ``mask_background``."""
-        with record_function("hipt.h2d_copy"):
-            pixels = feed.to_device(pixels)
+        """``(b, 3, R, R)`` uint8 (on the device) -> ``(b, 192)`` (global) or ``(b, n*n, 384)`` (local), float32, on
+        their way to the host (see :class:`DeviceFeed`); ``tissue`` ``(b, n*n)`` masks background patches in ViT_region
+        with ``mask_background``."""
         if self.level == "global":
             token_mask = tissue >= self.tissue_threshold if self.mask_background else None
             features = self.encoder(pixels, token_mask).global_
@@ -221,8 +220,35 @@ class Extractor:
         with record_function("hipt.d2h_copy"):
             return feed.to_host(features)
 
-    def _tissue(self, plan: SlidePlan, region: int, pixels: torch.Tensor) -> torch.Tensor:
-        """``(n*n,)`` tissue fraction of a region's patches: from the tiling's contours, else from its pixels."""
+    def _tissue(
+        self, keys: Sequence[tuple[int, int]], pending: Sequence[SlidePlan], pixels: torch.Tensor
+    ) -> torch.Tensor:
+        """``(b, n*n)`` float32 tissue fractions of the regions ``keys`` ``(slide, region)``: from the tiling's contours
+        where the slide has them (on the host), else from the pixels by hs2p's HSV rule (on a GPU with
+        :func:`~source.wsi.tissue_tensor.tissue_fractions`, on the device, which needs no read-back; on a CPU with
+        OpenCV). Fractions known on the host stay there, so that an all-tissue mask is recognised without a wait."""
+        if pixels.device.type == "cuda" and any(pending[slide].tissue is None for slide, _ in keys):
+            return self._tissue_on_device(keys, pending, pixels)
+        return torch.stack(
+            [self._tissue_on_host(pending[slide], region, pixels[i]) for i, (slide, region) in enumerate(keys)]
+        )
+
+    def _tissue_on_device(
+        self, keys: Sequence[tuple[int, int]], pending: Sequence[SlidePlan], pixels: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`_tissue` on the pixels' device: contour fractions copied there, the others measured there."""
+        measured = [i for i, (slide, _) in enumerate(keys) if pending[slide].tissue is None]
+        known = [i for i, (slide, _) in enumerate(keys) if pending[slide].tissue is not None]
+        tissue = torch.empty(len(keys), self.grid * self.grid, device=pixels.device)
+        if known:
+            rows = [pending[keys[i][0]].tissue[keys[i][1]] for i in known]  # type: ignore[index]
+            tissue[known] = torch.from_numpy(np.stack(rows).astype(np.float32)).to(pixels.device, non_blocking=True)
+        if measured:
+            tissue[measured] = tissue_fractions(pixels[measured], self.grid)
+        return tissue
+
+    def _tissue_on_host(self, plan: SlidePlan, region: int, pixels: torch.Tensor) -> torch.Tensor:
+        """``(n*n,)`` tissue fraction of one region's patches: from the tiling's contours, else from its pixels."""
         if plan.tissue is not None:
             return torch.from_numpy(np.asarray(plan.tissue[region], dtype=np.float32))
         return torch.from_numpy(tissue_from_pixels(pixels.permute(1, 2, 0).cpu().numpy(), self.grid))
@@ -263,9 +289,11 @@ class Extractor:
         rows = [i for i, (slide, _) in enumerate(keys) if errors[slide] is None]
         if not rows:
             return _Launched(keys, failures, rows)
-        tissue = torch.stack([self._tissue(pending[keys[i][0]], keys[i][1], pixels[i]) for i in rows])
-        features = self._features(pixels[rows] if len(rows) < len(keys) else pixels, tissue, feed)
-        return _Launched(keys, failures, rows, tissue, features)
+        with record_function("hipt.h2d_copy"):
+            pixels = feed.to_device(pixels[rows] if len(rows) < len(keys) else pixels)
+        tissue = self._tissue([keys[i] for i in rows], pending, pixels)
+        features = self._features(pixels, tissue, feed)
+        return _Launched(keys, failures, rows, feed.to_host(tissue), features)
 
     def _encode(self, pending: Sequence[SlidePlan]):
         """Yield an outcome for each pending slide as soon as all its regions are processed.

@@ -104,3 +104,25 @@ def test_features_do_not_depend_on_the_batching_or_the_lag(tmp_path, encoder, ba
         assert written.shape == (len(plan.regions), 4, 192)
         torch.testing.assert_close(written, expected, rtol=1e-5, atol=1e-5)
     assert not (tmp_path / "out" / "features" / "slide" / "b.pt").exists()
+
+
+def test_tissue_measured_on_the_device_equals_the_host_computation(tmp_path, encoder):
+    """The GPU branch (contour fractions copied over, the others measured with the tensor HSV rule) run on the CPU:
+    the same fractions as the host branch, row for row."""
+    contour_tissue = np.random.default_rng(0).random((3, 4)).astype(np.float32)
+    pending = [
+        SlidePlan("contours", [Region(i, 0) for i in range(3)], source=SyntheticSlide(1), tissue=contour_tissue),
+        SlidePlan("pixels", [Region(i, 0) for i in range(3)], source=SyntheticSlide(2)),
+    ]
+    he = np.full((SIZE, SIZE, 3), 255, dtype=np.uint8)
+    he[:, : SIZE // 2] = (180, 90, 170)  # left half stained: tissue by the HSV rule, right half glass
+    keys = [(1, 0), (0, 2), (1, 1), (0, 0)]
+    pixels = torch.stack(
+        [torch.from_numpy(he).permute(2, 0, 1)] * 2 + [torch.zeros(3, SIZE, SIZE, dtype=torch.uint8)] * 2
+    )
+    extractor = Extractor(encoder, FeatureStore(tmp_path), "local", SIZE, num_workers=0)
+    on_device = extractor._tissue_on_device(keys, pending, pixels)
+    on_host = extractor._tissue(keys, pending, pixels)
+    torch.testing.assert_close(on_device, on_host, rtol=0, atol=0)
+    torch.testing.assert_close(on_device[0], torch.tensor([1.0, 0.0, 1.0, 0.0]))  # measured: the stained half
+    torch.testing.assert_close(on_device[1], torch.from_numpy(contour_tissue[2]))  # from the contours
