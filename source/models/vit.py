@@ -241,11 +241,13 @@ def key_mask_of(token_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """The attention key mask ``(B, 1 + N)`` of an input-token mask ``(B, N)`` (CLS always kept); None when nothing
     is masked, so that an all-True mask takes the unmasked (bit-identical) path.
 
-    A mask on a CUDA device is not checked (reading it would wait for the device): an all-True one is applied, which
-    equals the unmasked path within float rounding. Callers that want the check there make it on the host."""
+    A mask on a CUDA device, or inside ``torch.compile``, is not checked (reading it would wait for the device, or
+    break the graph): an all-True one is applied, which equals the unmasked path within float rounding. Callers that
+    want the check there make it on the host."""
     if token_mask is None:
         return None
-    if token_mask.device.type != "cuda" and bool(token_mask.all()):
+    checkable = token_mask.device.type != "cuda" and not torch.compiler.is_compiling()
+    if checkable and bool(token_mask.all()):
         return None
     keep_cls = torch.ones(token_mask.shape[0], 1, dtype=torch.bool, device=token_mask.device)
     return torch.cat([keep_cls, token_mask.bool()], dim=1)
