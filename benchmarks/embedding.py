@@ -63,19 +63,18 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
         weight, bias = folded_embedding(proj, encoder.mean, encoder.std, input_coding(pixels.dtype))
         embed_region_patches(pixels, weight, bias, encoder.patch_size, proj.kernel_size[0])
 
+    def embedding() -> None:  # the path ``encoder.fused_embedding`` selects, as in the encoder
+        with encoder.autocast(device):
+            folded() if encoder.fused_embedding else reference_embedding()
+
+    stages = {"embedding": embedding} | ({"model": lambda: encoder(pixels).global_} if model else {})
     rows = []
     for precision in ("fp32", "bf16"):
         encoder.precision = precision
-        for stage, paths in (("embedding", (reference_embedding, folded)), ("model", None)):
-            if stage == "model" and not model:
-                continue
+        for stage, function in stages.items():
             seconds = {}
             for fused in (False, True):
                 encoder.fused_embedding = fused
-                if paths is None:
-                    function = lambda: encoder(pixels).global_  # noqa: E731
-                else:
-                    function = _under_autocast(encoder, device, paths[fused])
                 seconds["folded" if fused else "reference"] = _median_seconds(function, device, repeats)
             rows.append(
                 {
@@ -88,14 +87,6 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
             )
             print(f"{stage} {precision}: {rows[-1]['reference_s']:.4f} s -> {rows[-1]['folded_s']:.4f} s", flush=True)
     return {"rows": rows, "agreement": _agreement(encoder, pixels)}
-
-
-def _under_autocast(encoder, device, step: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        with encoder.autocast(device):
-            step()
-
-    return run
 
 
 def _agreement(encoder, pixels) -> dict:
