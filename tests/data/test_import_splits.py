@@ -125,3 +125,73 @@ def test_train_fraction_keeps_the_label_proportions_with_a_seed(tmp_path):
     expected = {k: int(round(0.25 * v)) for k, v in train.label.value_counts().to_dict().items()}
     assert splits["train"].frame.label.value_counts().to_dict() == expected
     assert np.isin(splits["train"].frame.slide_id, train.slide_id).all()
+
+
+def write_fold_files(folder, folds):
+    """``splits_<k>.csv`` for each ``{column: ids}`` of ``folds``, columns padded with blanks as CLAM writes them."""
+    folder.mkdir()
+    for fold, columns in enumerate(folds):
+        longest = max(len(values) for values in columns.values())
+        padded = {name: values + [None] * (longest - len(values)) for name, values in columns.items()}
+        pd.DataFrame(padded).to_csv(folder / f"splits_{fold}.csv")
+
+
+def overlapping_folds(ids):
+    """Fold 0 is clean; fold 1 has TCGA-03 in train (as ``.svs``) and test, and TCGA-09 in val and test."""
+    clean = {"train": ids[:8], "val": ids[8:11], "test": ids[11:13]}
+    leaking = {"train": [f"{s}.svs" for s in ids[:8]], "val": ids[8:11], "test": [ids[3], ids[9], ids[12]]}
+    return [clean, leaking]
+
+
+def test_an_id_in_two_splits_of_a_fold_is_an_error_naming_fold_id_splits_and_fix(tmp_path, dataset, capsys):
+    ids, csv = dataset
+    write_fold_files(tmp_path / "splits", overlapping_folds(ids))
+    args = [str(tmp_path / "splits"), str(csv), str(tmp_path / "folds"), "--label", "oncotree_code"]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "fold 1" in error and "'TCGA-03'" in error and "train" in error and "test" in error
+    assert "TCGA-03.svs" in error  # the id as the file spells it, to find it there
+    assert "fix the splits file" in error and "--allow-overlap" in error
+    assert not (tmp_path / "folds").exists()  # nothing written: no fold is left half imported
+    with pytest.raises(SplitImportError, match=r"fold 1 .*'TCGA-03'.*train.*test") as raised:
+        import_splits(tmp_path / "splits", csv, tmp_path / "folds", "oncotree_code")
+    assert raised.value.exit_code == 2
+
+
+def test_allow_overlap_writes_the_folds_and_warns_with_an_overlap_column(tmp_path, dataset, caplog):
+    ids, csv = dataset
+    write_fold_files(tmp_path / "splits", overlapping_folds(ids))
+    args = [str(tmp_path / "splits"), str(csv), str(tmp_path / "folds"), "--label", "oncotree_code"]
+    with caplog.at_level("WARNING", logger="source.data.import_splits"):
+        assert main([*args, "--allow-overlap"]) == 0
+    fold_1 = {role: pd.read_csv(tmp_path / "folds" / "fold_1" / f"{role}.csv") for role in ("train", "tune", "test")}
+    assert fold_1["train"].slide_id.tolist() == ids[:8] and fold_1["tune"].slide_id.tolist() == ids[8:11]
+    assert fold_1["test"].slide_id.tolist() == [ids[3], ids[9], ids[12]]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "fold 1" in warnings[0] and "TCGA-03 (train, test)" in warnings[0] and "TCGA-09 (val, test)" in warnings[0]
+    report = pd.read_csv(tmp_path / "folds" / "import_report.csv").set_index("fold")
+    assert report["split_ids_in_several_splits"].to_dict() == {0: 0, 1: 2}
+    reports = import_splits(tmp_path / "splits", csv, tmp_path / "again", "oncotree_code", allow_overlap=True)
+    assert [report.overlap_ids for report in reports] == [[], ["TCGA-03", "TCGA-09"]]
+
+
+def test_absent_ids_are_named_the_first_20_then_the_count_of_the_rest(tmp_path, dataset, capsys):
+    ids, csv = dataset
+    ghosts = [f"ghost-{i:02d}.svs" for i in range(25)]
+    write_fold_files(tmp_path / "splits", [{"train": ids[:8] + ghosts, "val": ids[8:11], "test": ids[11:13]}])
+    assert main([str(tmp_path / "splits"), str(csv), str(tmp_path / "folds"), "--label", "oncotree_code"]) == 0
+    report = pd.read_csv(tmp_path / "folds" / "import_report.csv").set_index("fold")
+    assert report.loc[0, "split_ids_absent_from_dataset"] == 25
+    named = ", ".join(f"ghost-{i:02d}" for i in range(20)) + " and 5 more"
+    assert report.loc[0, "absent_split_ids"] == named
+    printed = capsys.readouterr().out
+    assert f"fold 0: 25 split ids absent from the dataset or without a label there: {named}" in printed
+    assert "ghost-20" not in printed
+
+
+def test_the_report_names_few_absent_ids_without_a_count(tmp_path, dataset):
+    ids, csv = dataset
+    write_clam_splits(tmp_path / "splits", ids)
+    reports = import_splits(tmp_path / "splits", csv, tmp_path / "folds", "oncotree_code")
+    assert reports[0].absent_ids == ["ghost-1", "ghost-2", "TCGA-13"] and reports[1].absent_ids == []
