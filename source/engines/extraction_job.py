@@ -210,6 +210,7 @@ def decodes_on_device(jpeg_decode: str, device: torch.device) -> bool:
 
 
 def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device: torch.device, slides: list) -> int:
+    encoder = build_encoder_from_config(cfg, context.local_rank)  # weights load before any slide is tiled
     plans, extra_columns = plan_from_config(cfg, run_dir, context, slides)
     mine = shard_plans(plans, context)
     logger.info(
@@ -224,7 +225,6 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
         cfg.precision.value,
         cfg.level.value,
     )
-    encoder = build_encoder_from_config(cfg, context.local_rank)
     if context.is_main:
         record_patch_transform(encoder.vit_patch, run_dir, cfg.resume)
     started = time.perf_counter()
@@ -255,11 +255,18 @@ def _extract_shared(cfg: DictConfig, run_dir: Path, device: torch.device, slides
     plan_one, extra_columns = slide_planner(cfg, run_dir)
     started = time.perf_counter()
 
+    plans: dict[str, SlidePlan] = {}
+
     def process(slide_id: str) -> dict:
-        return outcome_record(extractor.run([plan_one(by_id[slide_id])], resume=True)[0])
+        plans[slide_id] = plan_one(by_id[slide_id])
+        return outcome_record(extractor.run([plans[slide_id]], resume=True)[0])
+
+    def outputs_of(slide_id: str, outcome: dict) -> list[Path]:
+        plan = plans.pop(slide_id)
+        return extractor.store.files(slide_id, plan.regions) if outcome["status"] == "success" else []
 
     shared = SharedRun(run_dir)
-    mine, progress = work_through(shared, list(by_id), process)
+    mine, progress = work_through(shared, list(by_id), process, outputs_of=outputs_of)
     mine_failed = any(record["status"] != "success" for record in mine)
     if progress.in_progress or progress.waiting:
         logger.info(

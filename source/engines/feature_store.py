@@ -79,6 +79,16 @@ class FeatureStore:
             return all(self.region_path(slide_id, region).exists() for region in regions)
         return True
 
+    def files(self, slide_id: str, regions: Sequence[Region]) -> list[Path]:
+        """Every file :meth:`write` wrote for the slide: the slide file, its tissue fractions, the h5 and region files
+        when asked (what a shared run's record lists)."""
+        paths = [self.slide_path(slide_id), self.tissue_path(slide_id)]
+        if self.h5 is not None:
+            paths.append(self.h5_path(slide_id))
+        if self.save_region_features:
+            paths += [self.region_path(slide_id, region) for region in regions]
+        return paths
+
     def remove_stale_temporaries(self, slide_id: str) -> int:
         """Delete temporaries a killed run left for this slide (``.<name>.pt.<random>.tmp``); returns how many."""
         slide_name = re.compile(rf"^\.{re.escape(slide_id)}\.pt\..*\.tmp$")

@@ -138,14 +138,19 @@ def _draw_shared(
         plan = plan_heatmap_slides(cfg, slides.only(slide_id), run_dir, DistributedContext())[0]
         return json_record(_draw_slide(cfg, run_dir, plan, renderer, slides, show_progress=True))
 
+    def outputs_of(slide_id: str, outcome: dict) -> list[Path]:
+        if outcome["status"] != "success":
+            return []
+        return sorted(path for path in Path(outcome["output_dir"]).rglob("*") if path.is_file())
+
     shared = SharedRun(run_dir)
-    mine, progress = work_through(shared, slides.ids, process)
+    mine, progress = work_through(shared, slides.ids, process, outputs_of=outputs_of)
     mine_failed = any(o["status"] != "success" for o in mine)
     if progress.in_progress or progress.waiting:
         logger.info("other jobs are still drawing; the last of them writes slides.csv")
         return 1 if mine_failed else 0
     _draw_single_images(cfg, run_dir, reader)
-    records = [{k: v for k, v in r.items() if k != "recorded_by"} for r in shared.records(slides.ids)]
+    records = shared.records(slides.ids)
     if records:
         _summarise(run_dir, records)
     return 1 if mine_failed or any(o["status"] != "success" for o in records) else 0

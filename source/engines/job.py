@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from source.devices import resolve_device
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
 from source.engines.rundir import open_run
+from source.engines.termination import exit_on_sigterm
 from source.log import setup_logging
 from source.precision import resolve_precision
 
@@ -78,7 +79,7 @@ def run_job(
         requested = OmegaConf.select(cfg, precision_key)
         OmegaConf.update(cfg, precision_key, resolve_precision(str(requested.value), device, precision_key))
     try:
-        with open_run(cfg, context, resume_keys, weight_keys, seed_key, shared) as run_dir:
+        with exit_on_sigterm(), open_run(cfg, context, resume_keys, weight_keys, seed_key, shared) as run_dir:
             yield Job(run_dir, context, device, inputs)
     finally:
         if distributed:

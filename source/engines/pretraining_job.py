@@ -24,6 +24,7 @@ from source.engines.job import run_job
 from source.engines.pretrain import DinoSettings, DinoTrainer, build_schedules
 from source.errors import ConfigError
 from source.io import atomic_write_text
+from source.models.checkpoints import read_checkpoint
 from source.models.factory import build_stage_encoder
 from source.pretraining.augment import PatchMultiCrop, RegionMultiCrop
 from source.pretraining.data import (
@@ -158,9 +159,16 @@ def build_dino(cfg: DictConfig, stage: str, crops: int) -> DINO:
     return DINO(student, teacher, head, loss)
 
 
+def _check_pretraining(cfg: DictConfig, stage: str) -> None:
+    """The config, and weights that must load before whole slides are tiled (the model is built after the data)."""
+    validate_pretraining(cfg, stage)
+    if cfg.get("wsi_csv") and cfg.model.pretrained_weights:
+        read_checkpoint(cfg.model.pretrained_weights, "model.pretrained_weights")
+
+
 def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
     """Pretrain one stage with DINO; returns the exit code."""
-    check = functools.partial(validate_pretraining, stage=stage)
+    check = functools.partial(_check_pretraining, stage=stage)
     weights = {"weight_keys": ("model.pretrained_weights",)}
     with run_job(cfg, check=check, resume_keys=RESUME_KEYS, precision_key="speed.precision", **weights) as job:
         _pretrain(cfg, stage, job.run_dir, job.context, job.device)

@@ -18,6 +18,7 @@ from source.config.core import save_config
 from source.distributed import DistributedContext, broadcast_object
 from source.engines.runlock import STALE_AFTER_S, RunLock, job_identity
 from source.engines.shared_run import SharedRun
+from source.engines.termination import describe_signal, signal_number
 from source.errors import ConfigError
 from source.io import UnsafePathError, atomic_write_json, remove_orphan_temporaries, safe_join
 
@@ -148,13 +149,29 @@ def open_run(
             if cfg.resume and context.is_main:
                 _clean_temporaries(run_dir, cutoff())
             with file_log(log_path, context.rank):
-                yield run_dir
+                try:
+                    yield run_dir
+                except (SystemExit, KeyboardInterrupt) as stop:
+                    if not shared:  # a shared job's log names the slide (source.engines.shared_run)
+                        _log_termination(stop, run_dir)
+                    raise
             if context.is_main:
                 _clean_temporaries(run_dir, cutoff())
     except BaseException:
         if not shared and created and context.is_main and run_dir.is_dir() and _only_bookkeeping(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+
+
+def _log_termination(stop: BaseException, run_dir: Path) -> None:
+    """One log line for a job ended by a signal (a preempted job must not look like a crash)."""
+    number = signal_number(stop)
+    if number is not None:
+        logger.warning(
+            "terminated by signal %s; the run lock is released: rerun with resume=true run_id=%s to continue",
+            describe_signal(number),
+            run_dir.name,
+        )
 
 
 def _job_name() -> str:

@@ -5,8 +5,10 @@ The run folder's ``claims/`` holds, per slide:
 
 - ``<slide_id>.claim``: the job encoding it now (created with ``O_EXCL``, touched every 30 s). A claim whose process
   is gone (same host) or whose heartbeat is 10 minutes old is taken over by the next job that reaches the slide;
-- ``<slide_id>.json``: the slide's outcome (its row of ``slides.csv`` and its rows of ``regions.csv``), written
-  atomically before the claim is released. A slide with a record is never processed again by the shared run.
+- ``<slide_id>.json``: the slide's outcome (its row of ``slides.csv`` and its rows of ``regions.csv``) and the size
+  of each file it wrote, written atomically before the claim is released. A slide with a record is not processed
+  again while the files its record lists are there with the recorded sizes; a record whose files are gone or were
+  truncated (a clean-up, a quota, a bad sync) counts for nothing: the slide is processed again and the log says why.
 
 A job walks the slides in input order, skips those with a record or a live claim, and processes the others one at
 a time. When it finds nothing left (every slide has a record), it writes the tables from the records, so whichever
@@ -18,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,14 @@ from source.engines.runlock import (
     describe_holder,
     job_identity,
 )
+from source.engines.termination import describe_signal, exit_on_sigterm, signal_number
 from source.errors import ConfigError
 from source.io import atomic_write_json, safe_join
 
 logger = logging.getLogger(__name__)
 CLAIMS_DIR = "claims"
+BOOKKEEPING_KEYS = ("recorded_by", "outputs")
+"""Keys of a record that are about the record, not the slide's outcome."""
 
 
 def live_claims(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> list[tuple[str, dict]]:
@@ -120,97 +124,178 @@ class SharedRun:
             heartbeat.files.discard(owned)
             owned.release()
 
-    def finish(self, slide_id: str, outcome: dict) -> None:
-        """Record ``slide_id``'s outcome (atomically); call while holding its claim."""
-        atomic_write_json(self.record_path(slide_id), outcome | {"recorded_by": self.owner})
+    def finish(self, slide_id: str, outcome: dict, outputs: Sequence[Path] = ()) -> None:
+        """Record ``slide_id``'s outcome and the size of each of its ``outputs`` (files inside the run folder),
+        atomically; call while holding its claim."""
+        sizes = {self._relative(path): Path(path).stat().st_size for path in outputs}
+        atomic_write_json(self.record_path(slide_id), outcome | {"recorded_by": self.owner, "outputs": sizes})
+
+    def _relative(self, path: Path) -> str:
+        path = Path(path)
+        try:
+            return path.resolve().relative_to(self.run_dir.resolve()).as_posix()
+        except ValueError:
+            raise ValueError(f"output {path} of a shared run is not inside its run folder {self.run_dir}") from None
+
+    def _output_path(self, relative: str) -> Optional[Path]:
+        """The run folder's file ``relative`` (None for a path that would leave the folder, e.g. an edited record)."""
+        path = (self.run_dir / relative).resolve()
+        return path if path.is_relative_to(self.run_dir.resolve()) else None
+
+    def damage(self, record: dict) -> list[str]:
+        """What is wrong with the files ``record`` lists: one line per missing or resized file (empty: intact)."""
+        problems = []
+        for relative, size in (record.get("outputs") or {}).items():
+            path = self._output_path(relative)
+            if path is None:
+                problems.append(f"{relative} is outside the run folder")
+            elif not path.is_file():
+                problems.append(f"{relative} is missing")
+            elif path.stat().st_size != size:
+                problems.append(f"{relative} has {path.stat().st_size} bytes, the record says {size}")
+        return problems
+
+    def intact_record(self, slide_id: str) -> Optional[dict]:
+        """The record of ``slide_id`` if the files it lists are all there with their recorded sizes, else None."""
+        record = self.record(slide_id)
+        return record if record is not None and not self.damage(record) else None
+
+    def discard_damaged(self, slide_id: str, record: dict, problems: Sequence[str]) -> None:
+        """Log why ``record`` (with :meth:`damage` ``problems``) no longer counts and delete the files it lists, so
+        the slide is processed afresh; call while holding the claim."""
+        logger.warning(
+            "slide %s was recorded as done by %s, but %s: processing it again",
+            slide_id,
+            describe_holder(record.get("recorded_by") or {}),
+            "; ".join(problems),
+        )
+        for relative in record.get("outputs") or {}:
+            path = self._output_path(relative)
+            if path is not None and path.is_file():
+                path.unlink()
 
     def progress(self, slide_ids: Sequence[str]) -> SharedProgress:
-        """Which of ``slide_ids`` are done, being processed by live jobs, or waiting."""
+        """Which of ``slide_ids`` are done (an intact record), being processed by live jobs, or waiting."""
         live = {slide for slide, _ in live_claims(self.run_dir, self.stale_after_s)}
-        done = [s for s in slide_ids if self.record_path(s).is_file()]
+        done = [s for s in slide_ids if self.intact_record(s) is not None]
         finished = set(done)
         in_progress = [s for s in slide_ids if s not in finished and s in live]
         waiting = [s for s in slide_ids if s not in finished and s not in live]
         return SharedProgress(done, in_progress, waiting)
 
     def records(self, slide_ids: Sequence[str]) -> list[dict]:
-        """The records of ``slide_ids`` in that order (all must exist)."""
-        return [self.record(slide_id) or {} for slide_id in slide_ids]
-
-
-def _terminate(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def _release_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM (Slurm's preemption and time-limit notice) into an exit that releases the claims at once."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        """The outcomes recorded for ``slide_ids`` in that order (all must exist), without the bookkeeping keys."""
+        return [
+            {key: value for key, value in (self.record(slide_id) or {}).items() if key not in BOOKKEEPING_KEYS}
+            for slide_id in slide_ids
+        ]
 
 
 MAX_PASSES = 3
 """Passes over the slides: a later pass takes over the claims of jobs that died after this job passed them."""
 
 
+Outputs = Callable[[str, dict], Sequence[Path]]
+"""``(slide_id, outcome) -> files`` the slide's processing wrote (their sizes go into its record)."""
+
+
 def _one_pass(
-    shared: SharedRun, slide_ids: Sequence[str], process: Callable[[str], dict], heartbeat: Heartbeat
-) -> list[dict]:
-    mine = []
+    shared: SharedRun,
+    slide_ids: Sequence[str],
+    process: Callable[[str], dict],
+    heartbeat: Heartbeat,
+    outputs_of: Optional[Outputs],
+    mine: list[dict],
+    current: list[str],
+) -> None:
+    """Process each slide without an intact record or a live claim; append its outcome to ``mine``. ``current``
+    holds the slide being processed (for the log line of a job terminated mid-slide)."""
     for slide_id in slide_ids:
-        if shared.record(slide_id) is not None:
+        if shared.intact_record(slide_id) is not None:
             continue
         with shared.claim(slide_id, heartbeat) as held:
-            if not held or shared.record(slide_id) is not None:  # finished while we were claiming
+            if not held:
                 continue
+            record = shared.record(slide_id)
+            if record is not None:
+                problems = shared.damage(record)
+                if not problems:  # finished while we were claiming
+                    continue
+                shared.discard_damaged(slide_id, record, problems)
+            current[:] = [slide_id]
             outcome = process(slide_id)
-            shared.finish(slide_id, outcome)
+            shared.finish(slide_id, outcome, outputs_of(slide_id, outcome) if outputs_of else ())
+            current.clear()
             mine.append(outcome)
-    return mine
 
 
 def work_through(
-    shared: SharedRun, slide_ids: Sequence[str], process: Callable[[str], dict], what: str = "slide"
+    shared: SharedRun,
+    slide_ids: Sequence[str],
+    process: Callable[[str], dict],
+    what: str = "slide",
+    outputs_of: Optional[Outputs] = None,
 ) -> tuple[list[dict], SharedProgress]:
     """Process every slide of ``slide_ids`` no other job has done or is doing, one at a time, recording each outcome.
+
+    A job ended by SIGTERM (Slurm's preemption notice) or SIGINT releases its claim at once and logs which slide it
+    was processing and its summary before it exits.
 
     Args:
         shared: the shared run.
         slide_ids: every slide of the run, in input order.
         process: ``slide_id -> outcome`` (a JSON-able dict with a ``status`` key); called while holding the claim.
+        what: the word for an item in the log.
+        outputs_of: ``(slide_id, outcome) -> files`` the slide wrote; their sizes are recorded, and a record whose
+            files are later missing or resized makes the slide be processed again.
 
     Returns:
         The outcomes this job recorded, and the run's progress once it found nothing left to claim.
     """
     mine: list[dict] = []
+    current: list[str] = []
     heartbeat = Heartbeat(shared.heartbeat_s)
     started = time.perf_counter()
     try:
-        with _release_on_sigterm():
+        with exit_on_sigterm():
             for _ in range(MAX_PASSES):
-                mine += _one_pass(shared, slide_ids, process, heartbeat)
+                _one_pass(shared, slide_ids, process, heartbeat, outputs_of, mine, current)
                 progress = shared.progress(slide_ids)
                 if not progress.waiting:  # a slide waits when the job that claimed it died after our pass
                     break
+    except (SystemExit, KeyboardInterrupt) as stop:
+        number = signal_number(stop)
+        if number is not None:
+            where = f"during {what} {current[0]}; claim released" if current else f"between {what}s"
+            logger.warning("terminated by signal %s %s", describe_signal(number), where)
+            _log_summary(shared, slide_ids, mine, what, started, " before it was terminated")
+        raise
     finally:
         heartbeat.stop()
+    _log_summary(shared, slide_ids, mine, what, started, "", progress)
+    return mine, progress
+
+
+def _log_summary(
+    shared: SharedRun,
+    slide_ids: Sequence[str],
+    mine: list[dict],
+    what: str,
+    started: float,
+    ending: str,
+    progress: Optional[SharedProgress] = None,
+) -> None:
+    progress = progress or shared.progress(slide_ids)
     logger.info(
-        "shared run: this job processed %d %s(s) in %.1f s; the run has %d/%d done, %d being processed by other jobs",
+        "shared run: this job processed %d %s(s) in %.1f s%s; the run has %d/%d done, %d being processed by other jobs",
         len(mine),
         what,
         time.perf_counter() - started,
+        ending,
         len(progress.done),
         len(slide_ids),
         len(progress.in_progress),
     )
-    return mine, progress
 
 
 def run_status(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> str:
@@ -230,8 +315,13 @@ def run_status(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> str:
         except (OSError, ValueError):
             continue
     failed = {slide: record.get("error", "") for slide, record in records.items() if record.get("status") != "success"}
+    shared = SharedRun(Path(run_dir), stale_after_s)
+    damaged = {slide: problems for slide, record in records.items() if (problems := shared.damage(record))}
     lines = [f"shared run {run_dir}", f"- recorded: {len(records)} slide(s), {len(failed)} failed"]
     lines += [f"  - {slide}: {reason}" for slide, reason in list(failed.items())[:10]]
+    if damaged:
+        lines.append(f"- records whose files are gone: {len(damaged)} slide(s) (the next job processes them again)")
+        lines += [f"  - {slide}: {'; '.join(problems)}" for slide, problems in list(damaged.items())[:10]]
     probe = job_identity()
     now = time.time()
     for path in sorted(folder.glob("*.claim")):

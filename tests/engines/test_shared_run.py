@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from source.engines.extraction_job import run_extraction_job
 from source.engines.runlock import LOCK_FILE, Heartbeat, RunLock
@@ -242,3 +243,133 @@ def test_the_status_of_a_shared_run_names_failures_live_and_stale_claims(tmp_pat
     assert f"- c: in progress; host {os.uname().nodename}, pid {os.getpid()}" in status
     assert "- d: stale, taken over by the next job (its process" in status
     assert "not written yet (the last job writes them)" in status
+
+
+def shared_config(cohort: Path, output: Path, **overrides):
+    values = {"region_dir": str(cohort), "output_dir": str(output), "run_id": "shared", "region_size": 1024}
+    return extraction_config(**(values | TINY | {"slide_list": None, "shared_run": True} | overrides))
+
+
+def test_a_record_whose_files_are_gone_or_truncated_is_processed_again(region_dir, tmp_path, caplog, capsys):
+    from source.engines.shared_run import main
+
+    assert run_extraction_job(shared_config(region_dir, tmp_path / "out")) == 0
+    run_dir = tmp_path / "out" / "feature_extraction" / "shared"
+    slides = run_dir / "features" / "slide"
+    first = {name: torch.load(slides / f"{name}.pt") for name in ("CMU-1-Small-Region", "subset")}
+    record = json.loads((run_dir / CLAIMS_DIR / "subset.json").read_text())
+    assert record["outputs"] == {
+        "features/slide/subset.pt": (slides / "subset.pt").stat().st_size,
+        "features/tissue/subset.pt": (run_dir / "features" / "tissue" / "subset.pt").stat().st_size,
+    }
+    (slides / "CMU-1-Small-Region.pt").unlink()  # a clean-up, a quota, a bad sync
+    tissue = run_dir / "features" / "tissue" / "subset.pt"
+    first_tissue = torch.load(tissue)
+    tissue.write_bytes(tissue.read_bytes()[:100])  # truncated; the slide file is whole
+    assert main([str(run_dir)]) == 0
+    status = capsys.readouterr().out
+    assert "- records whose files are gone: 2 slide(s) (the next job processes them again)" in status
+    assert "  - CMU-1-Small-Region: features/slide/CMU-1-Small-Region.pt is missing" in status
+    assert "  - subset: features/tissue/subset.pt has 100 bytes, the record says" in status
+
+    caplog.clear()
+    assert run_extraction_job(shared_config(region_dir, tmp_path / "out")) == 0
+    assert "slide CMU-1-Small-Region was recorded as done by host" in caplog.text
+    assert "but features/slide/CMU-1-Small-Region.pt is missing: processing it again" in caplog.text
+    assert "features/tissue/subset.pt has 100 bytes, the record says" in caplog.text
+    assert "this job processed 2 slide(s)" in caplog.text
+    for name, features in first.items():
+        assert torch.equal(torch.load(slides / f"{name}.pt"), features)
+    assert torch.equal(torch.load(tissue), first_tissue)  # rewritten whole
+    table = pd.read_csv(run_dir / "slides.csv")
+    assert set(table.status) == {"success"} and all(Path(path).is_file() for path in table.feature_path)
+    caplog.clear()
+    assert run_extraction_job(shared_config(region_dir, tmp_path / "out")) == 0  # intact now: nothing to do
+    assert "this job processed 0 slide(s)" in caplog.text
+
+
+def test_a_damaged_heatmap_record_is_drawn_again(tmp_path, caplog):
+    shared = SharedRun(tmp_path / "run")
+    drawn = []
+
+    def draw(slide_id):
+        folder = tmp_path / "run" / slide_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "attention.csv").write_text("x\n1\n")
+        drawn.append(slide_id)
+        return {"slide_id": slide_id, "status": "success", "output_dir": str(folder)}
+
+    def outputs_of(slide_id, outcome):
+        return sorted(Path(outcome["output_dir"]).iterdir())
+
+    work_through(shared, ["a", "b"], draw, outputs_of=outputs_of)
+    (tmp_path / "run" / "b" / "attention.csv").write_text("x\n")  # resized
+    work_through(shared, ["a", "b"], draw, outputs_of=outputs_of)
+    assert drawn == ["a", "b", "b"]
+    assert "b/attention.csv has 2 bytes, the record says 4" in caplog.text
+    assert shared.records(["a"]) == [{"slide_id": "a", "status": "success", "output_dir": str(tmp_path / "run" / "a")}]
+
+
+def test_a_record_may_not_name_files_outside_its_run_folder(tmp_path):
+    shared = SharedRun(tmp_path / "run")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    with pytest.raises(ValueError, match="not inside its run folder"):
+        shared.finish("a", {"status": "success"}, [outside])
+    (tmp_path / "run" / CLAIMS_DIR).mkdir(parents=True)
+    shared.record_path("a").write_text(json.dumps({"status": "success", "outputs": {"../outside.txt": 7}}))
+    assert shared.damage(shared.record("a")) == ["../outside.txt is outside the run folder"]
+    work_through(shared, ["a"], lambda s: {"slide_id": s, "status": "success"})
+    assert outside.read_text() == "keep me"  # an edited record never deletes a file outside the run
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_terminated_job_logs_the_signal_the_slide_and_its_summary(tmp_path, caplog, signum):
+    caplog.set_level("INFO")
+    shared = SharedRun(tmp_path / "run")
+
+    def preempted(slide_id):
+        if slide_id == "b":
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        return {"slide_id": slide_id, "status": "success"}
+
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        work_through(shared, ["a", "b", "c"], preempted)
+    name = signal.Signals(signum).name
+    assert f"terminated by signal {int(signum)} ({name}) during slide b; claim released" in caplog.text
+    assert "this job processed 1 slide(s) in" in caplog.text
+    assert "before it was terminated; the run has 1/3 done, 0 being processed by other jobs" in caplog.text
+    assert not list((tmp_path / "run" / CLAIMS_DIR).glob("*.claim"))
+
+
+def test_a_preempted_extraction_job_says_so_in_its_log(cohort, tmp_path):
+    command = shared_args(cohort, tmp_path / "out")
+    run_dir = tmp_path / "out" / "feature_extraction" / "shared"
+    job = subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((run_dir / CLAIMS_DIR).glob("slide_1.claim")):
+        time.sleep(0.01)
+    job.send_signal(signal.SIGTERM)  # Slurm's notice before preemption
+    stderr = job.communicate(timeout=60)[1].decode()
+    assert job.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    (log,) = (run_dir / "logs").glob("*.txt")
+    text = log.read_text()
+    assert "terminated by signal 15 (SIGTERM) during slide slide_1; claim released" in text
+    assert "this job processed 1 slide(s) in" in text and "before it was terminated" in text
+    assert not list((run_dir / CLAIMS_DIR).glob("*.claim"))
+
+
+def test_a_terminated_exclusive_job_says_so_in_its_log_and_releases_its_lock(cohort, tmp_path):
+    args = [f"region_dir={cohort}", f"output_dir={tmp_path / 'out'}", "run_id=alone", "region_size=1024", *TINY_ARGS]
+    run_dir = tmp_path / "out" / "feature_extraction" / "alone"
+    job = subprocess.Popen(extraction_command(*args), env=subprocess_environment(), stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / "features" / "slide" / "slide_0.pt").exists():
+        time.sleep(0.01)
+    job.send_signal(signal.SIGTERM)
+    stderr = job.communicate(timeout=60)[1].decode()
+    assert job.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    text = (run_dir / "log.txt").read_text()
+    assert "terminated by signal 15 (SIGTERM); the run lock is released: rerun with resume=true run_id=alone" in text
+    assert not (run_dir / LOCK_FILE).exists()

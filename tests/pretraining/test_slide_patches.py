@@ -146,3 +146,15 @@ def test_balanced_sampler_is_seeded_per_epoch_and_shards_like_one_process():
     for step in range(5):  # global batch of 8: 4 per rank
         together = per_rank[0][4 * step : 4 * step + 4] + per_rank[1][4 * step : 4 * step + 4]
         assert sorted(together) == sorted(one[8 * step : 8 * step + 8])
+
+
+def test_missing_pretrained_weights_are_refused_before_any_slide_is_tiled(tmp_path, wsi_csv, monkeypatch):
+    from source.models.checkpoints import CheckpointError
+    from source.pretraining import slide_patches
+
+    def no_tiling(*args, **kwargs):
+        raise AssertionError("a slide was tiled before the weights were checked")
+
+    monkeypatch.setattr(slide_patches, "slide_patches", no_tiling)
+    with pytest.raises(CheckpointError, match="does not exist.*set model.pretrained_weights=null"):
+        wsi_run(tmp_path, wsi_csv, **{"model.pretrained_weights": str(tmp_path / "dino.pth")})

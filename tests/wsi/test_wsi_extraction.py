@@ -283,3 +283,23 @@ def test_killed_wsi_run_resumes_to_the_same_files(tmp_path, slides_dir):
     rows = [{"slide_id": f"slide_{i}", "image_path": str(slides_dir / "he_025_2x.tif")} for i in range(5)]
     csv = write_csv(tmp_path / "slides.csv", rows)
     assert_killed_run_resumes([f"wsi_csv={csv}", *TINY_ARGS, "num_workers=0"], tmp_path, slides=5)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_unusable_weights_are_refused_before_any_slide_is_tiled(wsi_csv, tmp_path, monkeypatch, damage):
+    from source.models.checkpoints import CheckpointError
+    from source.wsi import planning
+
+    def no_tiling(*args, **kwargs):
+        raise AssertionError("a slide was tiled before the weights were checked")
+
+    monkeypatch.setattr(planning.WholeSlidePlanner, "plan", no_tiling)
+    monkeypatch.setattr(planning.WholeSlidePlanner, "plan_one", no_tiling)
+    weights = tmp_path / "vit256_small_dino.pth"
+    if damage == "truncated":
+        torch.save({"teacher": {"pos_embed": torch.zeros(1, 17, 192)}}, weights)
+        weights.write_bytes(weights.read_bytes()[:200])
+    for shared in (False, True):
+        with pytest.raises(CheckpointError, match="does not exist|truncated or corrupt"):
+            run(tmp_path, wsi_csv=str(wsi_csv), pretrain_vit_patch=str(weights), shared_run=shared)
+    assert not (tmp_path / "out" / "feature_extraction" / "run" / "coordinates").exists()
