@@ -22,6 +22,7 @@ from source.config.common import (
 )
 from source.config.run_block import RunBlock, check_run_block
 from source.errors import ConfigError
+from source.models.slide_registry import SLIDE_HEADS
 
 
 @dataclass
@@ -282,6 +283,8 @@ def check_slide_model(cfg: DictConfig) -> None:
     for key, used in hipt_only.items():
         if used and model.aggregator != HIPT_AGGREGATOR:
             raise ConfigError(f"{key} applies to the hipt aggregator only, not to '{model.aggregator}'")
+    if model.aggregator == HIPT_AGGREGATOR and cfg.level.value == "global":
+        _check_hipt_width(model.embed_dim_region, [name for name in AGGREGATORS if name != HIPT_AGGREGATOR])
     if model.mask_background and cfg.level.value != "local":
         raise ConfigError(
             "model.mask_background=true masks patches inside ViT_region: it needs level: local (global features were "
@@ -289,3 +292,18 @@ def check_slide_model(cfg: DictConfig) -> None:
         )
     if not 0 <= model.tissue_threshold <= 1:
         raise ConfigError(f"model.tissue_threshold must be a fraction in [0, 1], got {model.tissue_threshold}")
+
+
+def _check_hipt_width(width: int, projecting: list[str]) -> None:
+    """The hipt slide transformer splits its ``width`` over :data:`SLIDE_HEADS` heads; other aggregators
+    (``projecting``) first project their input to ``model.hidden_dim`` and take any width."""
+    if width % SLIDE_HEADS == 0:
+        return
+    below = width - width % SLIDE_HEADS
+    examples = f"{below} or {below + SLIDE_HEADS}" if below > 0 else str(below + SLIDE_HEADS)
+    raise ConfigError(
+        f"model.embed_dim_region={width} does not fit the hipt aggregator: its slide transformer has {SLIDE_HEADS} "
+        f"heads, so it takes widths that are multiples of {SLIDE_HEADS} (e.g. {examples}). Choose an aggregator "
+        f"that projects its input to model.hidden_dim (model.aggregator={', '.join(projecting)}), or features of "
+        "another width"
+    )

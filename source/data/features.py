@@ -40,14 +40,16 @@ def check_features(tensor: torch.Tensor, level: str, dim: int, path: Path) -> No
         raise FeatureFileError(f"{path} holds a {type(tensor).__name__}, not a tensor")
     shape = tuple(tensor.shape)
     if level == "global":
-        ok = tensor.dim() == 2 and shape[1] == dim and shape[0] > 0
-        expected = f"(M, {dim})"
+        layout = tensor.dim() == 2 and shape[0] > 0
+        expected, key = f"(M, {dim})", "model.embed_dim_region"
     else:
-        ok = tensor.dim() == 3 and shape[2] == dim and shape[0] > 0 and math.isqrt(shape[1]) ** 2 == shape[1]
-        expected = f"(M, n*n, {dim})"
-    if not ok:
+        layout = tensor.dim() == 3 and shape[0] > 0 and math.isqrt(shape[1]) ** 2 == shape[1]
+        expected, key = f"(M, n*n, {dim})", "model.embed_dim_patch"
+    if not layout or shape[-1] != dim:
+        # the level's layout with another width: most likely another encoder's features, read at their own width
+        fix = f", or if these are another encoder's features set {key}={shape[-1]}" if layout else ""
         raise FeatureFileError(
-            f"{path} has shape {shape} but level {level} needs {expected}; check level and features_dir"
+            f"{path} has shape {shape} but level {level} needs {expected}; check level and features_dir{fix}"
         )
     if not torch.isfinite(tensor).all():
         raise FeatureFileError(f"{path} holds NaN or inf values; extract this slide again")

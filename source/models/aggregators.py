@@ -12,6 +12,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from source.models.slide_registry import SLIDE_HEADS
+
 
 class GatedAttentionPooling(nn.Module):
     """Gated attention-MIL pooling: ``a = w^T (tanh(V h) * sigmoid(U h))``, softmax over the bag.
@@ -110,7 +112,7 @@ class SlideAggregator(nn.Module):
     Args:
         dim: region feature width (192).
         num_layers: transformer layers (2).
-        num_heads: transformer heads (3).
+        num_heads: transformer heads (:data:`~source.models.slide_registry.SLIDE_HEADS`, 3).
         dropout: dropout everywhere.
         pos_embed: None, ``sinusoidal`` or ``learned`` encoding of the region order.
         max_len: positions the encoding covers.
@@ -120,7 +122,7 @@ class SlideAggregator(nn.Module):
         self,
         dim: int = 192,
         num_layers: int = 2,
-        num_heads: int = 3,
+        num_heads: int = SLIDE_HEADS,
         dropout: float = 0.25,
         pos_embed: Optional[str] = None,
         max_len: int = 512,

@@ -48,6 +48,8 @@ def register_aggregator(spec: AggregatorSpec) -> AggregatorSpec:
 
 
 HIPT_AGGREGATOR = "hipt"
+SLIDE_HEADS = 3
+"""Heads of HIPT's slide transformer: the hipt aggregator takes region widths that are multiples of this."""
 for _spec in (
     AggregatorSpec(
         HIPT_AGGREGATOR,
