@@ -81,3 +81,20 @@ def test_config_and_the_leaves_load_without_torch():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
+
+
+RUNS_MAY_IMPORT = {"source.runs", "source.config", "source.errors", "source.io", "source.log", "source.distributed"}
+"""Run folders, locks and claims sit below the engines and above config, with nothing of the compute stack."""
+RUNS_ORDER = ["termination", "owned", "claims", "lock", "shared", "folder"]
+"""source.runs' modules in import order: each imports only those before it (no circle)."""
+
+
+@pytest.mark.parametrize("path", sorted((SOURCE / "runs").glob("*.py")), ids=lambda path: path.name)
+def test_run_folders_import_nothing_of_the_compute_stack_and_run_one_way(path):
+    imported = project_imports(path)
+    above = {name for name in imported if not allowed(name, RUNS_MAY_IMPORT)}
+    assert not above, f"{path.name} imports {above}: source.runs may import only {sorted(RUNS_MAY_IMPORT)}"
+    if path.stem in RUNS_ORDER:
+        before = {f"source.runs.{name}" for name in RUNS_ORDER[: RUNS_ORDER.index(path.stem)]}
+        later = {name for name in imported if allowed(name, {"source.runs"}) and name not in before}
+        assert not later, f"{path.name} imports {later}: source.runs imports one way ({' <- '.join(RUNS_ORDER)})"

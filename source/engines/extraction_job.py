@@ -21,11 +21,11 @@ from source.distributed import DistributedContext
 from source.engines.extract import Extractor, merge_outcomes, outcome_from_record, outcome_record, write_reports
 from source.engines.feature_store import FeatureStore
 from source.engines.job import run_job
-from source.engines.shared_run import SharedRun, work_through
 from source.errors import ConfigError
 from source.io import atomic_write_json
 from source.log import log_failures
 from source.models.factory import build_hipt_encoder
+from source.runs.shared import SharedRun, work_through
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,6 @@ from source.data.regions import BadInputError
 from source.data.slides import shard_plans
 from source.distributed import DistributedContext, gather_objects
 from source.engines.job import run_job
-from source.engines.shared_run import SharedRun, work_through
 from source.heatmaps.attention import AttentionReader
 from source.heatmaps.inputs import HeatmapSlides, plan_heatmap_slides, read_heatmap_slides
 from source.heatmaps.settings import RenderSettings
@@ -26,6 +25,7 @@ from source.heatmaps.slide_render import SlideRenderer
 from source.io import atomic_write_csv, json_record, safe_join
 from source.log import log_failures
 from source.models.factory import build_hipt_encoder
+from source.runs.shared import SharedRun, work_through
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _draw_slide(
 def _draw_shared(
     cfg: DictConfig, run_dir: Path, slides: HeatmapSlides, renderer: SlideRenderer, reader: AttentionReader
 ) -> int:
-    """One job of a shared run (see :mod:`source.engines.shared_run`); the job that finds every slide drawn also
+    """One job of a shared run (see :mod:`source.runs.shared`); the job that finds every slide drawn also
     draws ``patch_fp`` / ``region_fp`` and writes ``slides.csv``."""
 
     def process(slide_id: str) -> dict:

@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.devices import resolve_device
 from source.distributed import DistributedContext, context_from_env, init_distributed, shutdown
-from source.engines.rundir import open_run
-from source.engines.termination import exit_on_sigterm
 from source.log import setup_logging
 from source.precision import resolve_precision
+from source.runs.folder import open_run
+from source.runs.termination import exit_on_sigterm
 
 
 @dataclass

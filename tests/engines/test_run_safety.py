@@ -17,11 +17,11 @@ import torch
 from source.data.features import FeatureFileError
 from source.data.labels import LabelTableError
 from source.engines.extraction_job import run_extraction_job
-from source.engines.runlock import LOCK_FILE, RunLock
 from source.engines.training_job import run_training_job
 from source.errors import ConfigError, TrainingDivergedError
 from source.io import OutputWriteError, atomic_torch_save
 from source.models.vit import vit_tiny
+from source.runs.lock import LOCK_FILE, RunLock
 from tests.helpers import REPO, extraction_config, official_checkpoint, subprocess_environment
 from tests.training_data import classification_data, job_config, survival_data
 

@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from source.engines.extraction_job import run_extraction_job
-from source.engines.runlock import LOCK_FILE, Heartbeat, RunLock
-from source.engines.shared_run import CLAIMS_DIR, SharedRun, live_claims, work_through
 from source.errors import ConfigError
+from source.runs.claims import CLAIMS_DIR, live_claims
+from source.runs.lock import LOCK_FILE, RunLock
+from source.runs.owned import Heartbeat
+from source.runs.shared import SharedRun, work_through
 from tests.engines.test_run_safety import dead_pid
 from tests.helpers import compare_runs, extraction_command, extraction_config, subprocess_environment
 
@@ -221,7 +223,7 @@ def test_sigterm_releases_the_claim_at_once_and_records_nothing(tmp_path):
 
 
 def test_the_status_of_a_shared_run_names_failures_live_and_stale_claims(tmp_path, capsys):
-    from source.engines.shared_run import main
+    from source.runs.shared import main
 
     run_dir = tmp_path / "run"
     assert main([str(run_dir)]) == 2 and "not a shared run" in capsys.readouterr().out
@@ -251,7 +253,7 @@ def shared_config(cohort: Path, output: Path, **overrides):
 
 
 def test_a_record_whose_files_are_gone_or_truncated_is_processed_again(region_dir, tmp_path, caplog, capsys):
-    from source.engines.shared_run import main
+    from source.runs.shared import main
 
     assert run_extraction_job(shared_config(region_dir, tmp_path / "out")) == 0
     run_dir = tmp_path / "out" / "feature_extraction" / "shared"

@@ -25,38 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from source.engines.runlock import (
-    HEARTBEAT_S,
-    LOCK_FILE,
-    STALE_AFTER_S,
-    Heartbeat,
-    OwnedFile,
-    describe_holder,
-    job_identity,
-)
-from source.engines.termination import describe_signal, exit_on_sigterm, signal_number
 from source.errors import ConfigError
 from source.io import atomic_write_json, safe_join
+from source.runs.claims import CLAIMS_DIR, live_claims
+from source.runs.lock import LOCK_FILE
+from source.runs.owned import HEARTBEAT_S, STALE_AFTER_S, Heartbeat, OwnedFile, describe_holder, job_identity
+from source.runs.termination import describe_signal, exit_on_sigterm, signal_number
 
 logger = logging.getLogger(__name__)
-CLAIMS_DIR = "claims"
 BOOKKEEPING_KEYS = ("recorded_by", "outputs")
 """Keys of a record that are about the record, not the slide's outcome."""
-
-
-def live_claims(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> list[tuple[str, dict]]:
-    """``(slide_id, holder)`` of every claim in ``run_dir/claims`` whose job is alive."""
-    folder = Path(run_dir) / CLAIMS_DIR
-    if not folder.is_dir():
-        return []
-    probe = job_identity()
-    live = []
-    for path in sorted(folder.glob("*.claim")):
-        claim = OwnedFile(path, probe, stale_after_s, HEARTBEAT_S)
-        holder = claim.holder()
-        if claim.stale_reason(holder) is None:
-            live.append((path.name[: -len(".claim")], holder))
-    return live
 
 
 @dataclass
@@ -340,10 +318,10 @@ def run_status(run_dir: Path, stale_after_s: float = STALE_AFTER_S) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``python3 -m source.engines.shared_run <run folder>``: print :func:`run_status`; exit 2 when it is not a shared
+    """``python3 -m source.runs.shared <run folder>``: print :func:`run_status`; exit 2 when it is not a shared
     run folder."""
     if len(argv) != 1:
-        print("usage: python3 -m source.engines.shared_run <run folder of a shared run>")
+        print("usage: python3 -m source.runs.shared <run folder of a shared run>")
         return 2
     try:
         print(run_status(Path(argv[0])))

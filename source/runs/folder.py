@@ -16,11 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.core import save_config
 from source.distributed import DistributedContext, broadcast_object
-from source.engines.runlock import STALE_AFTER_S, RunLock, job_identity
-from source.engines.shared_run import SharedRun
-from source.engines.termination import describe_signal, signal_number
 from source.errors import ConfigError
 from source.io import UnsafePathError, atomic_write_json, remove_orphan_temporaries, safe_join
+from source.runs.lock import RunLock
+from source.runs.owned import STALE_AFTER_S, job_identity
+from source.runs.shared import SharedRun
+from source.runs.termination import describe_signal, signal_number
 
 logger = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
@@ -113,7 +114,7 @@ def open_run(
     config and log (a bad checkpoint, a bad csv): no empty timestamped folders are left behind.
 
     ``shared``: the folder is shared with other jobs (``shared_run: true``): no lock (each slide is claimed, see
-    :mod:`source.engines.shared_run`), a joining job is checked as a resumed one, each job logs to
+    :mod:`source.runs.shared`), a joining job is checked as a resumed one, each job logs to
     ``logs/<job>.txt``, and only temporaries untouched for 10 minutes are removed (another job may be writing).
 
     Raises:
@@ -152,7 +153,7 @@ def open_run(
                 try:
                     yield run_dir
                 except (SystemExit, KeyboardInterrupt) as stop:
-                    if not shared:  # a shared job's log names the slide (source.engines.shared_run)
+                    if not shared:  # a shared job's log names the slide (source.runs.shared)
                         _log_termination(stop, run_dir)
                     raise
             if context.is_main:
