@@ -6,13 +6,11 @@
 Config: config/inference/survival.yaml (every key documented there).
 """
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from source.entry import inference_entry
 
-from source.entry import inference_entry  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     inference_entry(ROOT / "config", "survival")

@@ -8,13 +8,11 @@ Config: config/pretraining/region.yaml (every key documented there).
 Exit code: 0 done, 1 the loss diverged, 2 bad config / data / checkpoint.
 """
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from source.entry import pretraining_entry
 
-from source.entry import pretraining_entry  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     pretraining_entry(ROOT / "config", "region")

@@ -6,13 +6,11 @@ Config: config/training/survival/multi.yaml (every key documented there).
 Exit code: 0 done, 2 bad config / csv / features / checkpoint.
 """
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from source.entry import training_entry
 
-from source.entry import training_entry  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 if __name__ == "__main__":
     training_entry(ROOT / "config", "survival", multi=True)

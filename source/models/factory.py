@@ -11,7 +11,6 @@ from typing import Optional
 import numpy as np
 from torch import nn
 
-from source.config.slide_model import slide_model_settings
 from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
 from source.models.registry import EncoderKind, build_encoder
@@ -187,9 +186,3 @@ def build_slide_model(settings: SlideModelSettings, num_outputs: int) -> nn.Modu
             settings.freeze_pos_embed,
         )
     return PatientHIPT(model, num_outputs, settings.dropout) if settings.patient_pooling else model
-
-
-def slide_model_from_config(cfg, num_outputs: int, load_vit_region: bool = True) -> nn.Module:
-    """The slide model of a training config (``load_vit_region=False`` when a checkpoint provides all weights)."""
-    settings = slide_model_settings(cfg)
-    return build_slide_model(settings if load_vit_region else settings.without_region_weights(), num_outputs)

@@ -10,7 +10,8 @@ import torch
 from source.config.encoders import DINO_KEYS, EXTRACTION_KEYS, HEATMAP_KEYS, KNN_KEYS, TRAINING_KEYS, encoder_settings
 from source.config.heatmaps import HeatmapConfig
 from source.config.pretraining import KnnEvalConfig
-from source.models.factory import build_hipt_encoder, build_stage_encoder, slide_model_from_config
+from source.config.slide_model import slide_model_settings
+from source.models.factory import build_hipt_encoder, build_slide_model, build_stage_encoder
 from source.models.registry import ENCODERS, EncoderKind, EncoderSpec, register
 from source.models.settings import EncoderSettings
 from source.models.vit import FeatureEmbed, VisionTransformer
@@ -103,7 +104,7 @@ def test_heatmaps_and_level_local_training_honour_the_region_architecture(tiny_r
         **{"model.vit_region_arch": tiny_region_registered, "model.pretrain_vit_region": None},
     )
     training.model.embed_dim_region = 48
-    model = slide_model_from_config(training, 2)
+    model = build_slide_model(slide_model_settings(training), 2)
     assert model.vit_region.embed_dim == 48
     assert model(torch.randn(3, 16, 384)).shape == (2,)
 
