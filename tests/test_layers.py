@@ -20,6 +20,7 @@ LEAVES = {
     "source.models.settings": {"source.models.registry", "source.models.slide_registry"},
     "source.wsi.settings": {"source.errors"},
     "source.heatmaps.settings": set(),
+    "source.explain.settings": set(),
 }
 """The bottom layer: plain settings and registries. Each may import only the modules listed (no torch)."""
 CONFIG_MAY_IMPORT = {"source.config", "source.errors", "source.io", *LEAVES}

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from source.config.checks import check_at_least
 from source.config.run_block import RunBlock, check_run_block
 from source.errors import ConfigError
+from source.explain.settings import CanvasStyle, ExplainSettings, PixelSources
 
 
 @dataclass
@@ -80,3 +81,18 @@ def _validate_pixel_inputs(cfg: DictConfig) -> None:
             "the model reads), wsi_csv (with coordinates_dir, or h5 features with coords) or region_dir (or leave "
             "canvases blank: drawn when pixels are given)"
         )
+
+
+def explain_settings(cfg: DictConfig) -> ExplainSettings:
+    """The contribution job's settings, read from its (validated) config."""
+    return ExplainSettings(
+        features_dir=cfg.features_dir,
+        target_class=cfg.target_class,
+        patch_contributions=bool(cfg.patch_contributions),
+        batch_size=cfg.batch_size,
+        canvases=cfg.canvases,
+        top_k=cfg.top_k,
+        resume=bool(cfg.resume),
+        style=CanvasStyle(cfg.cmap, cfg.opacity, cfg.canvas_width, cfg.restrict_to_tissue),
+        pixels=PixelSources(cfg.extraction_run, cfg.wsi_csv, cfg.coordinates_dir, cfg.region_dir, cfg.format),
+    )

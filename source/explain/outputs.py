@@ -4,28 +4,18 @@ slide's thumbnail (diverging colours centred at 0) and the most positive and neg
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
+from source.explain.settings import CanvasStyle
 from source.heatmaps.export import feature
 from source.io import atomic_write_text, safe_join
 from source.plots import save_figure
 from source.wsi.extraction_run import EncodedSlide
 from source.wsi.tissue import tissue_mask
-
-
-@dataclass(frozen=True)
-class CanvasStyle:
-    """How canvases are drawn: the diverging colormap, colour strength, width in pixels, tissue only or not."""
-
-    cmap: str = "RdBu_r"
-    opacity: float = 0.6
-    width: int = 2000
-    restrict_to_tissue: bool = True
 
 
 def symmetric_limit(values: np.ndarray) -> float:

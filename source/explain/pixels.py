@@ -17,9 +17,9 @@ from typing import Optional
 
 import cv2
 import numpy as np
-from omegaconf import DictConfig
 
 from source.data.regions import BadInputError, Region, list_regions
+from source.explain.settings import PixelSources
 from source.wsi.extraction_run import EncodedSlide, read_encoded_slides
 
 
@@ -75,32 +75,31 @@ class RegionImageSlide:
 
 
 class SlidePixels:
-    """Each slide's pixels and corners for the pictures, from the input the config names (or none).
+    """Each slide's pixels and corners for the pictures, from the input ``sources`` names (or none).
 
     Args:
-        cfg: a contribution config (``extraction_run``, ``wsi_csv`` with ``coordinates_dir``, ``region_dir`` with
-            ``format``).
+        sources: ``extraction_run``, ``wsi_csv`` with ``coordinates_dir``, or ``region_dir`` with ``format``.
         feature_path: ``slide_id -> its feature file`` (h5 files give the corners with ``wsi_csv``).
     """
 
-    def __init__(self, cfg: DictConfig, feature_path) -> None:
-        self.cfg = cfg
+    def __init__(self, sources: PixelSources, feature_path) -> None:
+        self.sources = sources
         self.feature_path = feature_path
-        self.encoded = read_encoded_slides(cfg.extraction_run) if cfg.extraction_run else {}
+        self.encoded = read_encoded_slides(sources.extraction_run) if sources.extraction_run else {}
         self.whole_slides = {}
-        if cfg.wsi_csv:
+        if sources.wsi_csv:
             from source.wsi.slide_table import read_wsi_csv
 
-            self.whole_slides = {slide.slide_id: slide for slide in read_wsi_csv(cfg.wsi_csv)}
+            self.whole_slides = {slide.slide_id: slide for slide in read_wsi_csv(sources.wsi_csv)}
 
     @property
     def given(self) -> bool:
-        """Whether the config names any pixel input."""
-        return bool(self.cfg.extraction_run or self.cfg.wsi_csv or self.cfg.region_dir)
+        """Whether any pixel input is named."""
+        return self.sources.given
 
     @property
     def source_name(self) -> str:
-        return "extraction_run" if self.cfg.extraction_run else "wsi_csv" if self.cfg.wsi_csv else "region_dir"
+        return self.sources.source_name
 
     def find(self, slide_id: str) -> Optional[EncodedSlide]:
         """The slide's corners (row i = row i of its feature file) and pixels; None without a pixel input or when
@@ -109,10 +108,10 @@ class SlidePixels:
         Raises:
             BadInputError: the input lists the slide but its corners cannot be found or read.
         """
-        if self.cfg.extraction_run:
+        if self.sources.extraction_run:
             return self.encoded.get(slide_id)
-        if self.cfg.region_dir:
-            regions = list_regions(self.cfg.region_dir, slide_id, self.cfg.format)
+        if self.sources.region_dir:
+            regions = list_regions(self.sources.region_dir, slide_id, self.sources.format)
             corners = np.array([(r.x, r.y) for r in regions], dtype=np.int64)
             return EncodedSlide(slide_id, corners, RegionImageSlide(regions))  # type: ignore[arg-type]
         slide = self.whole_slides.get(slide_id)
@@ -125,13 +124,13 @@ class SlidePixels:
         from source.wsi.settings import TilingSettings
         from source.wsi.tiling import PyramidRead, pyramid_read_of
 
-        if self.cfg.coordinates_dir:
+        if self.sources.coordinates_dir:
             from source.wsi.coordinates import load_coordinates
 
-            result = load_coordinates(Path(self.cfg.coordinates_dir), slide.slide_id)
+            result = load_coordinates(Path(self.sources.coordinates_dir), slide.slide_id)
             if result is None:
                 raise BadInputError(
-                    f"slide '{slide.slide_id}' has no coordinates in coordinates_dir '{self.cfg.coordinates_dir}'"
+                    f"slide '{slide.slide_id}' has no coordinates in coordinates_dir '{self.sources.coordinates_dir}'"
                 )
             read = pyramid_read_of(result, slide, TilingSettings(backend="auto"), int(result.requested_tile_size_px))
             corners = np.stack([np.asarray(result.x), np.asarray(result.y)], axis=1).astype(np.int64)
