@@ -99,3 +99,37 @@ def test_run_folders_import_nothing_of_the_compute_stack_and_run_one_way(path):
         before = {f"source.runs.{name}" for name in RUNS_ORDER[: RUNS_ORDER.index(path.stem)]}
         later = {name for name in imported if allowed(name, {"source.runs"}) and name not in before}
         assert not later, f"{path.name} imports {later}: source.runs imports one way ({' <- '.join(RUNS_ORDER)})"
+
+
+CONFIG_EDGE = {"source.config", "source.entry", "source.engines"}
+"""Where a raw (omegaconf) config may be read: the schemas, the entry start-up and the job wiring."""
+STILL_READING_A_RAW_CONFIG = {
+    "source.doctor",
+    "source.heatmaps.inputs",
+    "source.runs.folder",
+    "source.tasks.base",
+    "source.tasks.classification",
+    "source.tasks.regression",
+    "source.tasks.survival",
+    "source.tasks.trained",
+    "source.tracking",
+    "source.wsi.extraction_run",
+}
+"""Modules below the edge that still import omegaconf, until they take settings built at the edge: this list may
+only shrink (a module that stops importing omegaconf must leave it, and no module may join it)."""
+
+
+def imports_omegaconf(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "omegaconf":
+            return True
+        if isinstance(node, ast.Import) and any(alias.name.split(".")[0] == "omegaconf" for alias in node.names):
+            return True
+    return False
+
+
+def test_a_raw_config_is_read_only_at_the_edge():
+    readers = {module_name(path) for path in SOURCE.rglob("*.py") if imports_omegaconf(path)}
+    below_the_edge = {name for name in readers if not allowed(name, CONFIG_EDGE)}
+    assert below_the_edge - STILL_READING_A_RAW_CONFIG == set(), "take settings built at the edge, not a DictConfig"
+    assert STILL_READING_A_RAW_CONFIG - below_the_edge == set(), "no longer reads a raw config: remove it from the list"
