@@ -45,7 +45,7 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
     """Both embedding paths on ``region`` ``(1, 3, S, S)`` uint8: seconds per region and feature agreement."""
     import torch
 
-    from benchmarks.gpu_check import hipt_encoder
+    from benchmarks.gpu_common import hipt_encoder
     from source.models.hipt import patchify
     from source.models.pixel_embedding import embed_region_patches, folded_embedding, input_coding
 
@@ -122,7 +122,7 @@ def markdown(result: dict) -> str:
 def main() -> int:
     import torch
 
-    from benchmarks.gpu_check import real_region
+    from benchmarks.gpu_common import real_region
     from benchmarks.hardware import describe, machine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
-    from benchmarks.gpu_check import CheckSettings
+    from benchmarks.gpu_common import CheckSettings
 
 PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "GH200": 989.4}
 PEAK_BF16_TFLOPS |= {"A100": 312.0, "L40S": 362.0, "B200": 2250.0}
@@ -54,7 +54,7 @@ def cohort_feed(settings: "CheckSettings", region, scratch: Path, model_rate: Op
 
     per_worker = read_rate(functools.partial(read_scaled, source(0), corners, 1), len(corners), 2)
     repeats = -(-settings.feed_regions // (len(corners) * len(paths)))
-    from benchmarks.gpu_check import hipt_encoder
+    from benchmarks.gpu_common import hipt_encoder
 
     encoder = hipt_encoder(settings.device, "bf16")
     rows = []

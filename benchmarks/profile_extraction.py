@@ -116,7 +116,7 @@ def profile(device: str, region_size: int, batch_size: int, precision: str, batc
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    from benchmarks.gpu_check import hipt_encoder, real_region, synchronize
+    from benchmarks.gpu_common import hipt_encoder, real_region, synchronize
     from benchmarks.hardware import machine
 
     if region is None:

@@ -96,7 +96,7 @@ def test_the_profile_labels_every_phase_and_counts_the_flops_of_both_vits(he_pix
 def test_the_cohort_feed_runs_every_decoding_and_worker_count(he_pixels, tmp_path):
     import torch
 
-    from benchmarks.gpu_check import CheckSettings
+    from benchmarks.gpu_common import CheckSettings
     from benchmarks.gpu_feed import cohort_feed
     from benchmarks.gpu_report import feed_lines
 

@@ -133,3 +133,27 @@ def test_a_raw_config_is_read_only_at_the_edge():
     below_the_edge = {name for name in readers if not allowed(name, CONFIG_EDGE)}
     assert below_the_edge - STILL_READING_A_RAW_CONFIG == set(), "take settings built at the edge, not a DictConfig"
     assert STILL_READING_A_RAW_CONFIG - below_the_edge == set(), "no longer reads a raw config: remove it from the list"
+
+
+def test_the_benchmarks_import_each_other_without_a_circle():
+    graph = {}
+    for path in (REPO / "benchmarks").glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("benchmarks."):
+                imported.add(node.module.split(".", 1)[1])
+        graph[path.stem] = imported
+    visiting, done = [], set()
+
+    def visit(module: str) -> None:
+        assert module not in visiting, f"import circle: {' -> '.join(visiting[visiting.index(module) :] + [module])}"
+        if module in done:
+            return
+        visiting.append(module)
+        for imported in graph.get(module, ()):
+            visit(imported)
+        visiting.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
