@@ -39,10 +39,12 @@ def job_entry(config_dir: Path, config_name: str, schema_name: str, schema: type
 
 
 def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
-    """Run ``train/<kind>[_multi].py``: Hydra config ``config/training/<kind>/{single,multi}.yaml``."""
-    from source.config.training import TRAINING_SCHEMAS
+    """Run ``train/<kind>[_multi].py``: Hydra config ``config/training/<kind>/{single,multi}.yaml`` (the task's schema,
+    ``config/training/base.yaml`` and ``config/training/task/<kind>.yaml``)."""
+    from source.config.training import TRAINING_SCHEMAS, register_training_configs
 
     register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
+    register_training_configs(config_dir)
 
     def main(cfg: DictConfig) -> None:
         from source.engines.training_job import run_training_job

@@ -157,12 +157,27 @@ def training_config(kind: str, multi: bool = False, **overrides) -> DictConfig:
     return cfg
 
 
+def defaults_file(path: Path, entry) -> Optional[Path]:
+    """The YAML file of one ``defaults`` entry of ``path``: a sibling file, the training base or a ``task`` group file
+    (registered in code from ``config/training``); None for a schema."""
+    from source.config.training import TASK_GROUP, TRAINING_BASE
+
+    training = REPO / "config" / "training"
+    if entry == TRAINING_BASE:
+        return training / "base.yaml"
+    if isinstance(entry, Mapping) and set(entry) == {TASK_GROUP}:
+        return training / TASK_GROUP / f"{entry[TASK_GROUP]}.yaml"
+    sibling = path.with_name(f"{entry}.yaml") if isinstance(entry, str) else None
+    return sibling if sibling is not None and sibling.is_file() else None
+
+
 def load_documented(path: Path) -> DictConfig:
-    """A documented YAML with the sibling files of its ``defaults`` list merged under it, as Hydra composes them
+    """A documented YAML with the files of its ``defaults`` list merged under it in order, as Hydra composes them
     (schema entries of the list, registered in code, are left out)."""
     documented = OmegaConf.load(path)
-    bases = [path.with_name(f"{name}.yaml") for name in documented.pop("defaults", []) if isinstance(name, str)]
-    composed = [load_documented(base) for base in bases if base.is_file()]
+    entries = OmegaConf.to_container(documented.pop("defaults", OmegaConf.create([])))
+    files = [defaults_file(path, entry) for entry in entries if entry != "_self_"]
+    composed = [load_documented(file) for file in files if file is not None]
     return OmegaConf.merge(*composed, documented) if composed else documented
 
 
@@ -204,17 +219,23 @@ def yaml_keys(node: dict, prefix: str = "") -> set[str]:
 def assert_documented(path: Path, schema: type) -> None:
     """The YAML at ``path`` (with the files it composes) has exactly the schema's keys, a comment on every value line
     of its own, and merges on the schema."""
-    import re
 
     own = OmegaConf.load(path)
     own.pop("defaults")
     assert yaml_keys(OmegaConf.to_container(own)) <= schema_keys(schema)
     documented = load_documented(path)
     assert yaml_keys(OmegaConf.to_container(documented)) == schema_keys(schema)
+    assert_commented(path)
+    OmegaConf.merge(OmegaConf.structured(schema), documented)
+
+
+def assert_commented(path: Path) -> None:
+    """Every line of ``path`` that gives a key a value carries a comment."""
+    import re
+
     for line in path.read_text().splitlines():
         if re.match(r"^\s*[a-z_]+:\s*\S", line):
             assert "#" in line, f"{path.name}: '{line.strip()}' has no comment"
-    OmegaConf.merge(OmegaConf.structured(schema), documented)
 
 
 def extraction_command(*args: str) -> list[str]:

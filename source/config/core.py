@@ -165,6 +165,12 @@ def save_config(cfg: DictConfig, path: Path) -> None:
     atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def register_yaml(name: str, path: Path, group: str | None = None, package: str | None = None) -> None:
+    """Register the YAML file ``path`` in Hydra's ConfigStore as ``name`` (in ``group``, merged at ``package``; e.g.
+    ``_global_``: at the root), for a ``defaults:`` list outside its folder to compose."""
+    ConfigStore.instance().store(name=name, node=OmegaConf.load(path), group=group, package=package)
+
+
 def register_schema(name: str, schema: type) -> None:
     """Register a dataclass schema in Hydra's ConfigStore as ``name`` (YAMLs list it in ``defaults:``)."""
     ConfigStore.instance().store(name=name, node=schema)

@@ -180,6 +180,24 @@ TRAINING_SCHEMAS = {
     "regression": RegressionConfig,
 }
 
+TRAINING_BASE = "training_base"
+"""The name ``config/training/base.yaml`` is registered under (every task's ``single.yaml`` composes it)."""
+TASK_GROUP = "task"
+"""The Hydra group of ``config/training/task/<task>.yaml``: one task's keys, merged at the root over the base."""
+
+
+def register_training_configs(config_dir: Path) -> None:
+    """Register ``config_dir/training/base.yaml`` as :data:`TRAINING_BASE` and every ``task/<task>.yaml`` in the
+    :data:`TASK_GROUP` group (at the root), so that ``config/training/<task>/single.yaml`` composes schema, base and
+    task."""
+    from source.config.core import register_yaml
+
+    training = Path(config_dir) / "training"
+    register_yaml(TRAINING_BASE, training / "base.yaml")
+    for path in sorted((training / TASK_GROUP).glob("*.yaml")):
+        register_yaml(path.stem, path, group=TASK_GROUP, package="_global_")
+
+
 RESUME_KEYS = (
     "level",
     "features_dir",

@@ -5,12 +5,21 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
 from source.config.contribution import ContributionConfig
 from source.config.heatmaps import HeatmapConfig
 from source.config.pretraining import KnnEvalConfig, PatchPretrainingConfig, PretrainingConfig
 from source.config.training import TRAINING_SCHEMAS, InferenceConfig
-from tests.helpers import REPO, assert_documented, subprocess_environment
+from tests.helpers import (
+    REPO,
+    assert_commented,
+    assert_documented,
+    schema_keys,
+    subprocess_environment,
+    training_config,
+    yaml_keys,
+)
 from tests.training_data import classification_data, survival_data
 
 
@@ -37,6 +46,17 @@ def test_training_yaml_has_every_schema_key_each_commented(kind, name):
 )
 def test_other_yamls_have_every_schema_key_each_commented(path, schema):
     assert_documented(REPO / "config" / path, schema)
+
+
+@pytest.mark.parametrize("name", ["base", "task/classification", "task/survival", "task/regression"])
+def test_the_shared_training_yamls_comment_every_value_and_fit_their_schemas(name):
+    """base.yaml holds only keys every task has; a task file only its own schema's keys."""
+    path = REPO / "config" / "training" / f"{name}.yaml"
+    assert_commented(path)
+    keys = yaml_keys(OmegaConf.to_container(OmegaConf.load(path)))
+    schemas = TRAINING_SCHEMAS.values() if name == "base" else [TRAINING_SCHEMAS[name.split("/")[1]]]
+    for schema in schemas:
+        assert keys <= schema_keys(schema), f"{path.name}: {keys - schema_keys(schema)} not in {schema.__name__}"
 
 
 def run(script, *args, cwd):
@@ -125,8 +145,10 @@ def test_multi_yaml_is_single_yaml_with_the_fold_keys(kind):
     from omegaconf import OmegaConf
 
     from source.config.core import register_schema
+    from source.config.training import register_training_configs
 
     register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
+    register_training_configs(REPO / "config")
     with initialize_config_dir(config_dir=str(REPO / "config" / "training" / kind), version_base=None):
         single = OmegaConf.to_container(compose("single"))
         multi = OmegaConf.to_container(compose("multi"))
@@ -134,3 +156,5 @@ def test_multi_yaml_is_single_yaml_with_the_fold_keys(kind):
     differing = {key for key in single if single[key] != multi[key]}
     assert differing == {"experiment_name"}  # data.* holds the same (blank) values; only the comments differ
     assert multi["model"] == single["model"] and multi["optim"] == single["optim"]
+    # Hydra's composition (schema, base.yaml, task/<kind>.yaml) is what the tests' configs are built from
+    assert single == OmegaConf.to_container(training_config(kind))
