@@ -3,8 +3,8 @@ summary.csv.
 
     python3 train/classification_multi.py --config-name multi features_dir=... [key=value ...]
 
-Config: config/training/classification/multi.yaml: single.yaml with the fold input (keys documented in config/training/base.yaml
-and config/training/task/classification.yaml).
+Config: config/training/classification/multi.yaml: single.yaml with the fold input (keys documented in
+config/training/base.yaml and config/training/task/classification.yaml).
 Exit code: 0 done, 2 bad config / csv / features / checkpoint.
 """
 

@@ -3,8 +3,8 @@ summary.csv.
 
     python3 train/regression_multi.py --config-name multi features_dir=... [key=value ...]
 
-Config: config/training/regression/multi.yaml: single.yaml with the fold input (keys documented in config/training/base.yaml
-and config/training/task/regression.yaml).
+Config: config/training/regression/multi.yaml: single.yaml with the fold input (keys documented in
+config/training/base.yaml and config/training/task/regression.yaml).
 Exit code: 0 done, 2 bad config / csv / features / checkpoint.
 """
 

@@ -2,8 +2,8 @@
 
     python3 train/survival.py --config-name single features_dir=... [key=value ...]
 
-Config: config/training/survival/single.yaml: the schema, config/training/base.yaml and config/training/task/survival.yaml
-(every key documented there).
+Config: config/training/survival/single.yaml, composing config/training/base.yaml and
+config/training/task/survival.yaml (every key documented there).
 Exit code: 0 done, 2 bad config / csv / features / checkpoint.
 """
 

@@ -2,8 +2,8 @@
 
     python3 train/survival_multi.py --config-name multi features_dir=... [key=value ...]
 
-Config: config/training/survival/multi.yaml: single.yaml with the fold input (keys documented in config/training/base.yaml
-and config/training/task/survival.yaml).
+Config: config/training/survival/multi.yaml: single.yaml with the fold input (keys documented in
+config/training/base.yaml and config/training/task/survival.yaml).
 Exit code: 0 done, 2 bad config / csv / features / checkpoint.
 """
 
