@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.hardware import describe, machine
 from source.explain.contributions import leave_one_out, patch_contributions
 from source.models.factory import build_slide_model
-from source.models.settings import EncoderSettings, SlideModelSettings
+from source.models.settings import EncoderSettings, HiptOptions, SlideModelSettings
 from source.models.slide_registry import AGGREGATORS
 
 
@@ -65,7 +65,9 @@ def main() -> None:
         if name in ("hipt", "abmil"):
             sequential = seconds(OneByOne(model), region_bag, args.repeats)
             rows.append({"model": name, "input": "global", "mode": "one forward per removal", "s": sequential})
-    local = SlideModelSettings(level="local", vit_region=EncoderSettings(level="local", warn_random=False))
+    local = SlideModelSettings(
+        level="local", options=HiptOptions(vit_region=EncoderSettings(level="local", warn_random=False))
+    )
     model = build_slide_model(local, 2).eval()
     grids = torch.randn(args.regions, 256, 384)
     rows.append({"model": "hipt", "input": "local (16 x 16 x 384)", "mode": "as run", "s": seconds(model, grids, 1)})

@@ -35,7 +35,7 @@ from source.engines.evaluate import (
 from source.engines.optim import build_optimizer
 from source.engines.train import Trainer, TrainerSettings
 from source.models.factory import build_slide_model
-from source.models.settings import EncoderSettings, SlideModelSettings
+from source.models.settings import EncoderSettings, HiptOptions, SlideModelSettings
 from source.tasks.classification import ClassificationTask
 
 
@@ -57,7 +57,8 @@ def make_split(count: int, shape: tuple[int, ...], level: str) -> Split:
 
 def measure(name: str, level: str, split: Split, epochs: int, freeze: bool = True) -> dict:
     torch.manual_seed(0)
-    settings = SlideModelSettings(level=level, freeze_vit_region=freeze, vit_region=EncoderSettings(warn_random=False))
+    hipt = HiptOptions(freeze_vit_region=freeze, vit_region=EncoderSettings(warn_random=False))
+    settings = SlideModelSettings(level=level, options=hipt)
     model = build_slide_model(settings, 2)
     split = Split(split.name, copy.copy(split.dataset), split.frame)
     encode_once(model, {"train": split}, torch.device("cpu"))  # frozen ViT_region: encoded in the first epoch only

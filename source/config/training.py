@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,7 +24,7 @@ from source.config.common import (
 )
 from source.config.run_block import RunBlock, check_run_block
 from source.errors import ConfigError
-from source.models.slide_registry import SLIDE_HEADS
+from source.models.slide_registry import SLIDE_HEADS, option_blocks
 
 
 @dataclass
@@ -89,18 +91,12 @@ class SlidePosEmbedConfig:
 
 
 @dataclass
-class ClamConfig:
-    k_sample: int = 8
-    instance_loss_weight: float = 0.0
-    subtyping: bool = True
+class _ModelKeys:
+    """The ``model`` keys of every training config but the aggregators' option blocks (see :data:`ModelConfig`)."""
 
-
-@dataclass
-class ModelConfig:
     aggregator: str = "hipt"
     hidden_dim: int = 256
     max_bag_size: Optional[int] = None
-    clam: ClamConfig = field(default_factory=ClamConfig)
     dropout: float = 0.25
     embed_dim_region: int = 192
     embed_dim_patch: int = 384
@@ -113,6 +109,28 @@ class ModelConfig:
     freeze_vit_region_pos_embed: bool = True
     mask_background: bool = False
     tissue_threshold: float = 0.1
+
+
+def _with_option_blocks(keys: type, after: str) -> type:
+    """``keys`` with one field per option block of the aggregator registry (``model.clam``, ...), inserted after the
+    field ``after``: an aggregator that declares options gets its keys in every training schema."""
+    hints = typing.get_type_hints(keys)
+    fields: list = []
+    for known in dataclasses.fields(keys):
+        default = (
+            field(default_factory=known.default_factory)
+            if known.default_factory is not dataclasses.MISSING
+            else field(default=known.default)
+        )
+        fields.append((known.name, hints[known.name], default))
+        if known.name == after:
+            fields += [(key, block, field(default_factory=block)) for key, block in option_blocks().items()]
+    namespace = {"__module__": __name__, "__doc__": "Every ``model`` key of a training config."}
+    return dataclasses.make_dataclass("ModelConfig", fields, namespace=namespace)
+
+
+ModelConfig = _with_option_blocks(_ModelKeys, after="max_bag_size")
+"""Every ``model`` key: :class:`_ModelKeys` and each registered aggregator's option block (e.g. ``clam``)."""
 
 
 @dataclass
@@ -286,15 +304,13 @@ def check_slide_model(cfg: DictConfig) -> None:
     model = cfg.model
     if model.aggregator not in AGGREGATORS:
         raise ConfigError(f"model.aggregator '{model.aggregator}' is unknown; choose one of {list(AGGREGATORS)}")
-    check_at_least({"model.hidden_dim": model.hidden_dim, "model.clam.k_sample": model.clam.k_sample}, 2)
+    check_at_least({"model.hidden_dim": model.hidden_dim}, 2)
     if model.max_bag_size is not None:
         check_at_least({"model.max_bag_size": model.max_bag_size})
-    if not 0 <= model.clam.instance_loss_weight < 1:
-        raise ConfigError(f"model.clam.instance_loss_weight must be in [0, 1), got {model.clam.instance_loss_weight}")
-    if model.clam.instance_loss_weight > 0 and "num_classes" not in cfg:
-        raise ConfigError(
-            "model.clam.instance_loss_weight > 0 needs class labels (classification); set it to 0 for this task"
-        )
+    for key, block in option_blocks().items():  # each block is checked, whichever aggregator is chosen
+        options = block(**OmegaConf.to_container(model[key]))
+        for name, problem in options.problems(has_classes="num_classes" in cfg):
+            raise ConfigError(f"model.{key}.{name} {problem}")
     hipt_only = {"model.agg_method=self_att": model.get("agg_method") == "self_att"}
     hipt_only["model.slide_pos_embed.use=true"] = model.slide_pos_embed.use
     hipt_only["model.mask_background=true"] = model.mask_background

@@ -57,7 +57,7 @@ def run_contribution_job(cfg: DictConfig) -> int:
     """Explain every requested slide; returns the exit code (1 if a slide failed)."""
     with run_job(cfg, check=_check, distributed=False) as job:
         trained = load_trained_slide_model(checkpoint_of(cfg), job.device, key="checkpoint")
-        if trained.settings.patient_pooling:
+        if trained.settings.patient_bags:
             raise ConfigError("the model pools a patient's slides (agg_method=self_att): explain slide-level models")
         settings = explain_settings(cfg)
         explainer = SlideExplainer(settings, trained, settings.features_dir or trained.config.features_dir)

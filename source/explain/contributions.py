@@ -11,10 +11,14 @@ Nothing is approximated either way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import torch
-from torch import nn
+
+from source.models.slide_model import SlideModel
+
+if TYPE_CHECKING:
+    from source.models.slide import LocalGlobalHIPT
 
 Output = Callable[[torch.Tensor], torch.Tensor]
 """Logits ``(B, C)`` -> the explained scalar per bag ``(B,)``."""
@@ -35,14 +39,15 @@ class Contributions:
     without: torch.Tensor
 
 
-def supports_masking(model: nn.Module) -> bool:
-    """Whether ``model`` scores occluded bags in one batched forward (and says its masked forward is exact)."""
-    return callable(getattr(model, "forward_masked", None)) and getattr(model, "masking_is_exact", True)
+def supports_masking(model: SlideModel) -> bool:
+    """Whether ``model`` scores occluded bags in one batched forward (it declares a masked forward, and that it is
+    exact)."""
+    return model.masked_forward and model.masking_is_exact
 
 
 @torch.inference_mode()
 def leave_one_out(
-    model: nn.Module, bag: torch.Tensor, output: Output, groups: Optional[torch.Tensor] = None, batch_size: int = 64
+    model: SlideModel, bag: torch.Tensor, output: Output, groups: Optional[torch.Tensor] = None, batch_size: int = 64
 ) -> Contributions:
     """Contributions of the M groups of ``bag``'s instances (a group per region; one instance each by default).
 
@@ -77,7 +82,9 @@ def leave_one_out(
 
 
 @torch.inference_mode()
-def patch_contributions(model: nn.Module, grids: torch.Tensor, output: Output, batch_size: int = 64) -> torch.Tensor:
+def patch_contributions(
+    model: "LocalGlobalHIPT", grids: torch.Tensor, output: Output, batch_size: int = 64
+) -> torch.Tensor:
     """Contribution of every patch inside ViT_region: ``f(slide) - f(slide with patch j of region i masked)``, where
     masking hides the patch as an attention key in every ViT_region block (the region is encoded as if the patch
     were not there; the other regions are unchanged).
@@ -96,7 +103,7 @@ def patch_contributions(model: nn.Module, grids: torch.Tensor, output: Output, b
     regions = model.region_features(grids)  # (M, 192)
     full = float(output(model.classifier(model.aggregator(regions)[0]).float().unsqueeze(0))[0])
     count, patches = grids.shape[:2]
-    batched = bool(getattr(model.aggregator, "masking_is_exact", False))
+    batched = model.aggregator.masking_is_exact
     result = torch.empty(count, patches)
     for region in range(count):
         for start in range(0, patches, batch_size):

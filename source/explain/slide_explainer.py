@@ -42,7 +42,7 @@ class SlideExplainer:
         self.settings, self.trained = settings, trained
         model = trained.settings
         dim = model.region_dim if model.level == "global" else model.patch_dim
-        self.bank = FeatureBank(features_dir, model.level, dim, cache=False, tissue=model.mask_background)
+        self.bank = FeatureBank(features_dir, model.level, dim, cache=False, tissue=model.tissue_channel)
         self.pixels = SlidePixels(settings.pixels, self.bank.path)
         self.draw = self.pixels.given if settings.canvases is None else bool(settings.canvases)
         self._slide: tuple[str, Optional[EncodedSlide]] = ("", None)

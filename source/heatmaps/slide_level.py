@@ -51,7 +51,7 @@ def slide_attention(
     device = next(model.parameters()).device
     settings = trained.settings
     bag = (global_ if settings.level == "global" else local).to(device)
-    if settings.mask_background and settings.level == "local":
+    if settings.tissue_channel and settings.level == "local":
         if tissue is None:
             raise ValueError("this slide model masks background patches: give the tissue fraction of every patch")
         bag = torch.cat([bag, tissue.to(device=device, dtype=bag.dtype).unsqueeze(-1)], dim=-1)

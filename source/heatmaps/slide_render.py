@@ -120,7 +120,7 @@ class SlideRenderer:
         self._start(slide_id, regions, source)
         export = AttentionExport(slide_id, s.region_size, s.patch_size, s.geojson_patches, self.size_lv0)
         factor_tiles, image_tiles, local, global_, tissue = [], [], [], [], []
-        needs_tissue = self.slide_model is not None and self.slide_model.settings.mask_background
+        needs_tissue = self.slide_model is not None and self.slide_model.settings.tissue_channel
         heads = len(self.region_heads) * len(self.patch_heads)
         for region in tqdm(regions, desc=slide_id, unit="region", leave=False, disable=not show_progress):
             array = source.read(region) if source is not None else read_region(region.path, s.region_size)

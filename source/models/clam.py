@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from source.models.aggregators import masked_softmax
-from source.models.mil import MILModel, instance_embedding
+from source.models.mil import instance_embedding
+from source.models.slide_model import SlideModel
 
 
-class CLAM(MILModel):
+class CLAM(SlideModel):
     """One bag ``(N, D)`` -> logits ``(C,)`` and attention ``(N,)``.
 
     Args:
@@ -28,6 +29,9 @@ class CLAM(MILModel):
         subtyping: the classes are mutually exclusive subtypes: the top instances of the other classes' branches are
             also taught to be negatives.
     """
+
+    masked_forward = True
+    auxiliary_loss = True
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from pathlib import Path
@@ -15,7 +16,8 @@ from source.models.checkpoints import LoadReport, load_pretrained
 from source.models.hipt import HIPTEncoder
 from source.models.registry import EncoderKind, build_encoder
 from source.models.settings import TOKEN_SIZE, EncoderSettings, SlideModelSettings
-from source.models.slide_registry import HIPT_AGGREGATOR, aggregator_spec
+from source.models.slide_model import SlideModel
+from source.models.slide_registry import aggregator_spec
 from source.models.vit import PRETRAINED_POS_GRID, VisionTransformer
 
 logger = logging.getLogger(__name__)
@@ -147,42 +149,43 @@ def build_stage_encoder(settings: EncoderSettings, stage: str, input_dim: Option
     return build_vit_region(settings, **({"input_dim": input_dim} if input_dim else {}))
 
 
-def build_slide_model(settings: SlideModelSettings, num_outputs: int) -> nn.Module:
+def build_slide_model(settings: SlideModelSettings, num_outputs: int) -> SlideModel:
     """The slide model of ``settings.aggregator`` with ``num_outputs`` logits.
 
-    ``hipt``: GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region built from
-    ``settings.vit_region``), wrapped in PatientHIPT when ``patient_pooling``. Any other registered aggregator reads
-    bags of ``settings.instance_dim``-wide instances (regions, or flat patch bags at level local).
+    ``hipt``: GlobalHIPT (level global) or LocalGlobalHIPT (level local, ViT_region built from the options'
+    ``vit_region``), wrapped in PatientHIPT when ``patient_pooling``. Any other registered aggregator reads bags of
+    ``settings.instance_dim``-wide instances (regions, or flat patch bags at level local); its options (if any) are
+    the builder's keywords.
     """
     from source.models.slide import GlobalHIPT, LocalGlobalHIPT, PatientHIPT
 
     spec = aggregator_spec(settings.aggregator)
-    if spec.name != HIPT_AGGREGATOR:
-        clam = {"k_sample": settings.k_sample, "instance_loss_weight": settings.instance_loss_weight}
-        clam["subtyping"] = settings.subtyping
+    hipt = settings.hipt
+    if hipt is None:
         module_name, function = spec.builder.split(":")
         builder = getattr(importlib.import_module(module_name), function)
+        options = dataclasses.asdict(settings.options) if settings.options is not None else {}
         return builder(
             settings.instance_dim,
             num_outputs,
             hidden=settings.hidden_dim,
             dropout=settings.dropout,
-            **dict(spec.options),
-            **(clam if spec.uses_clam_keys else {}),
+            **dict(spec.fixed),
+            **options,
         )
-    positions = (settings.pos_embed, settings.max_len)
+    positions = (hipt.pos_embed, hipt.max_len)
     if settings.level == "global":
         model = GlobalHIPT(num_outputs, settings.region_dim, settings.dropout, *positions)
     else:
-        vit_region = build_vit_region(settings.vit_region, settings.patch_dim)
-        if settings.mask_background:
-            vit_region.tissue_threshold = settings.tissue_threshold
+        vit_region = build_vit_region(hipt.vit_region, settings.patch_dim)
+        if hipt.mask_background:
+            vit_region.tissue_threshold = hipt.tissue_threshold
         model = LocalGlobalHIPT(
             vit_region,
             num_outputs,
             settings.dropout,
             *positions,
-            settings.freeze_vit_region,
-            settings.freeze_pos_embed,
+            hipt.freeze_vit_region,
+            hipt.freeze_pos_embed,
         )
-    return PatientHIPT(model, num_outputs, settings.dropout) if settings.patient_pooling else model
+    return PatientHIPT(model, num_outputs, settings.dropout) if hipt.patient_pooling else model

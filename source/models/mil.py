@@ -1,37 +1,21 @@
 """Flat multiple-instance-learning slide models: ABMIL, DSMIL, mean and max pooling.
 
 Every model reads one bag of instance features ``(N, D)`` (regions ``(M, 192)``, or a flat bag of patches
-``(M * n * n, D)``) and returns logits ``(C,)``; :meth:`MILModel.forward_with_attention` also returns one
-attention score per instance ``(N,)`` where the model has them, else None.
+``(M * n * n, D)``) and returns logits ``(C,)``; ``forward_with_attention`` (of
+:class:`~source.models.slide_model.SlideModel`) also returns one attention score per instance ``(N,)`` where the model
+has them, else None.
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABCMeta, abstractmethod
 from typing import Optional
 
 import torch
 from torch import nn
 
 from source.models.aggregators import GatedAttentionPooling, masked_softmax
-
-
-class MILModel(nn.Module, metaclass=ABCMeta):
-    """One bag ``(N, D)`` -> logits ``(C,)`` (and, where the model has one, attention ``(N,)``).
-
-    A model that can also score many copies of a bag with instances left out defines
-    ``forward_masked(bags (B, N, D), keep (B, N)) -> logits (B, C)``, equal to :meth:`forward` on ``bags[b][keep[b]]``;
-    exact leave-one-out explanations batch their removals through it (:mod:`source.explain.contributions`).
-    """
-
-    @abstractmethod
-    def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Logits ``(C,)`` and attention ``(N,)`` (None for a model without attention)."""
-
-    def forward(self, bag: torch.Tensor) -> torch.Tensor:
-        """Args: bag ``(N, D)``. Returns logits ``(C,)``."""
-        return self.forward_with_attention(bag)[0]
+from source.models.slide_model import SlideModel
 
 
 def instance_embedding(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
@@ -39,7 +23,7 @@ def instance_embedding(in_dim: int, hidden: int, dropout: float) -> nn.Sequentia
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout))
 
 
-class ABMIL(MILModel):
+class ABMIL(SlideModel):
     """Gated attention MIL (Ilse et al., 2018): ``a = softmax(w^T (tanh(V h) * sigmoid(U h)))``, ``z = sum a h``.
 
     Args:
@@ -48,6 +32,8 @@ class ABMIL(MILModel):
         hidden: width of the instance embedding h (the attention branches use ``hidden // 2``).
         dropout: after the embedding and inside the attention branches.
     """
+
+    masked_forward = True
 
     def __init__(self, in_dim: int, num_outputs: int, hidden: int = 256, dropout: float = 0.25) -> None:
         super().__init__()
@@ -63,12 +49,14 @@ class ABMIL(MILModel):
         return self.classifier(self.pool.forward_masked(self.embed(bags), keep)[0])
 
 
-class PoolingMIL(MILModel):
+class PoolingMIL(SlideModel):
     """Instance embedding, then the mean or the maximum over the bag, then a linear head (no attention).
 
     Args:
         reduce: ``mean`` or ``max``.
     """
+
+    masked_forward = True
 
     def __init__(self, in_dim: int, num_outputs: int, hidden: int = 256, dropout: float = 0.25, reduce="mean") -> None:
         super().__init__()
@@ -93,13 +81,15 @@ class PoolingMIL(MILModel):
         return self.classifier(pooled)
 
 
-class DSMIL(MILModel):
+class DSMIL(SlideModel):
     """Dual-stream MIL (Li et al., 2021): an instance classifier finds each output's critical instance; attention of
     every instance to it (cosine-free dot product of learned queries, softmax over the bag) pools the bag, a 1-D
     convolution over the pooled vectors scores it, and the logits are the mean of the max-instance and bag scores.
 
     Attention ``(N,)`` is that of the predicted output (argmax of the logits).
     """
+
+    masked_forward = True
 
     def __init__(self, in_dim: int, num_outputs: int, hidden: int = 256, dropout: float = 0.25) -> None:
         super().__init__()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 from source.models.registry import DEFAULT_PATCH_ENCODER, DEFAULT_REGION_ENCODER
-from source.models.slide_registry import HIPT_AGGREGATOR
+from source.models.slide_registry import HIPT_AGGREGATOR, aggregator_spec
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """``torch.compile`` modes of the extraction encoders; ``reduce-overhead`` and ``max-autotune`` replay CUDA graphs on a
@@ -75,6 +75,30 @@ class EncoderSettings:
 
 
 @dataclass(frozen=True)
+class HiptOptions:
+    """The options of HIPT's own slide models (``model.*`` keys of a training config that only ``hipt`` reads).
+
+    Attributes:
+        pos_embed / max_len: the optional encoding of the region order (None, ``sinusoidal``, ``learned``).
+        patient_pooling: slides embedded, then attention over a patient's slides (survival ``self_att``).
+        freeze_vit_region / freeze_pos_embed: level local: ViT_region (and its pos-embed) kept fixed.
+        vit_region: the ViT_region of level-local HIPT.
+        mask_background / tissue_threshold: level local: patches whose tissue fraction (extraction's
+            ``features/tissue/``) is below the threshold are masked as ViT_region attention keys; the bags then carry
+            the fraction as a last channel ``(M, n*n, patch_dim + 1)``.
+    """
+
+    pos_embed: Optional[str] = None
+    max_len: int = 512
+    patient_pooling: bool = False
+    freeze_vit_region: bool = True
+    freeze_pos_embed: bool = True
+    vit_region: EncoderSettings = field(default_factory=lambda: EncoderSettings(level="local"))
+    mask_background: bool = False
+    tissue_threshold: float = 0.1
+
+
+@dataclass(frozen=True)
 class SlideModelSettings:
     """What builds a slide-level model (``model.*`` of a training config).
 
@@ -85,14 +109,8 @@ class SlideModelSettings:
         region_dim / patch_dim: feature widths of the two levels.
         dropout: dropout of the aggregator.
         hidden_dim: instance embedding width of the MIL aggregators (HIPT keeps ``region_dim``).
-        pos_embed / max_len: HIPT's optional encoding of the region order (None, ``sinusoidal``, ``learned``).
-        patient_pooling: HIPT slides embedded, then attention over a patient's slides (survival ``self_att``).
-        freeze_vit_region / freeze_pos_embed: level-local HIPT: ViT_region (and its pos-embed) kept fixed.
-        k_sample / instance_loss_weight / subtyping: CLAM's instance-clustering loss.
-        vit_region: the ViT_region of level-local HIPT.
-        mask_background / tissue_threshold: level-local HIPT: patches whose tissue fraction (extraction's
-            ``features/tissue/``) is below the threshold are masked as ViT_region attention keys; the bags then carry
-            the fraction as a last channel ``(M, n*n, patch_dim + 1)``.
+        options: the aggregator's own options: :class:`HiptOptions` for ``hipt``, the dataclass its registry entry
+            declares (e.g. ``ClamOptions``), or None; None is replaced by that class's defaults.
     """
 
     aggregator: str = HIPT_AGGREGATOR
@@ -101,27 +119,39 @@ class SlideModelSettings:
     patch_dim: int = 384
     dropout: float = 0.25
     hidden_dim: int = 256
-    pos_embed: Optional[str] = None
-    max_len: int = 512
-    patient_pooling: bool = False
-    freeze_vit_region: bool = True
-    freeze_pos_embed: bool = True
-    k_sample: int = 8
-    instance_loss_weight: float = 0.0
-    subtyping: bool = True
-    vit_region: EncoderSettings = field(default_factory=lambda: EncoderSettings(level="local"))
-    mask_background: bool = False
-    tissue_threshold: float = 0.1
+    options: Any = None
+
+    def __post_init__(self) -> None:
+        if self.options is None:
+            kind = HiptOptions if self.aggregator == HIPT_AGGREGATOR else aggregator_spec(self.aggregator).options
+            object.__setattr__(self, "options", kind() if kind is not None else None)
+
+    @property
+    def hipt(self) -> Optional[HiptOptions]:
+        """HIPT's options when the aggregator is ``hipt``, else None."""
+        return self.options if isinstance(self.options, HiptOptions) else None
 
     def without_region_weights(self) -> "SlideModelSettings":
         """The same model with ViT_region left unloaded (and unwarned): a trained checkpoint provides all weights."""
-        vit_region = replace(self.vit_region, region_weights=None, warn_random=False)
-        return replace(self, vit_region=vit_region)
+        if self.hipt is None:
+            return self
+        vit_region = replace(self.hipt.vit_region, region_weights=None, warn_random=False)
+        return replace(self, options=replace(self.hipt, vit_region=vit_region))
 
     @property
     def patch_bags(self) -> bool:
         """Whether bags are flat patch features ``(M * n * n, patch_dim)`` (a MIL aggregator at level local)."""
         return self.level == "local" and self.aggregator != HIPT_AGGREGATOR
+
+    @property
+    def tissue_channel(self) -> bool:
+        """Whether bags carry each patch's tissue fraction as a last channel (level-local HIPT masking background)."""
+        return self.hipt is not None and self.hipt.mask_background
+
+    @property
+    def patient_bags(self) -> bool:
+        """Whether a bag is a patient's list of slides (HIPT pooling slides with attention)."""
+        return self.hipt is not None and self.hipt.patient_pooling
 
     @property
     def instance_dim(self) -> int:

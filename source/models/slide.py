@@ -14,10 +14,11 @@ from torch import nn
 
 from source.models.aggregators import GatedAttentionPooling, SlideAggregator
 from source.models.hipt import features_to_grid
+from source.models.slide_model import SlideModel
 from source.models.vit import VisionTransformer
 
 
-class GlobalHIPT(nn.Module):
+class GlobalHIPT(SlideModel):
     """Region features ``(M, 192)`` -> slide aggregator -> linear head.
 
     Args:
@@ -27,6 +28,8 @@ class GlobalHIPT(nn.Module):
         pos_embed: None, ``sinusoidal`` or ``learned`` encoding of the region order.
         max_len: positions the encoding covers.
     """
+
+    masked_forward = True
 
     def __init__(
         self,
@@ -115,7 +118,7 @@ class LocalGlobalHIPT(GlobalHIPT):
             return self.vit_region(features_to_grid(bag))
 
 
-class PatientHIPT(nn.Module):
+class PatientHIPT(SlideModel):
     """Several slides of one patient: each slide embedded by ``slide_model``, then gated attention over slides.
 
     Args:

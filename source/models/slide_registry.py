@@ -4,14 +4,40 @@ Each entry names its class or builder as ``module:function`` so that names are k
 (config checks run before any model is built). Every model reads one bag and returns logits ``(C,)``;
 ``forward_with_attention`` also returns one attention score per instance where ``attention`` is True.
 
-Adding a slide model is one entry here (and its class); configs, training, inference, heatmaps and the
-registry test pick it up.
+Adding a slide model is one entry here and its class (a :class:`~source.models.slide_model.SlideModel`); with
+options of its own, also their dataclass here (``options``, ``options_key``) and their documented block in
+``config/training/base.yaml``: the training schema, its checks, the factory, training, inference, heatmaps and the
+registry tests pick it up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
+
+
+@dataclass
+class ClamOptions:
+    """CLAM's instance-clustering loss (``model.clam``; the builder's keywords).
+
+    Attributes:
+        k_sample: instances taken from each end of the attention ranking for the instance loss.
+        instance_loss_weight: w of ``(1 - w) * bag loss + w * instance loss`` (classification; 0 = off).
+        subtyping: the classes are mutually exclusive subtypes.
+    """
+
+    k_sample: int = 8
+    instance_loss_weight: float = 0.0
+    subtyping: bool = True
+
+    def problems(self, has_classes: bool) -> list[tuple[str, str]]:
+        """``(key, what is wrong)`` for values out of range (keys relative to the block)."""
+        found = [("k_sample", f"must be >= 2, got {self.k_sample}")] if self.k_sample < 2 else []
+        if not 0 <= self.instance_loss_weight < 1:
+            found.append(("instance_loss_weight", f"must be in [0, 1), got {self.instance_loss_weight}"))
+        elif self.instance_loss_weight > 0 and not has_classes:
+            found.append(("instance_loss_weight", "> 0 needs class labels (classification); set it to 0 for this task"))
+        return found
 
 
 @dataclass(frozen=True)
@@ -24,16 +50,19 @@ class AggregatorSpec:
             ``hipt`` is built by :func:`source.models.factory.build_slide_model` itself.
         attention: whether it gives one attention score per instance (drawn by the slide-level heatmaps).
         description: one line for listings and errors.
-        options: fixed keyword arguments of the builder.
-        uses_clam_keys: the builder also takes ``k_sample``, ``instance_loss_weight`` and ``subtyping``.
+        fixed: fixed keyword arguments of the builder.
+        options: the dataclass of the options users set (plain, no torch): the config block ``model.<options_key>``,
+            passed to the builder as keywords. Aggregators sharing a block share its dataclass.
+        options_key: the name of that block under ``model``.
     """
 
     name: str
     builder: str
     attention: bool
     description: str
-    options: tuple[tuple[str, Any], ...] = ()
-    uses_clam_keys: bool = False
+    fixed: tuple[tuple[str, Any], ...] = ()
+    options: Optional[type] = None
+    options_key: Optional[str] = None
 
 
 AGGREGATORS: dict[str, AggregatorSpec] = {}
@@ -64,7 +93,8 @@ for _spec in (
         True,
         "CLAM, one attention branch (Lu et al., 2021)",
         (("multi_branch", False),),
-        uses_clam_keys=True,
+        ClamOptions,
+        "clam",
     ),
     AggregatorSpec(
         "clam_mb",
@@ -72,7 +102,8 @@ for _spec in (
         True,
         "CLAM, one attention branch per output",
         (("multi_branch", True),),
-        uses_clam_keys=True,
+        ClamOptions,
+        "clam",
     ),
     AggregatorSpec("transmil", "source.models.transmil:TransMIL", False, "TransMIL: Nystrom attention + PPEG"),
     AggregatorSpec("dsmil", "source.models.mil:DSMIL", True, "dual-stream MIL (Li et al., 2021)"),
@@ -91,3 +122,13 @@ def aggregator_spec(name: str) -> AggregatorSpec:
     if name not in AGGREGATORS:
         raise ValueError(f"unknown aggregator '{name}'; choose one of {list(AGGREGATORS)}")
     return AGGREGATORS[name]
+
+
+def option_blocks() -> dict[str, type]:
+    """``{options_key: options dataclass}`` of every registered aggregator with options, in registry order (the
+    ``model.<key>`` blocks of the training schema)."""
+    blocks: dict[str, type] = {}
+    for spec in AGGREGATORS.values():
+        if spec.options_key is not None and spec.options is not None:
+            blocks.setdefault(spec.options_key, spec.options)
+    return blocks

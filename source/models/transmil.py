@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from source.models.mil import MILModel
+from source.models.slide_model import SlideModel
 
 
 def iterative_pinv(matrix: torch.Tensor, iterations: int = 6) -> torch.Tensor:
@@ -101,7 +101,7 @@ class PPEG(nn.Module):
         return torch.cat([cls_token, grid.flatten(2).transpose(1, 2)], dim=1)
 
 
-class TransMIL(MILModel):
+class TransMIL(SlideModel):
     """One bag ``(N, D)`` -> logits ``(C,)``; no per-instance attention (its Nystrom attention is approximate and
     spread over heads and landmarks), and no masked forward (removing an instance changes the square token layout
     PPEG reads: explanations run one forward per removal).

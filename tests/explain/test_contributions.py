@@ -8,19 +8,14 @@ import torch
 
 from source.explain.contributions import leave_one_out, supports_masking
 from source.models.factory import build_slide_model
-from source.models.settings import EncoderSettings, SlideModelSettings
+from source.models.settings import EncoderSettings, HiptOptions, SlideModelSettings
 from source.models.slide_registry import AGGREGATORS
 
 
 def model_and_bag(name: str, level: str = "global", seed: int = 0, **values):
-    settings = SlideModelSettings(
-        aggregator=name,
-        level=level,
-        hidden_dim=16,
-        patch_dim=24,
-        vit_region=EncoderSettings(level="local", warn_random=False),
-        **values,
-    )
+    vit_region = EncoderSettings(level="local", warn_random=False)
+    hipt = HiptOptions(vit_region=vit_region, **values) if name == "hipt" else None
+    settings = SlideModelSettings(aggregator=name, level=level, hidden_dim=16, patch_dim=24, options=hipt)
     torch.manual_seed(seed)
     model = build_slide_model(settings, 3).eval()
     shape = (7, 4, 24) if level == "local" and name == "hipt" else (7 * 4, 24) if level == "local" else (7, 192)

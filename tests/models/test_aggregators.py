@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from source.models.clam import CLAM
 from source.models.factory import build_slide_model
 from source.models.mil import ABMIL, DSMIL, PoolingMIL
-from source.models.settings import EncoderSettings, SlideModelSettings
+from source.models.settings import EncoderSettings, HiptOptions, SlideModelSettings
 from source.models.slide_registry import AGGREGATORS, aggregator_spec
 from source.models.transmil import NystromAttention, TransMIL, iterative_pinv
 
 
-def settings_for(name: str, level: str = "global", **values) -> SlideModelSettings:
-    local = {"patch_dim": 24, "vit_region": EncoderSettings(level="local", warn_random=False)}
-    return SlideModelSettings(aggregator=name, level=level, hidden_dim=16, dropout=0.0, **(local | values))
+def settings_for(name: str, level: str = "global") -> SlideModelSettings:
+    hipt = HiptOptions(vit_region=EncoderSettings(level="local", warn_random=False)) if name == "hipt" else None
+    return SlideModelSettings(aggregator=name, level=level, hidden_dim=16, dropout=0.0, patch_dim=24, options=hipt)
 
 
 @pytest.mark.parametrize("level", ["global", "local"])

@@ -11,7 +11,7 @@ from source.models.convert import convert_to_safetensors
 from source.models.convert import main as convert_main
 from source.models.factory import build_hipt_encoder, build_slide_model, build_vit_patch, build_vit_region
 from source.models.hipt import HIPTEncoder
-from source.models.settings import EncoderSettings, SlideModelSettings
+from source.models.settings import EncoderSettings, HiptOptions, SlideModelSettings
 from source.models.vit import build_vit, resize_pos_embed, vit4k_xs, vit_small
 from tests.helpers import official_checkpoint
 
@@ -165,7 +165,7 @@ def test_messages_name_the_key_of_the_entry_point(tmp_path, caplog):
         )
     with pytest.raises(CheckpointError, match="set model.pretrain_vit_region=null"):
         vit_region = EncoderSettings(region_weights=tmp_path / "no.pth", region_weights_key="model.pretrain_vit_region")
-        build_slide_model(SlideModelSettings(level="local", vit_region=vit_region), 2)
+        build_slide_model(SlideModelSettings(level="local", options=HiptOptions(vit_region=vit_region)), 2)
     with pytest.raises(CheckpointError, match="set model.pretrained_weights=null"):
         load_pretrained(build_vit("vit_tiny"), tmp_path / "no.pth", key="model.pretrained_weights")
 
