@@ -301,11 +301,3 @@ def shape_bags(splits: Mapping[str, Split], flatten: bool, max_instances: Option
     for name, split in splits.items():
         split.dataset.flatten = flatten
         split.dataset.max_instances = max_instances if name == "train" else None
-
-
-def feature_bank_of(cfg) -> FeatureBank:
-    """The feature files of ``features_dir`` for the config's level (global ones are cached in memory)."""
-    level = cfg.level.value
-    dim = cfg.model.embed_dim_region if level == "global" else cfg.model.embed_dim_patch
-    tissue = bool(cfg.model.get("mask_background", False)) and level == "local"
-    return FeatureBank(cfg.features_dir, level, dim, cache=level == "global", tissue=tissue)

@@ -11,7 +11,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from source.config.run_block import check_run_block
-from source.data.features import feature_bank_of, shape_bags
+from source.data.bags import SlideBag
+from source.data.features import shape_bags
 from source.data.splits import unlabelled_split
 from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.job import run_job
@@ -75,13 +76,14 @@ def run_inference_job(cfg: DictConfig, kind: str) -> int:
                 train_cfg.features_dir = cfg.features_dir
             task_type = task_class(kind)
             labelled, unlabelled = split_by_labels(cfg.test_csvs, task_type.label_columns(train_cfg))
-            bank = feature_bank_of(train_cfg)
+            bag = SlideBag.of(trained.settings)
+            bank = bag.bank(train_cfg.features_dir)
             task, splits, _ = task_type.from_config(train_cfg, labelled, bank, trained.task_state)
             targets, by_patient = task_type.target_names(), task_type.by_patient(train_cfg)
             splits |= {
                 name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled
             }
-            shape_bags(splits, trained.settings.patch_bags)
+            shape_bags(splits, bag.flat)
             model = trained.model
             encode_once(model, splits, device)
             logger.info("%s: epoch %d", path, trained.epoch + 1)

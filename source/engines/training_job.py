@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from source.config.slide_model import slide_model_settings
 from source.config.training import RESUME_KEYS, validate_training
-from source.data.features import Split, feature_bank_of, shape_bags
+from source.data.bags import SlideBag
+from source.data.features import Split, shape_bags
 from source.data.labels import discover_folds
 from source.engines.evaluate import encode_once, predict_split, write_results
 from source.engines.job import run_job
@@ -71,11 +72,11 @@ def train_fold(
     """Train on one train/tune(/test) set of csvs in ``run_dir``; returns the final tune/test metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    bank = feature_bank_of(cfg)
-    task, splits, task_state = task_class(kind).from_config(cfg, paths, bank)
-    check_against_data(cfg, task, splits)
     model_settings = slide_model_settings(cfg)
-    shape_bags(splits, model_settings.patch_bags, cfg.model.max_bag_size)
+    bag = SlideBag.of(model_settings)
+    task, splits, task_state = task_class(kind).from_config(cfg, paths, bag.bank(cfg.features_dir))
+    check_against_data(cfg, task, splits)
+    shape_bags(splits, bag.flat, cfg.model.max_bag_size)
     model = build_slide_model(model_settings, task.num_outputs).to(device)
     encode_once(model, splits, device)
     optimizer = build_optimizer(model.parameters(), cfg.optim.name, cfg.optim.lr, cfg.optim.wd, cfg.optim.momentum)

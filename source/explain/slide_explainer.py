@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from source.data.features import FeatureBank, FeatureFileError, check_features
+from source.data.bags import SlideBag
+from source.data.features import FeatureFileError, check_features
 from source.data.regions import BadInputError
 from source.explain.contributions import leave_one_out, patch_contributions
 from source.explain.outputs import canvas_figure, distribution_figure, top_regions, write_geojson
@@ -41,8 +42,8 @@ class SlideExplainer:
     def __init__(self, settings: ExplainSettings, trained: TrainedSlideModel, features_dir: str) -> None:
         self.settings, self.trained = settings, trained
         model = trained.settings
-        dim = model.region_dim if model.level == "global" else model.patch_dim
-        self.bank = FeatureBank(features_dir, model.level, dim, cache=False, tissue=model.tissue_channel)
+        self.layout = SlideBag.of(model)
+        self.bank = self.layout.bank(features_dir, cache=False)
         self.pixels = SlidePixels(settings.pixels, self.bank.path)
         self.draw = self.pixels.given if settings.canvases is None else bool(settings.canvases)
         self._slide: tuple[str, Optional[EncodedSlide]] = ("", None)
@@ -83,10 +84,7 @@ class SlideExplainer:
             )
         features = self.bank.load(slide_id)
         check_features(features[..., :-1] if self.bank.tissue else features, self.bank.level, self.bank.dim, path)
-        if not self.trained.settings.patch_bags:
-            return features, None
-        regions, patches = features.shape[:2]
-        return features.reshape(-1, features.shape[-1]), torch.arange(regions).repeat_interleave(patches)
+        return self.layout.flatten(features)
 
     def contributions(self, slide_id: str) -> pd.DataFrame:
         """One row per region: its contribution, the output without it, and the slide's output."""

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from source.data.bags import SlideBag
 from source.errors import ConfigError
 from source.models.slide_registry import AGGREGATORS, aggregator_spec
 from source.tasks.trained import TrainedSlideModel, load_trained_slide_model
@@ -49,13 +50,6 @@ def slide_attention(
     """
     model = getattr(trained.model, "slide_model", trained.model)  # a patient-level model embeds slides first
     device = next(model.parameters()).device
-    settings = trained.settings
-    bag = (global_ if settings.level == "global" else local).to(device)
-    if settings.tissue_channel and settings.level == "local":
-        if tissue is None:
-            raise ValueError("this slide model masks background patches: give the tissue fraction of every patch")
-        bag = torch.cat([bag, tissue.to(device=device, dtype=bag.dtype).unsqueeze(-1)], dim=-1)
-    if settings.patch_bags:
-        bag = bag.reshape(-1, bag.shape[-1])
+    bag = SlideBag.of(trained.settings).from_encoder(local, global_, tissue, device)
     attention = model.forward_with_attention(bag)[1].float()
     return attention.reshape(len(local), -1).sum(1).cpu().numpy()
