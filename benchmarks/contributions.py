@@ -27,18 +27,19 @@ from benchmarks.hardware import describe, machine
 from source.explain.contributions import leave_one_out, patch_contributions
 from source.models.factory import build_slide_model
 from source.models.settings import EncoderSettings, HiptOptions, SlideModelSettings
+from source.models.slide_model import SlideModel
 from source.models.slide_registry import AGGREGATORS
 
 
-class OneByOne(torch.nn.Module):
-    """The same model without its masked forward: leave-one-out runs one forward per removal."""
+class OneByOne(SlideModel):
+    """The same model, its masked forward not declared: leave-one-out runs one forward per removal."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: SlideModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, bag: torch.Tensor) -> torch.Tensor:
-        return self.model(bag)
+    def forward_with_attention(self, bag: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.model(bag), None
 
 
 def seconds(model: torch.nn.Module, bag: torch.Tensor, repeats: int) -> float:

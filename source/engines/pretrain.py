@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from source.devices import rng_state, set_rng_state
-from source.distributed import DistributedContext, broadcast_object, gather_objects
+from source.distributed import DistributedContext, gather_objects
 from source.engines.callbacks import EarlyStopping
+from source.engines.fit_loop import EpochHooks, EpochPlan, fit_epochs
 from source.errors import TrainingDivergedError
 from source.io import atomic_torch_save, atomic_write_text
 from source.models.hipt import PRECISIONS
@@ -221,52 +222,53 @@ class DinoTrainer:
     def fit(self) -> None:
         """Train until ``nepochs`` or early stopping."""
         settings = self.settings
-        if self.stopped_early:
-            logger.info("this run stopped early at epoch %d; nothing to resume", self.start_epoch)
-            return
-        epochs = tqdm(
-            range(self.start_epoch, settings.nepochs),
-            desc="epochs",
-            unit="epoch",
-            initial=self.start_epoch,
-            total=settings.nepochs,
-            disable=not settings.show_progress,
+        plan = EpochPlan(
+            settings.nepochs,
+            settings.tune_every,
+            settings.show_progress,
+            logger,
+            run_name="this run",
+            tracked=f"teacher {settings.tracking}",
+            patience=self.stopper.patience,
+            context=self.context,
         )
-        for epoch in epochs:
-            loss = self.train_epoch(epoch)
-            last = (epoch + 1) * len(self.loader) - 1
-            record = {
-                "epoch": epoch + 1,
-                "loss": loss,
-                "lr": float(self.schedules.lr[last]),
-                "wd": float(self.schedules.weight_decay[last]),
-                "momentum": float(self.schedules.momentum[last]),
-                "teacher_temp": self.dino.loss.teacher_temp(epoch),
-            }
-            stop = False
-            if self.monitor is not None and ((epoch + 1) % settings.tune_every == 0 or epoch + 1 == settings.nepochs):
-                for name, network in (("student", self.dino.student), ("teacher", self.dino.teacher)):
-                    metrics = self.monitor.evaluate(network.backbone, name, self.device, self.context)
-                    record |= {f"{name}_{k}": v for k, v in metrics.items()}
-                improved = self.stopper.update(record.get(f"teacher_{settings.tracking}", float("nan")), epoch)
-                if improved:
-                    self.save_teacher("best", epoch)
-                stop = broadcast_object(self.stopper.should_stop(epoch), self.context)
-            self.stopped_early = stop
-            self.history.append(record)
-            self.save("latest", epoch)
-            if settings.save_every and (epoch + 1) % settings.save_every == 0:
-                self.save_teacher(f"checkpoint_{epoch + 1:04d}", epoch)
-            if self.context.is_main:  # rewritten from the history, so it always matches latest.pt
-                atomic_write_text(self.run_dir / "log.jsonl", "".join(json.dumps(row) + "\n" for row in self.history))
-                if self.tracker is not None:
-                    self.tracker.log(record)
-            logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
-            if stop:
-                logger.info(
-                    "early stopping at epoch %d: teacher %s has not improved for %d evaluations",
-                    epoch + 1,
-                    settings.tracking,
-                    self.stopper.patience,
-                )
-                break
+        hooks = EpochHooks(
+            train=self._train_and_record,
+            evaluate=self._monitor_epoch if self.monitor is not None else None,
+            save_best=lambda epoch, value: self.save_teacher("best", epoch),
+            close=lambda epoch, record, value: self.history.append(record),
+            save=self.save,
+            report=self._report,
+        )
+        fit_epochs(self, plan, hooks)
+
+    def _train_and_record(self, epoch: int) -> dict:
+        """Train one epoch; returns its record: the mean loss and the schedules at the epoch's last iteration."""
+        loss = self.train_epoch(epoch)
+        last = (epoch + 1) * len(self.loader) - 1
+        return {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "lr": float(self.schedules.lr[last]),
+            "wd": float(self.schedules.weight_decay[last]),
+            "momentum": float(self.schedules.momentum[last]),
+            "teacher_temp": self.dino.loss.teacher_temp(epoch),
+        }
+
+    def _monitor_epoch(self, epoch: int, record: dict) -> float:
+        """The kNN metrics of the student's and the teacher's backbones into ``record``; returns the tracked teacher
+        metric (NaN when missing)."""
+        for name, network in (("student", self.dino.student), ("teacher", self.dino.teacher)):
+            metrics = self.monitor.evaluate(network.backbone, name, self.device, self.context)
+            record.update({f"{name}_{k}": v for k, v in metrics.items()})
+        return record.get(f"teacher_{self.settings.tracking}", float("nan"))
+
+    def _report(self, epoch: int, record: dict) -> None:
+        """After ``latest``: the periodic teacher snapshot, ``log.jsonl`` and the tracker (rank 0), the epoch's line."""
+        if self.settings.save_every and (epoch + 1) % self.settings.save_every == 0:
+            self.save_teacher(f"checkpoint_{epoch + 1:04d}", epoch)
+        if self.context.is_main:  # rewritten from the history, so it always matches latest.pt
+            atomic_write_text(self.run_dir / "log.jsonl", "".join(json.dumps(row) + "\n" for row in self.history))
+            if self.tracker is not None:
+                self.tracker.log(record)
+        logger.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))

@@ -19,8 +19,10 @@ from tqdm import tqdm
 from source.devices import rng_state, set_rng_state
 from source.engines.callbacks import EarlyStopping
 from source.engines.evaluate import Split, predict_split, to_device
+from source.engines.fit_loop import EpochHooks, EpochPlan, fit_epochs
 from source.errors import TrainingDivergedError
 from source.io import atomic_torch_save, atomic_write_csv
+from source.models.slide_model import SlideModel
 from source.tasks.base import Task
 from source.tracking import Tracker
 
@@ -45,14 +47,13 @@ class TrainerSettings:
 
 
 def forward_for_training(
-    model: nn.Module, bag: torch.Tensor | list[torch.Tensor], targets: dict[str, torch.Tensor]
+    model: SlideModel, bag: torch.Tensor | list[torch.Tensor], targets: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, Optional[torch.Tensor], float]:
     """Logits ``(C,)`` of a training step, with the model's own auxiliary loss and its weight where it has one
     (``forward_train``, e.g. CLAM's instance clustering): the step's loss is ``(1 - w) * task loss + w * aux``."""
-    forward_train = getattr(model, "forward_train", None)
-    if forward_train is None:
+    if not model.auxiliary_loss:
         return model(bag).float(), None, 0.0
-    logits, auxiliary, weight = forward_train(bag, targets)
+    logits, auxiliary, weight = model.forward_train(bag, targets)
     return logits.float(), auxiliary, weight
 
 
@@ -181,47 +182,56 @@ class Trainer:
     def fit(self, train: Split, tune: Split, on_epoch_end: Optional[Callable[[int], None]] = None) -> None:
         """Train for ``nepochs`` (or until early stopping), tuning every ``tune_every`` epochs."""
         settings = self.settings
-        if self.stopped_early:
-            logger.info("training stopped early at epoch %d; nothing to resume", self.start_epoch)
-            return
-        epochs = tqdm(
-            range(self.start_epoch, settings.nepochs),
-            desc="epochs",
-            unit="epoch",
-            disable=not settings.show_progress,
-            initial=self.start_epoch,
-            total=settings.nepochs,
-        )
-        for epoch in epochs:
-            lr = self.optimizer.param_groups[0]["lr"]
-            self._record(epoch, "train", self.train_epoch(train, epoch), lr)
-            tuned = (epoch + 1) % settings.tune_every == 0 or epoch + 1 == settings.nepochs
-            if tuned:
-                predictions, loss = predict_split(self.model, self.task, tune, self.device)
-                metrics = {"loss": loss, **self.task.metrics(predictions)}
-                self._record(epoch, "tune", metrics, lr)
-                value = metrics.get(settings.tracking, float("nan"))
-                if self.stopper.update(value, epoch):
-                    self.save("best", epoch)
-                    logger.info("epoch %d: new best tune %s = %.4f", epoch + 1, settings.tracking, value)
-                if isinstance(self.scheduler, ReduceLROnPlateau):
-                    self.scheduler.step(value)
-            if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
-                self.scheduler.step()
-            stop = tuned and self.stopper.should_stop(epoch)
-            self.stopped_early = stop
-            self.save("latest", epoch)
+
+        def report(epoch: int, lr: float) -> None:
             atomic_write_csv(pd.DataFrame(self.history), self.run_dir / "metrics.csv")
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
-            if stop:
-                logger.info(
-                    "early stopping at epoch %d: tune %s has not improved for %d evaluations",
-                    epoch + 1,
-                    settings.tracking,
-                    settings.patience,
-                )
-                break
+
+        plan = EpochPlan(
+            settings.nepochs,
+            settings.tune_every,
+            settings.show_progress,
+            logger,
+            run_name="training",
+            tracked=f"tune {settings.tracking}",
+            patience=settings.patience,
+        )
+        hooks = EpochHooks(
+            train=lambda epoch: self._train_and_record(train, epoch),
+            evaluate=lambda epoch, lr: self._tune(tune, epoch, lr),
+            save_best=self._save_best,
+            close=self._step_scheduler,
+            save=self.save,
+            report=report,
+        )
+        fit_epochs(self, plan, hooks)
+
+    def _train_and_record(self, split: Split, epoch: int) -> float:
+        """Train one epoch and record it; returns its learning rate (the scheduler steps when the epoch closes)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self._record(epoch, "train", self.train_epoch(split, epoch), lr)
+        return lr
+
+    def _tune(self, split: Split, epoch: int, lr: float) -> float:
+        """Evaluate and record the tune split; returns the tracked metric (NaN when the task has none of that name)."""
+        predictions, loss = predict_split(self.model, self.task, split, self.device)
+        metrics = {"loss": loss, **self.task.metrics(predictions)}
+        self._record(epoch, "tune", metrics, lr)
+        return metrics.get(self.settings.tracking, float("nan"))
+
+    def _save_best(self, epoch: int, value: float) -> None:
+        self.save("best", epoch)
+        logger.info("epoch %d: new best tune %s = %.4f", epoch + 1, self.settings.tracking, value)
+
+    def _step_scheduler(self, epoch: int, lr: float, value: Optional[float]) -> None:
+        """ReduceLROnPlateau steps on the tracked tune ``value`` of the epochs that tuned, other schedulers every
+        epoch."""
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            if value is not None:
+                self.scheduler.step(value)
+        elif self.scheduler is not None:
+            self.scheduler.step()
 
     def _record(self, epoch: int, split: str, metrics: dict[str, float], lr: float) -> None:
         self.history.append({"epoch": epoch + 1, "split": split, "lr": lr, **metrics})
