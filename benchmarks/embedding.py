@@ -51,21 +51,22 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
 
     device = torch.device(device_name)
     encoder = hipt_encoder(device_name)
+    model = encoder.model
     pixels = region.to(device)
-    proj = encoder.vit_patch.token_embed.proj
+    proj = model.vit_patch.token_embed.proj
 
     def reference_embedding() -> None:
-        patches = patchify(pixels, encoder.patch_size)
-        for start in range(0, patches.shape[0], encoder.patch_batch_size):
-            encoder.vit_patch.token_embed(encoder.normalize(patches[start : start + encoder.patch_batch_size]))
+        patches = patchify(pixels, model.patch_size)
+        for start in range(0, patches.shape[0], model.patch_batch_size):
+            model.vit_patch.token_embed(model.normalize(patches[start : start + model.patch_batch_size]))
 
     def folded() -> None:
-        weight, bias = folded_embedding(proj, encoder.mean, encoder.std, input_coding(pixels.dtype))
-        embed_region_patches(pixels, weight, bias, encoder.patch_size, proj.kernel_size[0])
+        weight, bias = folded_embedding(proj, model.mean, model.std, input_coding(pixels.dtype))
+        embed_region_patches(pixels, weight, bias, model.patch_size, proj.kernel_size[0])
 
-    def embedding() -> None:  # the path ``encoder.fused_embedding`` selects, as in the encoder
+    def embedding() -> None:  # the path ``model.fused_embedding`` selects, as in the encoder
         with encoder.autocast(device):
-            folded() if encoder.fused_embedding else reference_embedding()
+            folded() if model.fused_embedding else reference_embedding()
 
     stages = {"embedding": embedding} | ({"model": lambda: encoder(pixels).global_} if model else {})
     rows = []
@@ -74,7 +75,7 @@ def compare(device_name: str, region, repeats: int = 3, model: bool = True) -> d
         for stage, function in stages.items():
             seconds = {}
             for fused in (False, True):
-                encoder.fused_embedding = fused
+                model.fused_embedding = fused
                 seconds["folded" if fused else "reference"] = _median_seconds(function, device, repeats)
             rows.append(
                 {
@@ -96,7 +97,7 @@ def _agreement(encoder, pixels) -> dict:
     features = {}
     with torch.inference_mode():
         for precision, fused in (("fp32", False), ("fp32", True), ("bf16", True)):
-            encoder.precision, encoder.fused_embedding = precision, fused
+            encoder.precision, encoder.model.fused_embedding = precision, fused
             features[precision, fused] = encoder(pixels).global_.float().cpu()
     reference = features["fp32", False]
     return {

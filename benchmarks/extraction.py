@@ -35,6 +35,7 @@ from source.data.demo_slide import fetch_demo_slide, read_slide_level0
 from source.data.slides import plan_slides
 from source.engines.extract import Extractor
 from source.engines.feature_store import FeatureStore
+from source.models.accelerator import Accelerated
 from source.models.hipt import HIPTEncoder
 from source.models.layers import Attention
 from source.models.vit import vit4k_xs, vit_small
@@ -81,7 +82,7 @@ def timed(function, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def end_to_end_times(encoder: HIPTEncoder, regions: int, region_size: int, repeats: int) -> list[float]:
+def end_to_end_times(encoder: Accelerated, regions: int, region_size: int, repeats: int) -> list[float]:
     """Seconds of ``repeats`` extractions of ``regions`` JPEG region files (decoding, loading, encoding, writing)."""
     with tempfile.TemporaryDirectory() as scratch:
         images = Path(scratch) / "regions" / "bench" / "imgs"
@@ -113,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     device = torch.device(args.device)
-    encoder = HIPTEncoder(vit_small().eval(), vit4k_xs().eval()).place(device)
+    encoder = Accelerated(HIPTEncoder(vit_small().eval(), vit4k_xs().eval()), device)
     pixels = torch.from_numpy(real_region(args.region_size)).permute(2, 0, 1)
     batch = pixels.unsqueeze(0).repeat(args.regions, 1, 1, 1)
     patches_per_region = (args.region_size // 256) ** 2
@@ -140,7 +141,7 @@ def main() -> None:
     with EagerAttention():
         measure(
             "baseline fp32",
-            lambda: torch.cat([baseline_forward(encoder, (r[None].to(device).float() / 255)) for r in batch]),
+            lambda: torch.cat([baseline_forward(encoder.model, (r[None].to(device).float() / 255)) for r in batch]),
         )
     for precision in ("fp32", "bf16"):
         encoder.precision = precision
@@ -155,8 +156,7 @@ def main() -> None:
         "patches_per_s": end_to_end * patches_per_region,
     }
     if args.compile:
-        encoder.vit_patch.compile()
-        encoder.vit_region.compile()
+        encoder.compile()
         for precision in ("fp32", "bf16"):
             encoder.precision = precision
             measure(f"compiled {precision}", lambda: encoder(batch).global_)

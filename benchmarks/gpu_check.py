@@ -145,9 +145,9 @@ def throughput(settings: CheckSettings, region) -> list[dict]:
         encoder = (
             uni_encoder(settings.device) if precision.startswith("uni") else hipt_encoder(settings.device, precision)
         )
-        encoder.fused_embedding = fused
+        encoder.model.fused_embedding = fused
         if mode is not None:
-            encoder.compile_vits(mode)
+            encoder.compile(mode)
         for pixels_on, batch in ((where, batch) for where in placements for batch in batch_sizes):
             pixels = region.repeat(batch, 1, 1, 1)
             pixels = pixels.to(settings.device) if pixels_on == "device" else pixels
@@ -160,7 +160,7 @@ def throughput(settings: CheckSettings, region) -> list[dict]:
                 {
                     "precision": precision,
                     "compile": mode or False,
-                    "embedding": "folded" if encoder.embeds_pixels else "reference",
+                    "embedding": "folded" if encoder.model.embeds_pixels else "reference",
                     "pixels_from": pixels_on,
                     "batch_size": batch,
                     "regions_per_s": forwards * batch / seconds,

@@ -55,27 +55,29 @@ def timed(function: Callable[[], object], device: str, repeats: int = 3) -> floa
 
 
 def hipt_encoder(device: str, precision: str = "fp32"):
-    """HIPT's ViT-S/16 + ViT4K-XS with seeded random weights, placed on ``device``."""
+    """HIPT's ViT-S/16 + ViT4K-XS with seeded random weights, accelerated on ``device`` at ``precision``."""
     import torch
 
+    from source.models.accelerator import Accelerated
     from source.models.hipt import HIPTEncoder
     from source.models.vit import vit4k_xs, vit_small
 
     torch.manual_seed(0)
     encoder = HIPTEncoder(vit_small().eval(), vit4k_xs().eval(), precision=precision)
-    return encoder.place(torch.device(device))
+    return Accelerated(encoder, torch.device(device))
 
 
 def uni_encoder(device: str):
     """UNI's architecture (ViT-L/16 at 224 px, timm) under ViT4K-XS over its 1024-wide grids, random weights, bf16."""
     import torch
 
+    from source.models.accelerator import Accelerated
     from source.models.factory import build_hipt_encoder
     from source.models.settings import EncoderSettings
 
     torch.manual_seed(0)
     settings = EncoderSettings(patch_arch="uni", precision="bf16", warn_random=False)
-    return build_hipt_encoder(settings).place(torch.device(device))
+    return Accelerated(build_hipt_encoder(settings), torch.device(device))
 
 
 def real_region(size: int):

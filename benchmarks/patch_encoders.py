@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.extraction import real_region
 from benchmarks.hardware import describe, machine
+from source.models.accelerator import Accelerated
 from source.models.factory import build_hipt_encoder
 from source.models.hipt import patchify
 from source.models.settings import EncoderSettings
@@ -66,10 +67,9 @@ def main() -> None:
         torch.manual_seed(0)
         for precision in ("fp32", "bf16"):
             settings = EncoderSettings("local", arch, patch_batch_size=args.patches, precision=precision)
-            encoder = build_hipt_encoder(settings)
-            encoder.place(device)
+            encoder = Accelerated(build_hipt_encoder(settings), device)
             rate = patches_per_second(encoder, patches, args.repeats, sync)
-            rows[f"{name}, {precision}"] = {"patches_per_s": rate, "embed_dim": encoder.vit_patch.embed_dim}
+            rows[f"{name}, {precision}"] = {"patches_per_s": rate, "embed_dim": encoder.model.vit_patch.embed_dim}
             print(f"{name:>32} {precision}: {rate:.1f} patches/s", flush=True)
             del encoder
     result = {"machine": machine(device) | {"device": str(device)}, "patches": args.patches, "rows": rows}

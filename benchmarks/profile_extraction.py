@@ -126,7 +126,7 @@ def profile(device: str, region_size: int, batch_size: int, precision: str, batc
         pixels = pixels.pin_memory()
     encoder = hipt_encoder(device, precision)
     flops = flops_per_region(encoder, region)
-    label_layers(encoder)
+    label_layers(encoder.model)
     with torch.inference_mode():
         one_batch(encoder, pixels)  # warm-up
         synchronize(device)

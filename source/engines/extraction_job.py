@@ -24,6 +24,7 @@ from source.engines.job import run_job
 from source.errors import ConfigError
 from source.io import atomic_write_json
 from source.log import log_failures
+from source.models.accelerator import Accelerated
 from source.models.factory import build_hipt_encoder
 from source.runs.shared import SharedRun, work_through
 from source.tracking import Tracker
@@ -31,18 +32,16 @@ from source.tracking import Tracker
 logger = logging.getLogger(__name__)
 
 
-def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0):
-    """The HIPT encoder of an extraction config, on its device(s), optionally compiled."""
+def build_encoder_from_config(cfg: DictConfig, local_rank: int = 0) -> Accelerated:
+    """The HIPT encoder of an extraction config, accelerated: on its device(s) (two with ``split_across_gpus``), at
+    its precision, optionally compiled."""
     torch.manual_seed(cfg.seed)
-    encoder = build_hipt_encoder(encoder_settings(cfg, EXTRACTION_KEYS))
+    model = build_hipt_encoder(encoder_settings(cfg, EXTRACTION_KEYS))
     if cfg.split_across_gpus:
-        encoder.place(*resolve_split_devices(cfg.device, local_rank))
+        devices = resolve_split_devices(cfg.device, local_rank)
     else:
-        encoder.place(resolve_device(cfg.device, local_rank))
-    mode = compile_mode(cfg.compile)
-    if mode is not None:
-        encoder.compile_vits(mode)
-    return encoder
+        devices = (resolve_device(cfg.device, local_rank),)
+    return Accelerated(model, *devices, compile=compile_mode(cfg.compile))
 
 
 def h5_geometry(cfg: DictConfig) -> Optional[Geometry]:
@@ -189,7 +188,7 @@ def plan_from_config(
     return plan_slides(cfg.region_dir, slides, cfg.format), []
 
 
-def _extractor(cfg: DictConfig, encoder, run_dir: Path, show_progress: bool) -> Extractor:
+def _extractor(cfg: DictConfig, encoder: Accelerated, run_dir: Path, show_progress: bool) -> Extractor:
     return Extractor(
         encoder,
         FeatureStore(run_dir, cfg.save_region_features, h5_geometry(cfg)),
@@ -226,7 +225,7 @@ def _extract(cfg: DictConfig, run_dir: Path, context: DistributedContext, device
         cfg.level.value,
     )
     if context.is_main:
-        record_patch_transform(encoder.vit_patch, run_dir, cfg.resume)
+        record_patch_transform(encoder.model.vit_patch, run_dir, cfg.resume)
     started = time.perf_counter()
     extractor = _extractor(cfg, encoder, run_dir, show_progress=context.is_main)
     outcomes = merge_outcomes(extractor.run(mine, resume=cfg.resume), plans, context)
@@ -250,7 +249,7 @@ def _extract_shared(cfg: DictConfig, run_dir: Path, device: torch.device, slides
         cfg.level.value,
     )
     encoder = build_encoder_from_config(cfg)
-    record_patch_transform(encoder.vit_patch, run_dir, resume=True)
+    record_patch_transform(encoder.model.vit_patch, run_dir, resume=True)
     extractor = _extractor(cfg, encoder, run_dir, show_progress=True)
     plan_one, extra_columns = slide_planner(cfg, run_dir)
     started = time.perf_counter()

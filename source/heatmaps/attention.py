@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from source.heatmaps.scores import average_views, patch_mosaic, rank_normalise_maps, to_pixels
+from source.models.accelerator import autocast
 from source.models.hipt import HIPTEncoder, features_to_grid, patchify
 from source.wsi.tissue import tissue_from_pixels
 
@@ -71,7 +72,7 @@ class AttentionReader:
         features, maps = [], []
         for start in range(0, len(pixels), encoder.patch_batch_size):
             chunk = encoder.normalize(pixels[start : start + encoder.patch_batch_size].to(encoder.patch_device))
-            with encoder.autocast(encoder.patch_device):
+            with autocast(encoder.precision, encoder.patch_device):
                 cls, weights = vit.forward_with_attention(chunk)
             features.append(cls.float().cpu())
             maps.append(cls_attention(weights.float(), (tokens, tokens)).cpu())
@@ -90,7 +91,7 @@ class AttentionReader:
             if self.mask_background:
                 tissue = tissue_from_pixels(pixels.permute(1, 2, 0).cpu().numpy(), grid.shape[-1])
                 token_mask = torch.from_numpy(tissue >= self.tissue_threshold).unsqueeze(0).to(grid.device)
-            with self.encoder.autocast(self.encoder.region_device):
+            with autocast(self.encoder.precision, self.encoder.region_device):
                 global_, weights = vit_region.forward_with_attention(grid, token_mask)
             side = grid.shape[-1]
             region_attention, global_ = cls_attention(weights.float(), (side, side))[0].cpu(), global_[0].float().cpu()

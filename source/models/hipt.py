@@ -1,20 +1,31 @@
-"""HIPT region encoder: region pixels -> 256-px patches -> ViT_patch -> patch grid -> ViT_region."""
+"""HIPT region encoder: region pixels -> 256-px patches -> ViT_patch -> patch grid -> ViT_region.
+
+Only the math lives here. Running it on accelerators (placement on one or two devices, moving inputs there, autocast to
+the run's precision, ``torch.compile`` and CUDA-graph steps) is :class:`source.models.accelerator.Accelerated`'s.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.profiler import record_function
 
 from source.models.pixel_embedding import embed_region_patches, folded_embedding, input_coding
-from source.models.settings import COMPILE_MODES, CUDA_GRAPH_MODES
 from source.models.vit import PatchEmbed, VisionTransformer
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+ViTCall = Callable[..., torch.Tensor]
+"""How the encoder runs one ViT forward: ``call(vit, *inputs)`` -> features as float32 (see :func:`call_vit`)."""
+
+
+def call_vit(vit: nn.Module, *inputs: Optional[torch.Tensor]) -> torch.Tensor:
+    """The plain ViT forward: ``vit(*inputs)`` as float32 (an accelerator passes its own, e.g. one stepping CUDA
+    graphs)."""
+    return vit(*inputs).float()
 
 
 @dataclass
@@ -58,7 +69,11 @@ def features_to_grid(local: torch.Tensor) -> torch.Tensor:
 
 
 class HIPTEncoder(nn.Module):
-    """Encode regions with ViT_patch and (optionally) ViT_region, normalising pixels on the device.
+    """Encode regions with ViT_patch and (optionally) ViT_region, normalising pixels on the patch device.
+
+    The model computes where its inputs are, in whatever autocast its caller sets, calling each ViT through ``call``
+    (:data:`ViTCall`); :class:`source.models.accelerator.Accelerated` runs it on its device(s), at :attr:`precision`,
+    optionally compiled.
 
     Args:
         vit_patch: the patch encoder (ViT-S/16 in HIPT).
@@ -67,7 +82,9 @@ class HIPTEncoder(nn.Module):
         patch_batch_size: patches per ViT_patch forward; bounds activation memory.
         mean: per-channel normalisation mean for pixels in [0, 1].
         std: per-channel normalisation std.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast); features are returned as float32.
+        precision: the precision the encoder's settings ask for, ``fp32``, ``bf16`` or ``fp16``: the autocast that
+            :class:`~source.models.accelerator.Accelerated` (and the heatmaps' attention reader) applies by default;
+            features are float32 either way.
         fused_embedding: compute ViT_patch's token embedding from the region's raw pixels with the normalisation folded
             into its weights (this project's ViTs; timm encoders keep their own path). False: patchify, normalise,
             embed, the reference path (features equal within float rounding).
@@ -92,37 +109,14 @@ class HIPTEncoder(nn.Module):
         self.patch_size = patch_size
         self.patch_batch_size = patch_batch_size
         self.precision = precision
-        self.cuda_graphs = False
-        """Set by :meth:`compile_vits` for modes that replay CUDA graphs."""
         self.fused_embedding = fused_embedding
         """Embed this project's ViT_patch from raw pixels with normalisation folded in (:attr:`embeds_pixels`)."""
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
-    def compile_vits(self, mode: str = "default") -> "HIPTEncoder":
-        """``torch.compile`` ViT_patch and ViT_region with ``mode`` (one of :data:`COMPILE_MODES`).
-
-        With CUDA graphs (``reduce-overhead``, ``max-autotune``) every forward starts a new graph step and its outputs
-        are copied out of the graph's memory, which the next replay overwrites.
-        """
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"compile mode must be one of {list(COMPILE_MODES)}, got '{mode}'")
-        self.vit_patch.compile(mode=mode)
-        if self.vit_region is not None:
-            self.vit_region.compile(mode=mode)
-        self.cuda_graphs = mode in CUDA_GRAPH_MODES
-        return self
-
-    def _run(self, vit: nn.Module, *inputs: Optional[torch.Tensor]) -> torch.Tensor:
-        """``vit(*inputs)`` as float32, owned by the caller (copied out of CUDA-graph memory when graphs replay)."""
-        if not self.cuda_graphs:
-            return vit(*inputs).float()
-        torch.compiler.cudagraph_mark_step_begin()
-        return vit(*inputs).float().clone()
-
     @property
     def patch_device(self) -> torch.device:
-        """Device holding ViT_patch."""
+        """Device holding ViT_patch (and the normalisation)."""
         return self.vit_patch.cls_token.device
 
     @property
@@ -131,48 +125,45 @@ class HIPTEncoder(nn.Module):
         return self.vit_region.cls_token.device if self.vit_region is not None else self.patch_device
 
     def place(self, patch_device: torch.device, region_device: Optional[torch.device] = None) -> "HIPTEncoder":
-        """Put ViT_patch on ``patch_device`` and ViT_region on ``region_device`` (default: the same)."""
+        """Put ViT_patch and the normalisation on ``patch_device``, ViT_region on ``region_device`` (default: the
+        same); the model's parts that belong together move together.
+
+        :class:`~source.models.accelerator.Accelerated` decides the devices and calls this. It stays a method of the
+        model because the heatmaps place the bare model (``heatmap_job``): their :class:`AttentionReader` reads the
+        ViTs' last-block attention (``forward_with_attention``), which no accelerated forward returns.
+        """
         self.vit_patch.to(patch_device)
         self.mean, self.std = self.mean.to(patch_device), self.std.to(patch_device)
         if self.vit_region is not None:
             self.vit_region.to(region_device or patch_device)
         return self
 
-    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        """Autocast to the encoder's precision on ``device`` (a no-op for fp32)."""
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=PRECISIONS[self.precision])
-
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, 3, H, W)`` in [0, 255] (or float in [0, 1]) -> normalised float32."""
         pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
         return (pixels - self.mean) / self.std
 
-    def encode_patches(self, regions: torch.Tensor) -> torch.Tensor:
+    def encode_patches(self, regions: torch.Tensor, call: ViTCall = call_vit) -> torch.Tensor:
         """Local features of regions.
 
         Args:
-            regions: ``(B, 3, R, R)``, uint8 in [0, 255] or float in [0, 1], on any device.
+            regions: ``(B, 3, R, R)``, uint8 in [0, 255] or float in [0, 1], on the patch device.
+            call: how ViT_patch runs (:data:`ViTCall`).
 
         Returns:
             ``(B, n*n, D_patch)`` float32 on the patch device, n = R / patch_size.
         """
-        device = self.patch_device
-        with record_function("hipt.h2d_copy"):
-            regions = regions.to(device, non_blocking=True)
         if self.embeds_pixels:
-            return self._encode_patches_from_pixels(regions)
+            return self._encode_patches_from_pixels(regions, call)
         with record_function("hipt.patchify"):
             patches = patchify(regions, self.patch_size)
         per_region = patches.shape[0] // regions.shape[0]
         outputs = []
-        with self.autocast(device):
-            for start in range(0, patches.shape[0], self.patch_batch_size):
-                with record_function("hipt.normalise"):
-                    chunk = self.normalize(patches[start : start + self.patch_batch_size])
-                with record_function("hipt.vit_patch"):
-                    outputs.append(self._run(self.vit_patch, chunk))
+        for start in range(0, patches.shape[0], self.patch_batch_size):
+            with record_function("hipt.normalise"):
+                chunk = self.normalize(patches[start : start + self.patch_batch_size])
+            with record_function("hipt.vit_patch"):
+                outputs.append(call(self.vit_patch, chunk))
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
     @property
@@ -187,7 +178,7 @@ class HIPTEncoder(nn.Module):
             and self.patch_size % embed.patch_size == 0
         )
 
-    def _encode_patches_from_pixels(self, regions: torch.Tensor) -> torch.Tensor:
+    def _encode_patches_from_pixels(self, regions: torch.Tensor, call: ViTCall) -> torch.Tensor:
         """:meth:`encode_patches` with the folded embedding: ``(B, 3, R, R)`` on the device -> ``(B, n*n, D)``.
 
         Regions are embedded in groups of ``patch_batch_size // (n*n)`` (at least one), then ViT_patch runs on chunks
@@ -196,37 +187,37 @@ class HIPTEncoder(nn.Module):
         per_region = (regions.shape[-1] // self.patch_size) ** 2
         group = max(1, self.patch_batch_size // per_region)
         outputs = []
-        with self.autocast(regions.device):
-            weight, bias = folded_embedding(proj, self.mean, self.std, input_coding(regions.dtype))
-            for first in range(0, regions.shape[0], group):
-                with record_function("hipt.embed_pixels"):
-                    tokens = embed_region_patches(
-                        regions[first : first + group], weight, bias, self.patch_size, proj.kernel_size[0]
-                    )
-                for start in range(0, tokens.shape[0], self.patch_batch_size):
-                    with record_function("hipt.vit_patch"):
-                        chunk = tokens[start : start + self.patch_batch_size]
-                        outputs.append(self._run(self.vit_patch, chunk, None, True))
+        weight, bias = folded_embedding(proj, self.mean, self.std, input_coding(regions.dtype))
+        for first in range(0, regions.shape[0], group):
+            with record_function("hipt.embed_pixels"):
+                tokens = embed_region_patches(
+                    regions[first : first + group], weight, bias, self.patch_size, proj.kernel_size[0]
+                )
+            for start in range(0, tokens.shape[0], self.patch_batch_size):
+                with record_function("hipt.vit_patch"):
+                    chunk = tokens[start : start + self.patch_batch_size]
+                    outputs.append(call(self.vit_patch, chunk, None, True))
         return torch.cat(outputs).reshape(regions.shape[0], per_region, -1)
 
-    def encode_regions(self, local: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Global features from local ones: ``(B, n*n, D_patch)`` -> ``(B, D_region)`` float32.
+    def encode_regions(
+        self, local: torch.Tensor, token_mask: Optional[torch.Tensor] = None, call: ViTCall = call_vit
+    ) -> torch.Tensor:
+        """Global features from local ones: ``(B, n*n, D_patch)`` -> ``(B, D_region)`` float32, both on the region
+        device.
 
         ``token_mask`` ``(B, n*n)`` bool: False patches (background) are masked as attention keys in ViT_region;
-        None or all True gives the unmasked features bit for bit.
+        None or all True gives the unmasked features bit for bit. ``call``: how ViT_region runs (:data:`ViTCall`).
         """
         if self.vit_region is None:
             raise RuntimeError("this encoder has no ViT_region; build it with level 'global'")
-        device = self.region_device
-        if token_mask is not None and token_mask.device.type == "cpu" and bool(token_mask.all()):
-            token_mask = None  # decided on the host: checking it on the device would wait for the device
-        mask = token_mask.to(device, non_blocking=True) if token_mask is not None else None
-        with self.autocast(device), record_function("hipt.vit_region"):
-            return self._run(self.vit_region, features_to_grid(local.to(device, non_blocking=True)), mask)
+        return call(self.vit_region, features_to_grid(local), token_mask)
 
-    def forward(self, regions: torch.Tensor, token_mask: Optional[torch.Tensor] = None) -> RegionFeatures:
-        """Args: regions ``(B, 3, R, R)``; token_mask ``(B, n*n)`` (see :meth:`encode_regions`). Returns
-        :class:`RegionFeatures` (local and global)."""
-        local = self.encode_patches(regions)
-        global_ = self.encode_regions(local, token_mask) if self.vit_region is not None else None
+    def forward(
+        self, regions: torch.Tensor, token_mask: Optional[torch.Tensor] = None, call: ViTCall = call_vit
+    ) -> RegionFeatures:
+        """Args: regions ``(B, 3, R, R)``; token_mask ``(B, n*n)`` (see :meth:`encode_regions`); call (see
+        :data:`ViTCall`). Returns :class:`RegionFeatures` (local and global). Both ViTs on the inputs' device (an
+        encoder split over two devices runs through :class:`~source.models.accelerator.Accelerated`)."""
+        local = self.encode_patches(regions, call)
+        global_ = self.encode_regions(local, token_mask, call) if self.vit_region is not None else None
         return RegionFeatures(local=local, global_=global_)

@@ -14,6 +14,7 @@ from source.data.regions import BadInputError, Region
 from source.data.slides import SlidePlan
 from source.engines.device_feed import DeviceFeed
 from source.engines.extract import Extractor
+from source.engines.extraction.assembly import SlideAssembly
 from source.engines.feature_store import FeatureStore
 from source.models.hipt import HIPTEncoder
 from source.models.vit import vit_tiny
@@ -61,10 +62,8 @@ def test_on_the_cpu_the_feed_hands_tensors_through():
 
 
 def test_each_batch_is_collected_after_the_next_one_is_enqueued(tmp_path, encoder, monkeypatch):
-    from source.engines import extract
-
     events: list[str] = []
-    launch, collect = Extractor._launch, extract._SlideAssembly.collect
+    launch, collect = Extractor._launch, SlideAssembly.collect
 
     def spy_launch(self, batch, *args):
         events.append(f"launch {batch.keys[0]}" if batch.keys else "launch failures")
@@ -75,7 +74,7 @@ def test_each_batch_is_collected_after_the_next_one_is_enqueued(tmp_path, encode
         yield from collect(self, launched, bar)
 
     monkeypatch.setattr(Extractor, "_launch", spy_launch)
-    monkeypatch.setattr(extract._SlideAssembly, "collect", spy_collect)
+    monkeypatch.setattr(SlideAssembly, "collect", spy_collect)
     extractor = Extractor(encoder, FeatureStore(tmp_path), "local", SIZE, batch_size=3, num_workers=0)
     outcomes = extractor.run(plans())
     # batches of 3: (a0 a1 a2) (b0 [b1 fails] c0) (c1 c2 c3)
@@ -121,8 +120,8 @@ def test_tissue_measured_on_the_device_equals_the_host_computation(tmp_path, enc
         [torch.from_numpy(he).permute(2, 0, 1)] * 2 + [torch.zeros(3, SIZE, SIZE, dtype=torch.uint8)] * 2
     )
     extractor = Extractor(encoder, FeatureStore(tmp_path), "local", SIZE, num_workers=0)
-    on_device = extractor._tissue_on_device(keys, pending, pixels)
-    on_host = extractor._tissue(keys, pending, pixels)
+    on_device = extractor.tissue.on_device(keys, pending, pixels)
+    on_host = extractor.tissue.measure(keys, pending, pixels)
     torch.testing.assert_close(on_device, on_host, rtol=0, atol=0)
     torch.testing.assert_close(on_device[0], torch.tensor([1.0, 0.0, 1.0, 0.0]))  # measured: the stained half
     torch.testing.assert_close(on_device[1], torch.from_numpy(contour_tissue[2]))  # from the contours

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from source.models.accelerator import Accelerated
 from source.models.hipt import HIPTEncoder, features_to_grid, patchify
 from source.models.vit import build_vit, vit4k_xs, vit_small
 from tests.helpers import double_state, reference_vit_patch, reference_vit_region
@@ -77,17 +78,17 @@ def test_normalisation_is_configurable():
 
 def test_local_only_encoder_and_bf16():
     torch.manual_seed(0)
-    encoder = HIPTEncoder(build_vit("vit_tiny").eval(), None, patch_size=64, precision="bf16")
+    encoder = Accelerated(HIPTEncoder(build_vit("vit_tiny").eval(), None, patch_size=64, precision="bf16"))
     regions = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8)
     with torch.inference_mode():
         out = encoder(regions)
-        reference = HIPTEncoder(encoder.vit_patch, None, patch_size=64).encode_patches(regions)
+        reference = HIPTEncoder(encoder.model.vit_patch, None, patch_size=64).encode_patches(regions)
     assert out.global_ is None and out.local.shape == (2, 4, 192) and out.local.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(out.local.flatten(0, 1), reference.flatten(0, 1)).min() > 0.99
     with pytest.raises(RuntimeError, match="no ViT_region"):
         encoder.encode_regions(out.local)
     with pytest.raises(ValueError, match="precision"):
-        HIPTEncoder(encoder.vit_patch, precision="fp8")
+        HIPTEncoder(encoder.model.vit_patch, precision="fp8")
 
 
 @pytest.mark.parametrize("mode", ["reduce-overhead"])
@@ -102,14 +103,14 @@ def test_compiled_encoder_gives_the_eager_features_and_keeps_each_output(mode):
     second = torch.randint(0, 256, (2, 3, 128, 128), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         eager = [encoder(first).global_, encoder(second).global_]
-        encoder.compile_vits(mode)
+        encoder = Accelerated(encoder).compile(mode)
         assert encoder.cuda_graphs
         compiled_first = encoder(first).global_
         compiled_second = encoder(second).global_
     torch.testing.assert_close(compiled_first, eager[0], rtol=1e-4, atol=1e-4)  # still intact after the 2nd call
     torch.testing.assert_close(compiled_second, eager[1], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="compile mode must be one of"):
-        HIPTEncoder(vit_tiny(), None).compile_vits("fastest")
+        Accelerated(HIPTEncoder(vit_tiny(), None)).compile("fastest")
 
 
 def test_the_compile_key_takes_a_switch_or_a_mode():

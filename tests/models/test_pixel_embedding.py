@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from source.models.accelerator import Accelerated
 from source.models.hipt import HIPTEncoder, patchify
 from source.models.pixel_embedding import embed_region_patches, folded_embedding, input_coding
 from source.models.vit import vit4k_xs, vit_tiny
@@ -57,11 +58,11 @@ def test_encoder_features_equal_the_reference_path(patch_batch_size):
 
 def test_bf16_fused_features_stay_within_bf16_rounding_of_fp32():
     torch.manual_seed(0)
-    encoder = HIPTEncoder(vit_tiny().eval(), vit4k_xs(input_dim=192).eval(), 32, precision="bf16").eval()
+    encoder = Accelerated(HIPTEncoder(vit_tiny().eval(), vit4k_xs(input_dim=192).eval(), 32, precision="bf16").eval())
     regions = regions_of(2, 64, seed=3)
     with torch.inference_mode():
         bf16 = encoder(regions).global_
-        encoder.precision, encoder.fused_embedding = "fp32", False
+        encoder.precision, encoder.model.fused_embedding = "fp32", False
         fp32_reference = encoder(regions).global_
     assert torch.nn.functional.cosine_similarity(bf16, fp32_reference).min() > 0.999
 
