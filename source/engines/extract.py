@@ -25,7 +25,7 @@ from source.engines.extraction.outcomes import (
     outcome_record,
     write_reports,
 )
-from source.engines.extraction.reading import Decoded, RegionReader
+from source.engines.extraction.reading import RegionReader
 from source.engines.extraction.storing import SlideWriter
 from source.engines.extraction.tissue import TissueMeter
 from source.engines.feature_store import FeatureStore
@@ -131,10 +131,6 @@ class Extractor:
         tissue = self.tissue.measure([keys[i] for i in rows], pending, pixels)
         features = self.encode.encode(pixels, tissue, feed)
         return Launched(keys, failures, rows, feed.to_host(tissue), features)
-
-    def _decoded(self, batch: RegionBatch) -> Decoded:
-        """The read stage's :meth:`RegionReader.decode` of ``batch`` (pixels, keys, failures)."""
-        return self.read.decode(batch)
 
 
 def _log_rate(encoded: int, total: int, elapsed: float) -> None:

@@ -88,7 +88,7 @@ def test_a_batch_with_a_corrupt_compressed_region_fails_that_region_only(jpeg_sl
     encoder = HIPTEncoder(vit_tiny().eval(), None).place(torch.device("cpu"))
     extractor = Extractor(encoder, FeatureStore(jpeg_slide.parent / "out"), "local", 256, decode_on_device=True)
     batch = RegionBatch(torch.empty(0, 3, 0, 0, dtype=torch.uint8), raw=[good, bad], raw_keys=[(0, 0), (0, 1)])
-    pixels, keys, failures = extractor._decoded(batch)
+    pixels, keys, failures = extractor.read.decode(batch)
     assert pixels.shape == (1, 3, 256, 256) and keys == [(0, 0)]
     assert failures[0][:2] == (0, 1) and "JPEG tiles do not decode" in failures[0][2]
 
