@@ -62,7 +62,7 @@ def describe_holder(holder: dict) -> str:
 
 
 class OwnedFile:
-    """A file whose existence means that one job holds something; created atomically (``O_EXCL``).
+    """A file whose existence means that one job holds something; created atomically with its record.
 
     Args:
         path: the file.
@@ -146,6 +146,26 @@ class OwnedFile:
 
     @staticmethod
     def _try_create(path: Path, record: dict) -> bool:
+        """Create ``path`` holding ``record``, or return False if it exists.
+
+        The record is written to a private temporary file first and hard-linked to ``path`` (atomic, and refused
+        when ``path`` exists, on local disks and NFS alike), so the file never exists half-written: a job killed
+        at any moment leaves either no file or a complete record naming its process.
+        """
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        draft.write_text(json.dumps(record))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive creation, briefly empty
+            return OwnedFile._create_exclusively(path, record)
+        finally:
+            draft.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _create_exclusively(path: Path, record: dict) -> bool:
         try:
             handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:

@@ -3,8 +3,9 @@ shared file system, jobs restarted after preemption) work through the slides of 
 
 The run folder's ``claims/`` holds, per slide:
 
-- ``<slide_id>.claim``: the job encoding it now (created with ``O_EXCL``, touched every 30 s). A claim whose process
-  is gone (same host) or whose heartbeat is 10 minutes old is taken over by the next job that reaches the slide;
+- ``<slide_id>.claim``: the job encoding it now (created atomically with its record, touched every 30 s). A claim
+  whose process is gone (same host) or whose heartbeat is 10 minutes old is taken over by the next job that reaches
+  the slide;
 - ``<slide_id>.json``: the slide's outcome (its row of ``slides.csv`` and its rows of ``regions.csv``) and the size
   of each file it wrote, written atomically before the claim is released. A slide with a record is not processed
   again while the files its record lists are there with the recorded sizes; a record whose files are gone or were

@@ -19,7 +19,7 @@ from source.engines.extraction_job import run_extraction_job
 from source.errors import ConfigError
 from source.runs.claims import CLAIMS_DIR, live_claims
 from source.runs.lock import LOCK_FILE, RunLock
-from source.runs.owned import Heartbeat
+from source.runs.owned import STALE_AFTER_S, Heartbeat, OwnedFile, job_identity
 from source.runs.shared import SharedRun, work_through
 from tests.engines.test_run_safety import dead_pid
 from tests.helpers import compare_runs, extraction_command, extraction_config, subprocess_environment
@@ -139,6 +139,49 @@ def test_claims_are_exclusive_and_stale_claims_are_taken_over(tmp_path, caplog):
         assert "heartbeat stopped" in caplog.text
     finally:
         beat.stop()
+
+
+class KilledWhileWriting(BaseException):
+    """Stands for SIGKILL arriving while a job writes its claim."""
+
+
+def test_a_job_killed_while_writing_its_claim_leaves_no_claim_and_a_claim_is_never_half_written(tmp_path, monkeypatch):
+    claim_path = tmp_path / "a.claim"
+    owner = job_identity()
+    seen_at_creation = []
+    real_link = os.link
+
+    def link_and_look(source, target):
+        real_link(source, target)
+        seen_at_creation.append(json.loads(Path(target).read_text()))  # what a reader sees the instant it exists
+
+    monkeypatch.setattr(os, "link", link_and_look)
+    assert OwnedFile(claim_path, owner, STALE_AFTER_S, 30.0).acquire() is None
+    assert seen_at_creation == [owner]
+    assert json.loads(claim_path.read_text()) == owner
+    assert not OwnedFile(claim_path, owner | {"token": "other"}, STALE_AFTER_S, 30.0)._try_create(claim_path, owner)
+    claim_path.unlink()
+
+    def killed(*args, **kwargs):
+        raise KilledWhileWriting
+
+    monkeypatch.setattr(json, "dump", killed)
+    monkeypatch.setattr(json, "dumps", killed)
+    with pytest.raises(KilledWhileWriting):
+        OwnedFile(claim_path, owner, STALE_AFTER_S, 30.0).acquire()
+    assert list(tmp_path.iterdir()) == []  # no empty claim that would hold the slide for a heartbeat period
+
+
+def test_without_hard_links_a_claim_is_still_created_exclusively(tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    owner = job_identity()
+    first = OwnedFile(tmp_path / "a.claim", owner, STALE_AFTER_S, 30.0)
+    assert first.acquire() is None and first.held()
+    assert not first._try_create(tmp_path / "a.claim", owner | {"token": "other"})
+    assert [p.name for p in tmp_path.iterdir()] == ["a.claim"]
 
 
 def test_failed_slides_are_recorded_once_and_the_exit_code_says_so(tmp_path):
