@@ -26,12 +26,12 @@ from source.config.core import compose_base  # noqa: E402
 from source.config.extraction import ExtractionConfig  # noqa: E402
 from source.config.heatmaps import HeatmapConfig  # noqa: E402
 from source.config.slide_model import slide_model_settings  # noqa: E402
-from source.config.training import TRAINING_SCHEMAS  # noqa: E402
 from source.data.demo_slide import SLIDE_ID, fetch_demo_slide  # noqa: E402
 from source.engines.contribution_job import run_contribution_job  # noqa: E402
 from source.engines.extraction_job import run_extraction_job  # noqa: E402
 from source.engines.heatmap_job import run_heatmap_job  # noqa: E402
 from source.models.factory import build_slide_model  # noqa: E402
+from source.tasks.registry import TRAINING_SCHEMAS  # noqa: E402
 
 WIDTH = 900
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig
 
@@ -41,21 +42,46 @@ def job_entry(config_dir: Path, config_name: str, schema_name: str, schema: type
 def training_entry(config_dir: Path, kind: str, multi: bool) -> None:
     """Run ``train/<kind>[_multi].py``: Hydra config ``config/training/<kind>/{single,multi}.yaml`` (the task's schema,
     ``config/training/base.yaml`` and ``config/training/task/<kind>.yaml``)."""
-    from source.config.training import TRAINING_SCHEMAS, register_training_configs
+    _train(config_dir / "training" / kind, f"{kind}_schema", kind, "multi" if multi else "single", config_dir)
 
-    register_schema(f"{kind}_schema", TRAINING_SCHEMAS[kind])
+
+def any_task_training_entry(config_dir: Path) -> None:
+    """Run ``train/train.py``: the task chosen with ``task=<kind>`` (default: that of ``any_task/single.yaml``),
+    Hydra config ``config/training/any_task/{single,multi}.yaml`` (``--config-name multi``: every fold of
+    ``data.fold_dir``)."""
+    from source.config.core import config_name_of, group_choice
+
+    any_task = config_dir / "training" / "any_task"
+    config_name = config_name_of(sys.argv[1:], "single")
+    kind = group_choice(sys.argv[1:], "task", any_task / f"{config_name}.yaml")
+    _train(any_task, ANY_TASK_SCHEMA, kind, config_name, config_dir)
+
+
+ANY_TASK_SCHEMA = "training_schema"
+"""The schema ``config/training/any_task/{single,multi}.yaml`` compose: that of the task chosen on the command line."""
+
+
+def _train(config_path: Path, schema_name: str, kind: str, config_name: str, config_dir: Path) -> None:
+    from source.config.training import TASK_GROUP, register_training_configs
+    from source.tasks.registry import TASKS, training_schema  # a task module holds its keys (it loads torch)
+
+    if kind not in TASKS:
+        print(f"ERROR config: task={kind} is not a task; choose one of {', '.join(sorted(TASKS))}", file=sys.stderr)
+        sys.exit(2)
+    register_schema(schema_name, training_schema(kind))
     register_training_configs(config_dir)
 
     def main(cfg: DictConfig) -> None:
         from source.engines.training_job import run_training_job
 
-        exit_with(run_training_job, cfg, kind, multi)
+        exit_with(run_training_job, cfg, kind, config_name == "multi")
 
-    hydra_entry(main, config_dir / "training" / kind, "multi" if multi else "single")
+    hydra_entry(main, config_path, config_name, groups=(TASK_GROUP,))
 
 
-def inference_entry(config_dir: Path, kind: str) -> None:
-    """Run ``inference/<kind>.py``: Hydra config ``config/inference/<kind>.yaml``."""
+def inference_entry(config_dir: Path, kind: Optional[str], config_name: Optional[str] = None) -> None:
+    """Run ``inference/<kind>.py`` (Hydra config ``config/inference/<kind>.yaml``), or with ``kind`` None
+    ``inference/predict.py``: models of any task (the checkpoints' own), ``config/inference/default.yaml``."""
     from source.config.training import InferenceConfig
 
     register_schema("inference_schema", InferenceConfig)
@@ -65,7 +91,7 @@ def inference_entry(config_dir: Path, kind: str) -> None:
 
         exit_with(run_inference_job, cfg, kind)
 
-    hydra_entry(main, config_dir / "inference", kind)
+    hydra_entry(main, config_dir / "inference", config_name or kind or "default")
 
 
 def pretraining_entry(config_dir: Path, stage: str) -> None:

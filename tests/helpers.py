@@ -147,7 +147,7 @@ def extraction_config(**overrides) -> DictConfig:
 
 def training_config(kind: str, multi: bool = False, **overrides) -> DictConfig:
     """``config/training/<kind>/{single,multi}.yaml`` on its schema, with dotted ``overrides``."""
-    from source.config.training import TRAINING_SCHEMAS
+    from source.tasks.registry import TRAINING_SCHEMAS
 
     schema = TRAINING_SCHEMAS[kind]
     documented = load_documented(REPO / "config" / "training" / kind / ("multi.yaml" if multi else "single.yaml"))

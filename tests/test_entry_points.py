@@ -14,10 +14,13 @@ ENTRY_POINTS = [
     ("train/classification.py", "single", "data.tunecsv=tune.csv", "data.tune_csv"),
     ("train/survival_multi.py", "multi", "optim.learning_rate=0.1", "optim.lr"),
     ("inference/classification.py", "classification", "run_dirr=x", "run_dir"),
+    ("train/train.py", "multi", "data.foldir=x", "data.fold_dir"),
+    ("inference/predict.py", "default", "run_dirr=x", "run_dir"),
     ("pretrain/dino_patch.py", "patch", "+optim.lrr=0.1", "optim.lr"),
     ("pretrain/eval_knn.py", "knn", "++devce=cpu", "device"),
     ("attention_visualization.py", "default", "downsampel=8", "downsample"),
     ("contribution_maps.py", "default", "target_clas=1", "target_class"),
+    ("compare_models.py", "default", "n_bootstrp=100", "n_bootstrap"),
 ]
 
 

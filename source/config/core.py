@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,7 +46,23 @@ def register_base(name: str, schema: type, documented_yaml: Path) -> None:
     ConfigStore.instance().store(name=name, node=compose_base(schema, documented_yaml))
 
 
-def _config_name(argv: list[str], default: str) -> str:
+def group_choice(argv: list[str], group: str, config: Path) -> str:
+    """The option of the Hydra group ``group`` a command line picks (``group=<option>``), else the one the defaults
+    list of ``config`` names (itself or through the configs it composes from its own folder); "" if none does."""
+    for arg in argv:
+        if arg.startswith(f"{group}="):
+            return arg.split("=", 1)[1]
+    for entry in OmegaConf.load(config).get("defaults", []):
+        if OmegaConf.is_dict(entry) and group in entry:
+            return str(entry[group])
+        sibling = config.with_name(f"{entry}.yaml") if isinstance(entry, str) else None
+        if sibling is not None and sibling.is_file():
+            return group_choice([], group, sibling)
+    return ""
+
+
+def config_name_of(argv: list[str], default: str) -> str:
+    """The ``--config-name`` of a command line, else ``default``."""
     for index, arg in enumerate(argv):
         if arg in ("--config-name", "-cn") and index + 1 < len(argv):
             return argv[index + 1]
@@ -107,24 +125,26 @@ def _unknown_key_message(key: str, known: list[str]) -> str:
     return f"unknown config key '{key}'{hint}"
 
 
-def check_overrides(config_path: Path, config_name: str, argv: list[str]) -> None:
+def check_overrides(config_path: Path, config_name: str, argv: list[str], groups: tuple[str, ...] = ()) -> None:
     """Compose the config with the command line's overrides; exit 2 with one line naming the key on any error.
 
     Unknown keys (with or without Hydra's ``+``/``++``) and values of the wrong type are refused before
-    anything heavy is imported, with the closest valid key when there is one.
+    anything heavy is imported, with the closest valid key when there is one. The choices of the Hydra ``groups``
+    (e.g. ``task=survival``) are part of the baseline the keys are looked up in.
     """
     from hydra import compose, initialize_config_dir
 
-    name = _config_name(argv, config_name)
+    name = config_name_of(argv, config_name)
     overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    choices = [arg for arg in overrides if arg.split("=", 1)[0] in groups]
     known: list[str] = []
     try:
         with initialize_config_dir(config_dir=str(config_path), version_base=None):
-            baseline = compose(name)
+            baseline = compose(name, overrides=choices)
             known = _leaf_keys(baseline)
             for override in overrides:
                 key = override.split("=", 1)[0].lstrip("+~")
-                if not key.startswith("hydra") and not _is_known(key, baseline):
+                if not key.startswith("hydra") and key not in groups and not _is_known(key, baseline):
                     raise ConfigError(_unknown_key_message(key, known))
             compose(name, overrides=overrides)
     except ConfigError as error:
@@ -146,7 +166,9 @@ def _exit_with_config_error(message: str) -> None:
     sys.exit(2)
 
 
-def hydra_entry(main: Callable[[DictConfig], Any], config_path: Path, config_name: str) -> None:
+def hydra_entry(
+    main: Callable[[DictConfig], Any], config_path: Path, config_name: str, groups: tuple[str, ...] = ()
+) -> None:
     """Run ``main`` under ``hydra.main`` with :data:`HYDRA_DEFAULTS` (unless given on the command line).
 
     The overrides are checked first (:func:`check_overrides`): a bad key or value exits with code 2.
@@ -154,7 +176,7 @@ def hydra_entry(main: Callable[[DictConfig], Any], config_path: Path, config_nam
     import hydra
 
     if not any(arg in sys.argv[1:] for arg in ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info")):
-        check_overrides(config_path, config_name, sys.argv[1:])
+        check_overrides(config_path, config_name, sys.argv[1:], groups)
     given = {arg.split("=", 1)[0].lstrip("+~") for arg in sys.argv[1:] if "=" in arg}
     sys.argv.extend(item for item in HYDRA_DEFAULTS if item.split("=", 1)[0] not in given)
     hydra.main(config_path=str(config_path), config_name=config_name, version_base=None)(main)()
@@ -174,3 +196,23 @@ def register_yaml(name: str, path: Path, group: str | None = None, package: str 
 def register_schema(name: str, schema: type) -> None:
     """Register a dataclass schema in Hydra's ConfigStore as ``name`` (YAMLs list it in ``defaults:``)."""
     ConfigStore.instance().store(name=name, node=schema)
+
+
+CONFIG_KEY = "config_key"
+"""Field metadata naming the dotted config key a settings field is read from (default: the field's name)."""
+
+
+def settings_from_config(settings: type, cfg: DictConfig) -> Any:
+    """An instance of the dataclass ``settings`` read from ``cfg``: each field from its dotted key (the field's
+    ``metadata[CONFIG_KEY]``, else its name) as plain Python (containers as dicts / lists, choices as strings);
+    a key the config lacks keeps the field's default."""
+    values = {}
+    for known in dataclasses.fields(settings):
+        key = known.metadata.get(CONFIG_KEY, known.name)
+        if not _has_path(cfg, key):
+            continue
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        values[known.name] = value.value if isinstance(value, Enum) else value
+    return settings(**values)

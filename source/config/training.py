@@ -12,13 +12,11 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from source.config.checks import check_architectures, check_at_least, check_share
 from source.config.common import (
-    AggMethod,
     CheckpointChoice,
     Level,
     MinMax,
     Optimizer,
     PosEmbed,
-    RegressionLoss,
     Scheduler,
     WandbConfig,
 )
@@ -134,14 +132,8 @@ ModelConfig = _with_option_blocks(_ModelKeys, after="max_bag_size")
 
 
 @dataclass
-class SurvivalModelConfig(ModelConfig):
-    agg_method: Optional[AggMethod] = None
-    max_regions: Optional[int] = None
-
-
-@dataclass
 class TrainingConfig(RunBlock):
-    """Keys shared by classification and survival training."""
+    """Keys every training config has; each task adds its own (:func:`source.tasks.registry.training_schema`)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     features_dir: str = MISSING
@@ -159,28 +151,6 @@ class TrainingConfig(RunBlock):
 
 
 @dataclass
-class ClassificationConfig(TrainingConfig):
-    num_classes: int = 2
-    label_mapping: Any = None
-    model: ModelConfig = field(default_factory=ModelConfig)
-
-
-@dataclass
-class SurvivalConfig(TrainingConfig):
-    label_name: str = "survival_months"
-    nbins: int = 4
-    model: SurvivalModelConfig = field(default_factory=SurvivalModelConfig)
-
-
-@dataclass
-class RegressionConfig(TrainingConfig):
-    label_name: str = "target"
-    loss: RegressionLoss = RegressionLoss.mse
-    huber_delta: float = 1.0
-    model: ModelConfig = field(default_factory=ModelConfig)
-
-
-@dataclass
 class InferenceConfig(RunBlock):
     """Keys of ``inference/*.py``."""
 
@@ -191,12 +161,6 @@ class InferenceConfig(RunBlock):
     features_dir: Optional[str] = None
     experiment_name: str = "inference"
 
-
-TRAINING_SCHEMAS = {
-    "classification": ClassificationConfig,
-    "survival": SurvivalConfig,
-    "regression": RegressionConfig,
-}
 
 TRAINING_BASE = "training_base"
 """The name ``config/training/base.yaml`` is registered under (every task's ``single.yaml`` composes it)."""
@@ -216,26 +180,14 @@ def register_training_configs(config_dir: Path) -> None:
         register_yaml(path.stem, path, group=TASK_GROUP, package="_global_")
 
 
-RESUME_KEYS = (
-    "level",
-    "features_dir",
-    "label_name",
-    "seed",
-    "data",
-    "model",
-    "optim",
-    "training",
-    "num_classes",
-    "label_mapping",
-    "nbins",
-    "loss",
-    "huber_delta",
-)
-"""Keys that must not change when a training run is resumed (``nepochs`` may grow: training continues)."""
+SHARED_RESUME_KEYS = ("level", "features_dir", "label_name", "seed", "data", "model", "optim", "training")
+"""Keys of every task that must not change when a training run is resumed (``nepochs`` may grow: training continues);
+each task adds its own (``Task.resume_keys``)."""
 
 
 def validate_training(cfg: DictConfig, multi: bool) -> None:
-    """Check values the schema's types cannot; raise :class:`ConfigError` naming the key."""
+    """Check the shared values the schema's types cannot; raise :class:`ConfigError` naming the key (the task's own
+    keys: ``Task.config_problems``)."""
     _check_training_inputs(cfg, multi)
     check_at_least(
         {
@@ -256,18 +208,11 @@ def validate_training(cfg: DictConfig, multi: bool) -> None:
         raise ConfigError(
             "set one of training.pct (a random share) and data.train_fraction (a label-stratified share), not both"
         )
-    if "huber_delta" in cfg and not cfg.huber_delta > 0:
-        raise ConfigError(f"huber_delta must be > 0 (in standard deviations of the label), got {cfg.huber_delta}")
     if not 0 <= cfg.model.dropout < 1:
         raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
     check_run_block(cfg)
     check_architectures(None, cfg.model.vit_region_arch, keys=("", "model.vit_region_arch"))
     check_slide_model(cfg)
-    if "label_mapping" in cfg and cfg.label_mapping is not None:
-        _check_label_mapping(cfg)
-    check_at_least({key: cfg[key] for key in ("num_classes", "nbins") if key in cfg}, 2)
-    if "max_regions" in cfg.model and cfg.model.max_regions is not None:
-        check_at_least({"model.max_regions": cfg.model.max_regions})
 
 
 def _check_training_inputs(cfg: DictConfig, multi: bool) -> None:
@@ -280,21 +225,6 @@ def _check_training_inputs(cfg: DictConfig, multi: bool) -> None:
     for key in () if multi else ("train_csv", "tune_csv"):
         if not cfg.data[key]:
             raise ConfigError(f"data.{key} is not set: give the csv of the {key.split('_')[0]} split")
-
-
-def _check_label_mapping(cfg: DictConfig) -> None:
-    mapping = OmegaConf.to_container(cfg.label_mapping) if OmegaConf.is_config(cfg.label_mapping) else cfg.label_mapping
-    if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
-        raise ConfigError(
-            f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {mapping!r}"
-        )
-    indices = sorted(set(mapping.values()))
-    if "num_classes" in cfg and (indices[0] < 0 or indices[-1] >= cfg.num_classes):
-        raise ConfigError(
-            f"label_mapping uses class indices {indices} but num_classes is {cfg.num_classes}: indices must be "
-            f"0..{cfg.num_classes - 1}; set num_classes={max(indices[-1] + 1, 2)}"
-            + (" (and make the indices start at 0)" if indices[0] < 0 else "")
-        )
 
 
 def check_slide_model(cfg: DictConfig) -> None:

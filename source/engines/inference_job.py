@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.core import settings_from_config
 from source.config.run_block import check_run_block
 from source.data.bags import SlideBag
 from source.data.features import shape_bags
@@ -63,23 +65,27 @@ def _check_inference(cfg: DictConfig) -> list[Path]:
     return find_checkpoints(cfg)
 
 
-def run_inference_job(cfg: DictConfig, kind: str) -> int:
-    """Predict every csv of ``test_csvs`` with every checkpoint, average, write tables, metrics and plots."""
+def run_inference_job(cfg: DictConfig, kind: Optional[str]) -> int:
+    """Predict every csv of ``test_csvs`` with every checkpoint, average, write tables, metrics and plots.
+
+    ``kind`` None takes the task of the first checkpoint; every checkpoint must be of the same task."""
     with run_job(cfg, check=_check_inference, distributed=False) as job:
         run_dir, device, checkpoints = job.run_dir, job.device, job.inputs
         per_model: dict[str, list[tuple[pd.DataFrame, float]]] = {name: [] for name in cfg.test_csvs}
         task, unlabelled = None, []
         for path in checkpoints:
             trained = load_trained_slide_model(path, device, kind)
+            kind = trained.kind
             train_cfg = trained.config
             if cfg.features_dir:
                 train_cfg.features_dir = cfg.features_dir
             task_type = task_class(kind)
-            labelled, unlabelled = split_by_labels(cfg.test_csvs, task_type.label_columns(train_cfg))
+            settings = settings_from_config(task_type.settings, train_cfg)
+            labelled, unlabelled = split_by_labels(cfg.test_csvs, task_type.label_columns(settings))
             bag = SlideBag.of(trained.settings)
             bank = bag.bank(train_cfg.features_dir)
-            task, splits, _ = task_type.from_config(train_cfg, labelled, bank, trained.task_state)
-            targets, by_patient = task_type.target_names(), task_type.by_patient(train_cfg)
+            task, splits, _ = task_type.build(settings, labelled, bank, trained.task_state)
+            targets, by_patient = task_type.target_names(), task_type.by_patient(settings)
             splits |= {
                 name: unlabelled_split(name, str(cfg.test_csvs[name]), bank, targets, by_patient) for name in unlabelled
             }

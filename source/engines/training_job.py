@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.core import settings_from_config
 from source.config.slide_model import slide_model_settings
-from source.config.training import RESUME_KEYS, validate_training
+from source.config.training import validate_training
 from source.data.bags import SlideBag
 from source.data.features import Split, shape_bags
 from source.data.labels import discover_folds
@@ -25,8 +26,9 @@ from source.errors import ConfigError
 from source.io import atomic_write_csv
 from source.models.factory import build_slide_model
 from source.plots import plot_curves
+from source.study.fold_tests import t_interval
 from source.tasks.base import Task
-from source.tasks.registry import task_class
+from source.tasks.registry import resume_keys, task_class
 from source.tracking import Tracker
 
 logger = logging.getLogger(__name__)
@@ -74,7 +76,9 @@ def train_fold(
     torch.manual_seed(cfg.seed)
     model_settings = slide_model_settings(cfg)
     bag = SlideBag.of(model_settings)
-    task, splits, task_state = task_class(kind).from_config(cfg, paths, bag.bank(cfg.features_dir))
+    task_type = task_class(kind)
+    settings = settings_from_config(task_type.settings, cfg)
+    task, splits, task_state = task_type.build(settings, paths, bag.bank(cfg.features_dir))
     check_against_data(cfg, task, splits)
     shape_bags(splits, bag.flat, cfg.model.max_bag_size)
     model = build_slide_model(model_settings, task.num_outputs).to(device)
@@ -130,8 +134,14 @@ def train_fold(
     return metrics
 
 
+SUMMARY_CI = 0.95
+"""The level of the Student-t interval over folds in ``summary.csv``."""
+
+
 def summarize_folds(fold_metrics: dict[int, dict], out_path: Path) -> pd.DataFrame:
-    """``summary.csv``: one row per (split, metric) with mean, std and every fold's value."""
+    """``summary.csv``: one row per (split, metric) with mean, std (over folds, ddof 0), the 95 % Student-t interval
+    of the mean over the folds that have the metric (``ci_low``, ``ci_high``: blank with fewer than 2) and every
+    fold's value."""
     rows = []
     splits = sorted({split for metrics in fold_metrics.values() for split in metrics})
     for split in splits:
@@ -141,17 +151,36 @@ def summarize_folds(fold_metrics: dict[int, dict], out_path: Path) -> pd.DataFra
                 f"fold_{fold}": metrics.get(split, {}).get(name, np.nan) for fold, metrics in fold_metrics.items()
             }
             array = np.array(list(values.values()), dtype=float)
-            rows.append({"split": split, "metric": name, "mean": np.nanmean(array), "std": np.nanstd(array), **values})
+            _, _, low, high = t_interval(array[np.isfinite(array)], SUMMARY_CI)
+            rows.append(
+                {
+                    "split": split,
+                    "metric": name,
+                    "mean": np.nanmean(array),
+                    "std": np.nanstd(array),
+                    "ci_low": low,
+                    "ci_high": high,
+                    **values,
+                }
+            )
     summary = pd.DataFrame(rows)
     atomic_write_csv(summary, out_path)
     return summary
 
 
+def check_training(cfg: DictConfig, kind: str, multi: bool) -> None:
+    """The shared checks of a training config, then the task's own (:class:`ConfigError` naming the key)."""
+    validate_training(cfg, multi)
+    task_type = task_class(kind)
+    for problem in task_type.config_problems(settings_from_config(task_type.settings, cfg)):
+        raise ConfigError(problem)
+
+
 def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
     """Train (one set of csvs, or every fold of ``data.fold_dir``); returns the exit code."""
-    check = functools.partial(validate_training, multi=multi)
+    check = functools.partial(check_training, kind=kind, multi=multi)
     weights = {"weight_keys": ("model.pretrain_vit_region",) if cfg.level.value == "local" else ()}
-    with run_job(cfg, check=check, resume_keys=RESUME_KEYS, distributed=False, **weights) as job:
+    with run_job(cfg, check=check, resume_keys=resume_keys(kind), distributed=False, **weights) as job:
         run_dir, device = job.run_dir, job.device
         tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg)
         try:

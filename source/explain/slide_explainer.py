@@ -91,10 +91,8 @@ class SlideExplainer:
         bag, groups = self.bag(slide_id)
         bag = bag.to(self.device)
         task = self.trained.task
-        target = self.settings.target_class
-        if task.kind == "classification" and target is None:
-            with torch.inference_mode():
-                target = int(self.trained.model(bag).argmax())
+        with torch.inference_mode():
+            target = task.explanation_target(self.trained.model(bag).reshape(-1), self.settings.target_class)
         self.target = target
         result = leave_one_out(
             self.trained.model, bag, lambda logits: task.explained(logits, target), groups, self.settings.batch_size

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from source.models.aggregators import masked_softmax
-from source.models.mil import instance_embedding
+from source.models.mil import embedding_layer
 from source.models.slide_model import SlideModel
 
 
@@ -27,7 +27,7 @@ class CLAM(SlideModel):
         k_sample: instances taken from each end of the attention ranking for the instance loss (at most N // 2).
         instance_loss_weight: w of ``(1 - w) * bag loss + w * instance loss`` (classification; 0 = off).
         subtyping: the classes are mutually exclusive subtypes: the top instances of the other classes' branches are
-            also taught to be negatives.
+            also taught to be negatives (off by default, as in CLAM's code).
     """
 
     masked_forward = True
@@ -42,7 +42,7 @@ class CLAM(SlideModel):
         multi_branch: bool = False,
         k_sample: int = 8,
         instance_loss_weight: float = 0.3,
-        subtyping: bool = True,
+        subtyping: bool = False,
     ) -> None:
         super().__init__()
         attention_hidden = max(hidden // 2, 1)
@@ -50,7 +50,7 @@ class CLAM(SlideModel):
         self.k_sample = k_sample
         self.instance_loss_weight = instance_loss_weight
         self.subtyping = subtyping
-        self.embed = instance_embedding(in_dim, hidden, dropout)
+        self.embed = embedding_layer(in_dim, hidden, dropout)
         self.attention_tanh = nn.Sequential(nn.Linear(hidden, attention_hidden), nn.Tanh(), nn.Dropout(dropout))
         self.attention_sigmoid = nn.Sequential(nn.Linear(hidden, attention_hidden), nn.Sigmoid(), nn.Dropout(dropout))
         self.attention_score = nn.Linear(attention_hidden, num_outputs if multi_branch else 1)

@@ -23,12 +23,13 @@ class ClamOptions:
     Attributes:
         k_sample: instances taken from each end of the attention ranking for the instance loss.
         instance_loss_weight: w of ``(1 - w) * bag loss + w * instance loss`` (classification; 0 = off).
-        subtyping: the classes are mutually exclusive subtypes.
+        subtyping: the classes are mutually exclusive subtypes: the other classes' most attended instances are
+            negatives of their instance classifiers too. Off by default, as in CLAM's own code (``--subtyping``).
     """
 
     k_sample: int = 8
     instance_loss_weight: float = 0.0
-    subtyping: bool = True
+    subtyping: bool = False
 
     def problems(self, has_classes: bool) -> list[tuple[str, str]]:
         """``(key, what is wrong)`` for values out of range (keys relative to the block)."""
@@ -38,6 +39,24 @@ class ClamOptions:
         elif self.instance_loss_weight > 0 and not has_classes:
             found.append(("instance_loss_weight", "> 0 needs class labels (classification); set it to 0 for this task"))
         return found
+
+
+@dataclass
+class DsMilOptions:
+    """DS-MIL's form (``model.dsmil``; the builder's keywords; see :class:`~source.models.mil.DSMIL`).
+
+    Attributes:
+        instance_embedding: False, the reference form of the authors' code: both streams on the instances as they
+            come, the bag stream's logits, and the max-instance stream's loss added in training (classification).
+            True, this project's earlier form: Linear + ReLU + dropout in front of both streams, the mean of the two
+            streams as logits, trained on the task loss of that mean.
+    """
+
+    instance_embedding: bool = False
+
+    def problems(self, has_classes: bool) -> list[tuple[str, str]]:
+        """``(key, what is wrong)``: none (both forms build for every task)."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -106,7 +125,9 @@ for _spec in (
         "clam",
     ),
     AggregatorSpec("transmil", "source.models.transmil:TransMIL", False, "TransMIL: Nystrom attention + PPEG"),
-    AggregatorSpec("dsmil", "source.models.mil:DSMIL", True, "dual-stream MIL (Li et al., 2021)"),
+    AggregatorSpec(
+        "dsmil", "source.models.mil:DSMIL", True, "dual-stream MIL (Li et al., 2021)", (), DsMilOptions, "dsmil"
+    ),
     AggregatorSpec("mean", "source.models.mil:PoolingMIL", False, "mean of embedded instances", (("reduce", "mean"),)),
     AggregatorSpec("max", "source.models.mil:PoolingMIL", False, "max of embedded instances", (("reduce", "max"),)),
 ):

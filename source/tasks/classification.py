@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -23,7 +23,7 @@ from sklearn.metrics import (
 
 from source.io import atomic_path
 from source.plots import save_figure
-from source.tasks.base import Task
+from source.tasks.base import LabelSettings, Task
 from source.tasks.classification_splits import TARGET, classification_splits
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,39 @@ def class_names_of(num_classes: int, label_mapping: Optional[Mapping[object, int
         if 0 <= int(index) < num_classes:
             names[int(index)].append(str(raw))
     return ["/".join(found) if found else str(index) for index, found in enumerate(names)]
+
+
+@dataclass
+class ClassificationKeys:
+    """The root keys of a classification training config (``config/training/task/classification.yaml``)."""
+
+    label_name: str = "label"
+    num_classes: int = 2
+    label_mapping: Any = None
+
+
+@dataclass(frozen=True)
+class ClassificationSettings(LabelSettings):
+    """What classification reads from its training config."""
+
+    num_classes: int = 2
+    label_mapping: Optional[dict] = None
+
+
+def label_mapping_problems(label_mapping: Any, num_classes: int) -> list[str]:
+    """Why ``label_mapping`` (raw label -> class index) does not fit ``num_classes`` (empty: it fits)."""
+    if label_mapping is None:
+        return []
+    if not isinstance(label_mapping, dict) or not all(isinstance(v, int) for v in label_mapping.values()):
+        return [f"label_mapping must map raw labels to class indices, e.g. {{LUAD: 0, LUSC: 1}}; got {label_mapping!r}"]
+    indices = sorted(set(label_mapping.values()))
+    if indices[0] < 0 or indices[-1] >= num_classes:
+        return [
+            f"label_mapping uses class indices {indices} but num_classes is {num_classes}: indices must be "
+            f"0..{num_classes - 1}; set num_classes={max(indices[-1] + 1, 2)}"
+            + (" (and make the indices start at 0)" if indices[0] < 0 else "")
+        ]
+    return []
 
 
 class ClassificationTask(Task):
@@ -51,34 +84,51 @@ class ClassificationTask(Task):
     default_tracking = "auc"
     higher_is_better = {"loss": False, "accuracy": True, "balanced_accuracy": True, "auc": True, "kappa": True}
 
-    @classmethod
-    def outputs_of(cls, cfg: DictConfig) -> int:
-        return int(cfg.num_classes)
+    keys = ClassificationKeys
+    settings = ClassificationSettings
+    resume_keys = ("num_classes", "label_mapping")
 
     @classmethod
-    def label_columns(cls, cfg: DictConfig) -> set[str]:
-        return {cfg.label_name}
+    def config_problems(cls, settings: ClassificationSettings) -> list[str]:
+        """``num_classes`` of at least 2, ``label_mapping`` onto 0..num_classes-1."""
+        if settings.num_classes < 2:
+            return [f"num_classes must be >= 2, got {settings.num_classes}"]
+        return label_mapping_problems(settings.label_mapping, settings.num_classes)
+
+    @classmethod
+    def outputs_of(cls, settings: ClassificationSettings) -> int:
+        return int(settings.num_classes)
+
+    @classmethod
+    def label_columns(cls, settings: ClassificationSettings) -> set[str]:
+        return {settings.label_name}
 
     @classmethod
     def target_names(cls) -> list[str]:
         return ["label"]
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
+    def build(cls, settings: ClassificationSettings, paths: Mapping[str, str], bank, state: Optional[dict] = None):
         """Class names from ``label_mapping`` (or the trained model's ``state``); splits with class indices."""
-        mapping = OmegaConf.to_container(cfg.label_mapping) if cfg.label_mapping else None
-        allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
-        fraction = OmegaConf.select(cfg, "data.train_fraction")
+        mapping = settings.label_mapping or None
         splits = classification_splits(
-            paths, bank, cfg.label_name, cfg.num_classes, mapping, cfg.training.pct, cfg.seed, allow, fraction
+            paths,
+            bank,
+            settings.label_name,
+            settings.num_classes,
+            mapping,
+            settings.pct,
+            settings.seed,
+            settings.allow_overlap,
+            settings.train_fraction,
         )
-        names = (state or {}).get("class_names") or class_names_of(cfg.num_classes, mapping)
-        return cls(cfg.num_classes, names), splits, {"kind": cls.kind, "class_names": names}
+        names = (state or {}).get("class_names") or class_names_of(settings.num_classes, mapping)
+        return cls(settings.num_classes, names), splits, {"kind": cls.kind, "class_names": names}
 
     @classmethod
-    def from_state(cls, cfg: DictConfig, state: dict) -> "ClassificationTask":
+    def from_state(cls, settings: ClassificationSettings, state: dict) -> "ClassificationTask":
         """Class names as trained."""
-        return cls(cfg.num_classes, state.get("class_names"))
+        return cls(settings.num_classes, state.get("class_names"))
 
     def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
         """Mean class probabilities; ``pred`` / ``pred_label`` recomputed from them."""
@@ -123,6 +173,10 @@ class ClassificationTask(Task):
         if target_class is None or not 0 <= target_class < self.num_classes:
             raise ValueError(f"target_class must be a class index 0..{self.num_classes - 1}, got {target_class}")
         return torch.softmax(logits.float(), dim=-1)[:, target_class]
+
+    def explanation_target(self, logits: torch.Tensor, requested: Optional[int]) -> Optional[int]:
+        """The class asked for, else the predicted one (the argmax of the logits ``(C,)``)."""
+        return requested if requested is not None else int(logits.argmax())
 
     def probabilities(self, predictions: pd.DataFrame) -> np.ndarray:
         """``(N, C)`` class probabilities of a prediction table."""

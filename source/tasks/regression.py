@@ -4,6 +4,7 @@ Spearman, and a predicted-vs-true scatter plot."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -11,15 +12,33 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
+from source.config.common import RegressionLoss
 from source.plots import save_figure
-from source.tasks.base import Task
+from source.tasks.base import LabelSettings, Task
 from source.tasks.regression_splits import TARGET, Scaling, regression_splits
 
 LOSSES = ("mse", "l1", "huber")
+
+
+@dataclass
+class RegressionKeys:
+    """The root keys of a regression training config (``config/training/task/regression.yaml``)."""
+
+    label_name: str = "target"
+    loss: RegressionLoss = RegressionLoss.mse
+    huber_delta: float = 1.0
+
+
+@dataclass(frozen=True)
+class RegressionSettings(LabelSettings):
+    """What regression reads from its training config."""
+
+    label_name: str = "target"
+    loss: str = "mse"
+    huber_delta: float = 1.0
 
 
 class RegressionTask(Task):
@@ -41,34 +60,50 @@ class RegressionTask(Task):
             raise ValueError(f"loss must be one of {list(LOSSES)}, got '{loss}'")
         self.scaling, self.loss_name, self.huber_delta = scaling, loss, huber_delta
 
+    keys = RegressionKeys
+    settings = RegressionSettings
+    resume_keys = ("loss", "huber_delta")
+
     @classmethod
-    def outputs_of(cls, cfg: DictConfig) -> int:
+    def config_problems(cls, settings: RegressionSettings) -> list[str]:
+        """``huber_delta`` > 0."""
+        if not settings.huber_delta > 0:
+            return [f"huber_delta must be > 0 (in standard deviations of the label), got {settings.huber_delta}"]
+        return []
+
+    @classmethod
+    def outputs_of(cls, settings: RegressionSettings) -> int:
         return 1
 
     @classmethod
-    def label_columns(cls, cfg: DictConfig) -> set[str]:
-        return {cfg.label_name}
+    def label_columns(cls, settings: RegressionSettings) -> set[str]:
+        return {settings.label_name}
 
     @classmethod
     def target_names(cls) -> list[str]:
         return ["value"]
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
+    def build(cls, settings: RegressionSettings, paths: Mapping[str, str], bank, state: Optional[dict] = None):
         """Scaling from the training split (or the trained model's ``state``); splits with standardised targets."""
         trained = Scaling(state["mean"], state["std"]) if state else None
-        allow = bool(OmegaConf.select(cfg, "data.allow_overlap", default=False))
-        fraction = OmegaConf.select(cfg, "data.train_fraction")
         splits, scaling = regression_splits(
-            paths, bank, cfg.label_name, cfg.training.pct, cfg.seed, trained, allow, fraction
+            paths,
+            bank,
+            settings.label_name,
+            settings.pct,
+            settings.seed,
+            trained,
+            settings.allow_overlap,
+            settings.train_fraction,
         )
-        task = cls(scaling, str(cfg.loss), cfg.huber_delta)
+        task = cls(scaling, settings.loss, settings.huber_delta)
         return task, splits, {"kind": cls.kind, "mean": scaling.mean, "std": scaling.std}
 
     @classmethod
-    def from_state(cls, cfg: DictConfig, state: dict) -> "RegressionTask":
+    def from_state(cls, settings: RegressionSettings, state: dict) -> "RegressionTask":
         """The training split's scaling as trained."""
-        return cls(Scaling(state["mean"], state["std"]), str(cfg.loss), cfg.huber_delta)
+        return cls(Scaling(state["mean"], state["std"]), settings.loss, settings.huber_delta)
 
     def loss(self, logits: torch.Tensor, targets: Mapping[str, torch.Tensor], training: bool) -> torch.Tensor:
         """The chosen loss between logits ``(1,)`` and the standardised ``targets['value']``."""

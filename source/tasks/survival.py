@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
 from sksurv.metrics import concordance_index_censored, cumulative_dynamic_auc
 from sksurv.util import Surv
 
+from source.config.common import AggMethod
+from source.config.core import CONFIG_KEY
+from source.config.training import ModelConfig
 from source.plots import save_figure
-from source.tasks.base import Task
+from source.tasks.base import LabelSettings, Task
 from source.tasks.kaplan_meier import kaplan_meier_figure, log_rank
 from source.tasks.survival_splits import survival_splits
 
@@ -55,6 +58,32 @@ def risk_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return -torch.cumprod(1 - torch.sigmoid(logits), dim=-1).sum(dim=-1)
 
 
+@dataclass
+class SurvivalKeys:
+    """The root keys of a survival training config (``config/training/task/survival.yaml``)."""
+
+    label_name: str = "survival_months"
+    nbins: int = 4
+
+
+@dataclass
+class SurvivalModelKeys(ModelConfig):
+    """The ``model`` block of a survival training config: every aggregator's keys and the patient-level ones."""
+
+    agg_method: Optional[AggMethod] = None
+    max_regions: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class SurvivalSettings(LabelSettings):
+    """What survival reads from its training config."""
+
+    label_name: str = "survival_months"
+    nbins: int = 4
+    agg_method: Optional[str] = field(default=None, metadata={CONFIG_KEY: "model.agg_method"})
+    max_regions: Optional[int] = field(default=None, metadata={CONFIG_KEY: "model.max_regions"})
+
+
 class SurvivalTask(Task):
     """``nbins`` hazard logits per item; metrics at patient level (slide risks averaged per ``case_id``).
 
@@ -70,43 +99,57 @@ class SurvivalTask(Task):
     metric_names = ("c_index", "auc")
     higher_is_better = {"loss": False, "c_index": True, "auc": True}
 
-    @classmethod
-    def outputs_of(cls, cfg: DictConfig) -> int:
-        return int(cfg.nbins)
+    keys = SurvivalKeys
+    model_keys = SurvivalModelKeys
+    settings = SurvivalSettings
+    resume_keys = ("nbins",)
 
     @classmethod
-    def label_columns(cls, cfg: DictConfig) -> set[str]:
-        return {"case_id", "censorship", cfg.label_name}
+    def config_problems(cls, settings: SurvivalSettings) -> list[str]:
+        """``nbins`` of at least 2, ``model.max_regions`` of at least 1."""
+        if settings.nbins < 2:
+            return [f"nbins must be >= 2, got {settings.nbins}"]
+        if settings.max_regions is not None and settings.max_regions < 1:
+            return [f"model.max_regions must be >= 1, got {settings.max_regions}"]
+        return []
+
+    @classmethod
+    def outputs_of(cls, settings: SurvivalSettings) -> int:
+        return int(settings.nbins)
+
+    @classmethod
+    def label_columns(cls, settings: SurvivalSettings) -> set[str]:
+        return {"case_id", "censorship", settings.label_name}
 
     @classmethod
     def target_names(cls) -> list[str]:
         return ["bin", "censorship"]
 
     @classmethod
-    def by_patient(cls, cfg: DictConfig) -> bool:
+    def by_patient(cls, settings: SurvivalSettings) -> bool:
         """Patients are the items when ``model.agg_method`` pools their slides."""
-        return cfg.model.agg_method is not None
+        return settings.agg_method is not None
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, paths: Mapping[str, str], bank, state: Optional[dict] = None):
+    def build(cls, settings: SurvivalSettings, paths: Mapping[str, str], bank, state: Optional[dict] = None):
         """Bins from the training split (or the trained model's ``state``); the training outcomes td-AUC needs."""
         edges = np.asarray(state["edges"]) if state else None
         tables = survival_splits(
             paths,
             bank,
-            cfg.label_name,
-            cfg.nbins,
-            cfg.model.agg_method,
-            cfg.model.max_regions,
-            cfg.training.pct,
-            cfg.seed,
+            settings.label_name,
+            settings.nbins,
+            settings.agg_method,
+            settings.max_regions,
+            settings.pct,
+            settings.seed,
             edges,
-            bool(OmegaConf.select(cfg, "data.allow_overlap", default=False)),
-            OmegaConf.select(cfg, "data.train_fraction"),
+            settings.allow_overlap,
+            settings.train_fraction,
         )
         if state:
-            return cls.from_state(cfg, state), tables.splits, state
-        task = cls(cfg.nbins, cfg.label_name, tables.edges)
+            return cls.from_state(settings, state), tables.splits, state
+        task = cls(settings.nbins, settings.label_name, tables.edges)
         task.set_training_outcomes(tables.splits["train"].frame)
         state = {
             "kind": cls.kind,
@@ -117,9 +160,9 @@ class SurvivalTask(Task):
         return task, tables.splits, state
 
     @classmethod
-    def from_state(cls, cfg: DictConfig, state: dict) -> "SurvivalTask":
+    def from_state(cls, settings: SurvivalSettings, state: dict) -> "SurvivalTask":
         """Bins and training outcomes (the td-AUC's censoring reference) as trained."""
-        task = cls(cfg.nbins, cfg.label_name, np.asarray(state["edges"]))
+        task = cls(settings.nbins, settings.label_name, np.asarray(state["edges"]))
         task.training_outcomes = np.array(
             list(zip(state["train_events"], state["train_times"], strict=True)),
             dtype=[("event", bool), ("time", float)],

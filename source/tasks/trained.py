@@ -11,13 +11,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from source.config.core import settings_from_config
 from source.config.slide_model import slide_model_settings
-from source.config.training import TRAINING_SCHEMAS
 from source.models.checkpoints import CheckpointError, read_checkpoint
 from source.models.factory import build_slide_model
 from source.models.settings import SlideModelSettings
 from source.tasks.base import Task
-from source.tasks.registry import TASKS
+from source.tasks.registry import TASKS, training_schema
 
 
 @dataclass
@@ -47,6 +47,24 @@ class TrainedSlideModel:
         return self.task.kind
 
 
+EARLIER_OPTION_DEFAULTS = {"dsmil": {"dsmil": {"instance_embedding": True}}}
+"""Option blocks a checkpoint's saved config lacks when it was trained before the block existed, by aggregator: the
+form those checkpoints were trained in (DS-MIL was the two-stream mean before ``model.dsmil`` made its authors' form
+the default)."""
+
+
+def with_earlier_defaults(saved: dict) -> dict:
+    """A checkpoint's saved config, with the option block of its aggregator that it predates set to the form it was
+    trained in (:data:`EARLIER_OPTION_DEFAULTS`)."""
+    model = saved.get("model") or {}
+    missing = {
+        key: block
+        for key, block in EARLIER_OPTION_DEFAULTS.get(model.get("aggregator"), {}).items()
+        if key not in model
+    }
+    return saved | {"model": model | missing} if missing else saved
+
+
 def load_trained_slide_model(
     path: str | Path, device: torch.device | str = "cpu", kind: Optional[str] = None, key: str = "checkpoint"
 ) -> TrainedSlideModel:
@@ -69,12 +87,12 @@ def load_trained_slide_model(
             f"{key} '{path}' is not a checkpoint of train/*.py (best.pt / latest.pt): it lacks model/config/task"
         )
     found = state["task"].get("kind")
-    if found not in TRAINING_SCHEMAS or found not in TASKS:
+    if found not in TASKS:
         raise CheckpointError(f"{key} '{path}' has an unknown task {found!r}; known: {sorted(TASKS)}")
     if kind is not None and found != kind:
         raise CheckpointError(f"{key} '{path}' is not a {kind} model of train/*.py (its task is {found!r})")
-    config = OmegaConf.merge(OmegaConf.structured(TRAINING_SCHEMAS[found]), state["config"])
-    task = TASKS[found].from_state(config, state["task"])
+    config = OmegaConf.merge(OmegaConf.structured(training_schema(found)), with_earlier_defaults(state["config"]))
+    task = TASKS[found].from_state(settings_from_config(TASKS[found].settings, config), state["task"])
     settings = slide_model_settings(config)
     model = build_slide_model(settings.without_region_weights(), task.num_outputs)
     try:

@@ -17,7 +17,7 @@ from source.engines import train as train_module
 from source.engines.inference_job import run_inference_job
 from source.engines.training_job import run_training_job
 from source.errors import ConfigError
-from source.models.slide_registry import AGGREGATORS
+from source.models.slide_registry import AGGREGATORS, DsMilOptions
 from source.tasks.trained import load_trained_slide_model
 from tests.helpers import TEST_DEVICE
 from tests.training_data import classification_data, job_config, regression_data, survival_data
@@ -120,6 +120,17 @@ def test_flat_patch_bags_at_level_local(tmp_path):
     assert len(pd.read_csv(out_dir(cfg) / "tune_predictions.csv")) == 4
 
 
+@pytest.mark.parametrize("instance_embedding", [False, True])
+def test_the_dsmil_form_is_trained_and_rebuilt_from_the_checkpoint(tmp_path, datasets, instance_embedding):
+    """``model.dsmil.instance_embedding``: the reference form (false, the default) or the earlier one (true)."""
+    values = SMALL | {"model.aggregator": "dsmil", "model.dsmil.instance_embedding": instance_embedding}
+    cfg = job_config("classification", tmp_path, datasets["classification"], **values)
+    assert run_training_job(cfg, "classification", multi=False) == 0
+    trained = load_trained_slide_model(out_dir(cfg) / "best.pt")
+    assert trained.settings.options == DsMilOptions(instance_embedding)
+    assert isinstance(trained.model.embed, torch.nn.Identity) is not instance_embedding
+
+
 def test_bags_are_flattened_and_sampled_with_a_seed_in_training_only(tmp_path):
     features = tmp_path / "features"
     features.mkdir()
@@ -153,3 +164,20 @@ def test_bad_slide_model_keys_are_one_error(tmp_path, datasets, values, message)
     survival = job_config("survival", tmp_path, datasets["survival"], **{"model.clam.instance_loss_weight": 0.3})
     with pytest.raises(ConfigError, match="needs class labels"):
         run_training_job(survival, "survival", multi=False)
+
+
+def test_a_dsmil_checkpoint_from_before_the_option_loads_in_the_form_it_was_trained_in(tmp_path, datasets):
+    """Checkpoints saved before ``model.dsmil`` existed hold the two-stream form: they load as such, not as the new
+    default (which would not fit their weights)."""
+    values = SMALL | {"model.aggregator": "dsmil", "model.dsmil.instance_embedding": True}
+    cfg = job_config("classification", tmp_path, datasets["classification"], **values)
+    assert run_training_job(cfg, "classification", multi=False) == 0
+    state = torch.load(out_dir(cfg) / "best.pt", weights_only=True)
+    del state["config"]["model"]["dsmil"]  # as saved before the option existed
+    earlier = tmp_path / "earlier.pt"
+    torch.save(state, earlier)
+    trained = load_trained_slide_model(earlier)
+    assert trained.settings.options == DsMilOptions(instance_embedding=True)
+    reference = load_trained_slide_model(out_dir(cfg) / "best.pt")
+    bag = torch.randn(5, 192)
+    torch.testing.assert_close(trained.model(bag), reference.model(bag), rtol=0, atol=0)

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from source.config.contribution import ContributionConfig
 from source.config.heatmaps import HeatmapConfig
 from source.config.pretraining import KnnEvalConfig, PatchPretrainingConfig, PretrainingConfig
-from source.config.training import TRAINING_SCHEMAS, InferenceConfig
+from source.config.training import InferenceConfig
+from source.tasks.registry import TRAINING_SCHEMAS
 from tests.helpers import (
     REPO,
     assert_commented,
@@ -20,7 +21,7 @@ from tests.helpers import (
     training_config,
     yaml_keys,
 )
-from tests.training_data import classification_data, survival_data
+from tests.training_data import classification_data, regression_data, survival_data
 
 
 @pytest.mark.parametrize(
@@ -31,12 +32,18 @@ def test_training_yaml_has_every_schema_key_each_commented(kind, name):
     assert_documented(REPO / "config" / "training" / kind / f"{name}.yaml", TRAINING_SCHEMAS[kind])
 
 
+@pytest.mark.parametrize("name", ["single", "multi"])
+def test_the_any_task_yamls_document_every_key_of_their_default_task(name):
+    assert_documented(REPO / "config" / "training" / "any_task" / f"{name}.yaml", TRAINING_SCHEMAS["classification"])
+
+
 @pytest.mark.parametrize(
     "path, schema",
     [
         ("inference/classification.yaml", InferenceConfig),
         ("inference/survival.yaml", InferenceConfig),
         ("inference/regression.yaml", InferenceConfig),
+        ("inference/default.yaml", InferenceConfig),
         ("contribution/default.yaml", ContributionConfig),
         ("heatmaps/default.yaml", HeatmapConfig),
         ("pretraining/patch.yaml", PatchPretrainingConfig),
@@ -158,3 +165,40 @@ def test_multi_yaml_is_single_yaml_with_the_fold_keys(kind):
     assert multi["model"] == single["model"] and multi["optim"] == single["optim"]
     # Hydra's composition (schema, base.yaml, task/<kind>.yaml) is what the tests' configs are built from
     assert single == OmegaConf.to_container(training_config(kind))
+
+
+def test_the_any_task_entries_train_and_predict_as_the_task_s_own(tmp_path):
+    """train/train.py task=regression is train/regression.py; inference/predict.py takes the checkpoint's task."""
+    paths = regression_data(tmp_path / "data", n_slides=16, regions=3)
+    common = [
+        f"data.train_csv={paths['train']}",
+        f"data.tune_csv={paths['tune']}",
+        f"features_dir={paths['features_dir']}",
+        "output_dir=out",
+        "nepochs=2",
+    ]
+    own = run("train/regression.py", "--config-name", "single", *common, "run_id=own", cwd=tmp_path)
+    assert own.returncode == 0, own.stderr[-3000:]
+    generic = run("train/train.py", "--config-name", "single", "task=regression", *common, "run_id=any", cwd=tmp_path)
+    assert generic.returncode == 0, generic.stderr[-3000:]
+    runs = tmp_path / "out" / "regression"
+    assert (runs / "any" / "tune_predictions.csv").read_bytes() == (runs / "own" / "tune_predictions.csv").read_bytes()
+    assert (runs / "any" / "config.yaml").read_text().replace("run_id: any", "run_id: own") == (
+        runs / "own" / "config.yaml"
+    ).read_text()
+    predicted = run(
+        "inference/predict.py",
+        f"run_dir={runs / 'any'}",
+        f"test_csvs={{cohort: {paths['tune']}}}",
+        "output_dir=out",
+        "run_id=p",
+        cwd=tmp_path,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    inferred = json.loads((tmp_path / "out" / "inference" / "p" / "metrics.json").read_text())["cohort"]
+    trained = json.loads((runs / "any" / "metrics.json").read_text())["tune"]
+    assert inferred["r2"] == pytest.approx(trained["r2"]) and inferred["mae"] == pytest.approx(trained["mae"])
+    unknown = run("train/train.py", "task=segmentation", cwd=tmp_path)
+    assert unknown.returncode == 2 and "task=segmentation is not a task; choose one of classification, regression" in (
+        unknown.stderr
+    )

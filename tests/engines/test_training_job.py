@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
+from scipy import stats
 
 from source.data.features import FeatureFileError
 from source.engines import train as train_module
@@ -185,6 +186,9 @@ def test_multi_fold_summary_is_the_mean_and_std_of_the_folds(tmp_path, signal_da
             assert summary.loc[(split, metric), "mean"] == pytest.approx(np.mean(values))
             assert summary.loc[(split, metric), "std"] == pytest.approx(np.std(values))
             assert summary.loc[(split, metric), "fold_1"] == pytest.approx(values[1])
+            half_width = stats.t.ppf(0.975, 1) * np.std(values, ddof=1) / np.sqrt(2)  # Student t, 1 df, 2 folds
+            assert summary.loc[(split, metric), "ci_low"] == pytest.approx(np.mean(values) - half_width)
+            assert summary.loc[(split, metric), "ci_high"] == pytest.approx(np.mean(values) + half_width)
 
     ensemble = inference_config(tmp_path, "ens", run_dir=str(out), test_csvs={"external": str(signal_data["test"])})
     assert run_inference_job(ensemble, "classification") == 0

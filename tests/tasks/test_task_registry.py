@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from source.config.core import settings_from_config
 from source.tasks.classification import ClassificationTask
 from source.tasks.registry import TASKS, task_class
 from source.tasks.survival import SurvivalTask
@@ -11,8 +12,12 @@ from tests.helpers import training_config
 
 
 def test_each_kind_answers_from_its_training_config():
-    classification = training_config("classification", features_dir="x", num_classes=3, label_name="subtype")
-    survival = training_config("survival", features_dir="x", nbins=5, **{"model.agg_method": "self_att"})
+    classification = settings_from_config(
+        ClassificationTask.settings,
+        training_config("classification", features_dir="x", num_classes=3, label_name="subtype"),
+    )
+    survival_config = training_config("survival", features_dir="x", nbins=5, **{"model.agg_method": "self_att"})
+    survival = settings_from_config(SurvivalTask.settings, survival_config)
     assert sorted(TASKS) == ["classification", "regression", "survival"] and task_class("survival") is SurvivalTask
     assert ClassificationTask.outputs_of(classification) == 3 and SurvivalTask.outputs_of(survival) == 5
     assert ClassificationTask.label_columns(classification) == {"subtype"}
