@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from source.config.common import WandbConfig
 
 logger = logging.getLogger(__name__)
 
@@ -17,31 +17,31 @@ class Tracker:
     """Send metrics to wandb on rank 0 when enabled; otherwise do nothing.
 
     Args:
-        wandb_cfg: the ``wandb`` config block (``enable``, ``project``, ``username``, ``exp_name``,
-            ``tags``, ``dir``, ``group``).
+        wandb: the ``wandb`` block of the config (``enable``, ``project``, ``username``, ``exp_name``, ``tags``,
+            ``dir``, ``group``).
         run_dir: the run folder (default wandb dir).
         default_name: run name when ``exp_name`` is blank.
-        config: the full config, recorded with the run.
+        config: the whole resolved config as plain containers, recorded with the run.
         active: False on ranks other than 0.
     """
 
     def __init__(
-        self, wandb_cfg: DictConfig, run_dir: Path, default_name: str, config: DictConfig, active: bool = True
+        self, wandb: WandbConfig, run_dir: Path, default_name: str, config: Mapping[str, Any], active: bool = True
     ) -> None:
         self._run: Optional[Any] = None
-        if not (active and wandb_cfg.enable):
+        if not (active and wandb.enable):
             os.environ.setdefault("WANDB_MODE", "disabled")
             return
-        import wandb
+        import wandb as client
 
-        self._run = wandb.init(
-            project=wandb_cfg.project,
-            entity=wandb_cfg.username,
-            name=wandb_cfg.exp_name or default_name,
-            tags=list(wandb_cfg.tags),
-            group=wandb_cfg.group,
-            dir=str(wandb_cfg.dir or run_dir),
-            config=OmegaConf.to_container(config, resolve=True),
+        self._run = client.init(
+            project=wandb.project,
+            entity=wandb.username,
+            name=wandb.exp_name or default_name,
+            tags=list(wandb.tags),
+            group=wandb.group,
+            dir=str(wandb.dir or run_dir),
+            config=dict(config),
         )
         logger.info("wandb run: %s", getattr(self._run, "url", None) or self._run.name)
 

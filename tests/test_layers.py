@@ -107,9 +107,6 @@ STILL_READING_A_RAW_CONFIG = {
     "source.doctor",
     "source.heatmaps.inputs",
     "source.runs.folder",
-    "source.tasks.trained",
-    "source.tracking",
-    "source.wsi.extraction_run",
 }
 """Modules below the edge that still import omegaconf, until they take settings built at the edge: this list may
 only shrink (a module that stops importing omegaconf must leave it, and no module may join it)."""

@@ -182,6 +182,16 @@ def hydra_entry(
     hydra.main(config_path=str(config_path), config_name=config_name, version_base=None)(main)()
 
 
+def plain_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain dicts and lists (choices as strings), for records that outlive it."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def read_saved_config(path: Path) -> dict:
+    """A config a run saved (``config.yaml``), as plain dicts and lists."""
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
 def save_config(cfg: DictConfig, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
     atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))

@@ -185,6 +185,12 @@ SHARED_RESUME_KEYS = ("level", "features_dir", "label_name", "seed", "data", "mo
 each task adds its own (``Task.resume_keys``)."""
 
 
+def saved_training_config(schema: type, saved: dict) -> DictConfig:
+    """The config a checkpoint saved (plain containers), typed by its task's ``schema`` (keys it predates take their
+    defaults)."""
+    return OmegaConf.merge(OmegaConf.structured(schema), saved)
+
+
 def validate_training(cfg: DictConfig, multi: bool) -> None:
     """Check the shared values the schema's types cannot; raise :class:`ConfigError` naming the key (the task's own
     keys: ``Task.config_problems``)."""

@@ -60,7 +60,7 @@ def run_contribution_job(cfg: DictConfig) -> int:
         if trained.settings.patient_bags:
             raise ConfigError("the model pools a patient's slides (agg_method=self_att): explain slide-level models")
         settings = explain_settings(cfg)
-        explainer = SlideExplainer(settings, trained, settings.features_dir or trained.config.features_dir)
+        explainer = SlideExplainer(settings, trained, settings.features_dir or trained.features_dir)
         outcomes = [explainer.run(slide_id, job.run_dir) for slide_id in job.inputs]
         atomic_write_csv(pd.DataFrame(outcomes), job.run_dir / "slides.csv")
         failed = [o for o in outcomes if o["status"] != "success"]

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from source.config.core import plain_config
 from source.config.encoders import EXTRACTION_KEYS, encoder_settings
 from source.config.extraction import RESUME_KEYS, compile_mode, validate_extraction
 from source.data.h5_features import Geometry
@@ -282,7 +283,7 @@ def _report(cfg: DictConfig, run_dir: Path, outcomes: list, extra_columns: list[
     """Write the tables, log the failures and a summary, and send the counts to wandb (when on)."""
     failed = [o for o in outcomes if o.status != "success"]
     slides_csv, regions_csv = write_reports(outcomes, run_dir, cfg.level.value, cfg.region_size, extra_columns)
-    tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=True)
+    tracker = Tracker(OmegaConf.to_object(cfg.wandb), run_dir, cfg.experiment_name, plain_config(cfg), active=True)
     minutes = (time.perf_counter() - started) / 60
     tracker.log({"slides": len(outcomes), "failed_slides": len(failed), "minutes": minutes})
     tracker.finish()

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import settings_from_config
 from source.config.run_block import check_run_block
 from source.data.bags import SlideBag
 from source.data.features import shape_bags
@@ -76,14 +75,10 @@ def run_inference_job(cfg: DictConfig, kind: Optional[str]) -> int:
         for path in checkpoints:
             trained = load_trained_slide_model(path, device, kind)
             kind = trained.kind
-            train_cfg = trained.config
-            if cfg.features_dir:
-                train_cfg.features_dir = cfg.features_dir
-            task_type = task_class(kind)
-            settings = settings_from_config(task_type.settings, train_cfg)
+            task_type, settings = task_class(kind), trained.task_settings
             labelled, unlabelled = split_by_labels(cfg.test_csvs, task_type.label_columns(settings))
             bag = SlideBag.of(trained.settings)
-            bank = bag.bank(train_cfg.features_dir)
+            bank = bag.bank(cfg.features_dir or trained.features_dir)
             task, splits, _ = task_type.build(settings, labelled, bank, trained.task_state)
             targets, by_patient = task_type.target_names(), task_type.by_patient(settings)
             splits |= {

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from torchvision import transforms
 
 from source.config.checks import check_architectures
+from source.config.core import plain_config
 from source.config.encoders import DINO_KEYS, KNN_KEYS, encoder_settings
 from source.config.pretraining import validate_pretraining
 from source.config.run_block import check_run_block
@@ -214,7 +215,9 @@ def _pretrain(cfg: DictConfig, stage: str, run_dir: Path, context: DistributedCo
         show_progress=context.is_main,
     )
     monitor = knn_monitor(cfg, stage, run_dir, cfg.aug.mean, cfg.aug.std)
-    tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg, active=context.is_main)
+    tracker = Tracker(
+        OmegaConf.to_object(cfg.wandb), run_dir, cfg.experiment_name, plain_config(cfg), active=context.is_main
+    )
     config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     trainer = DinoTrainer(
         dino, optimizer, schedules, loader, settings, run_dir, context, device, stopper, monitor, tracker, config

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from source.config.core import settings_from_config
+from source.config.core import plain_config, settings_from_config
 from source.config.slide_model import slide_model_settings
 from source.config.training import validate_training
 from source.data.bags import SlideBag
@@ -182,7 +182,7 @@ def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
     weights = {"weight_keys": ("model.pretrain_vit_region",) if cfg.level.value == "local" else ()}
     with run_job(cfg, check=check, resume_keys=resume_keys(kind), distributed=False, **weights) as job:
         run_dir, device = job.run_dir, job.device
-        tracker = Tracker(cfg.wandb, run_dir, cfg.experiment_name, cfg)
+        tracker = Tracker(OmegaConf.to_object(cfg.wandb), run_dir, cfg.experiment_name, plain_config(cfg))
         try:
             if not multi:
                 paths = {name: cfg.data[f"{name}_csv"] for name in ("train", "tune", "test") if cfg.data[f"{name}_csv"]}

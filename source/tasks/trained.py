@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from source.config.core import settings_from_config
 from source.config.slide_model import slide_model_settings
+from source.config.training import saved_training_config
 from source.models.checkpoints import CheckpointError, read_checkpoint
 from source.models.factory import build_slide_model
 from source.models.settings import SlideModelSettings
-from source.tasks.base import Task
+from source.tasks.base import LabelSettings, Task
 from source.tasks.registry import TASKS, training_schema
 
 
@@ -27,7 +27,8 @@ class TrainedSlideModel:
     Attributes:
         model: one bag -> logits ``(C,)`` (``forward_with_attention`` also gives attention where it has one).
         task: the task as trained (class names, survival bins, regression scaling).
-        config: the training config, typed by its schema.
+        task_settings: what the task read from its training config (label column, classes, bins, ...).
+        features_dir: the feature folder it was trained on.
         settings: the slide model's settings (aggregator, level, bags).
         task_state: the task state saved in the checkpoint.
         path: the checkpoint file; epoch: its 0-based epoch.
@@ -35,7 +36,8 @@ class TrainedSlideModel:
 
     model: nn.Module
     task: Task
-    config: DictConfig
+    task_settings: LabelSettings
+    features_dir: str
     settings: SlideModelSettings
     task_state: dict
     path: Path
@@ -91,8 +93,9 @@ def load_trained_slide_model(
         raise CheckpointError(f"{key} '{path}' has an unknown task {found!r}; known: {sorted(TASKS)}")
     if kind is not None and found != kind:
         raise CheckpointError(f"{key} '{path}' is not a {kind} model of train/*.py (its task is {found!r})")
-    config = OmegaConf.merge(OmegaConf.structured(training_schema(found)), with_earlier_defaults(state["config"]))
-    task = TASKS[found].from_state(settings_from_config(TASKS[found].settings, config), state["task"])
+    config = saved_training_config(training_schema(found), with_earlier_defaults(state["config"]))
+    task_settings = settings_from_config(TASKS[found].settings, config)
+    task = TASKS[found].from_state(task_settings, state["task"])
     settings = slide_model_settings(config)
     model = build_slide_model(settings.without_region_weights(), task.num_outputs)
     try:
@@ -100,6 +103,7 @@ def load_trained_slide_model(
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{key} '{path}' does not fit the model of its own config: {first}") from error
+    epoch = int(state.get("epoch", -1))
     return TrainedSlideModel(
-        model.to(device).eval(), task, config, settings, state["task"], path, int(state.get("epoch", -1))
+        model.to(device).eval(), task, task_settings, config.features_dir, settings, state["task"], path, epoch
     )

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
+from source.config.core import read_saved_config
 from source.errors import ConfigError
 from source.wsi.reader import WholeSlideRegions
 from source.wsi.settings import TilingSettings
@@ -61,7 +61,7 @@ def read_extraction_run(folder: str | Path) -> ExtractionRun:
             f"extraction_run '{folder}' is not an extraction run folder (it needs config.yaml and slides.csv): give "
             "output_dir/<experiment_name>/<run_id> of a finished extract_features.py run"
         )
-    config = OmegaConf.load(config_path)
+    config = read_saved_config(config_path)
     if not config.get("wsi_csv") or not coordinates.is_dir():
         raise ConfigError(
             f"extraction_run '{folder}' read region images (region_dir={config.get('region_dir')}), not whole slides: "
@@ -83,8 +83,8 @@ def read_extraction_run(folder: str | Path) -> ExtractionRun:
         for row in done.itertuples()
     ]
     known = {f.name for f in fields(TilingSettings)}
-    tiling = TilingSettings(**{k: v for k, v in OmegaConf.to_container(config.tiling).items() if k in known})
-    return ExtractionRun(folder, slides, coordinates, tiling, int(config.region_size), int(config.patch_size))
+    tiling = TilingSettings(**{k: v for k, v in config["tiling"].items() if k in known})
+    return ExtractionRun(folder, slides, coordinates, tiling, int(config["region_size"]), int(config["patch_size"]))
 
 
 @dataclass(frozen=True)
