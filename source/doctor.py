@@ -15,47 +15,23 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 
+from source.config.cohort_check import CohortCheckSettings, cohort_check_settings
 from source.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT_BYTES = 4
 
 
-def doctor_config(argv: Sequence[str]) -> DictConfig:
-    """The extraction config of ``config/default.yaml`` with ``key=value`` arguments.
-
-    Raises:
-        ConfigError: an unknown key or a bad value (the extraction's checks), or no ``wsi_csv``.
-    """
-    from omegaconf.errors import OmegaConfBaseException
-
-    from source.config.checks import validate_whole_slide_keys
-    from source.config.core import compose_base
-    from source.config.extraction import ExtractionConfig
-    from source.errors import ConfigError
-
-    cfg = compose_base(ExtractionConfig, REPO / "config" / "default.yaml")
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([arg for arg in argv if "=" in arg]))
-    except OmegaConfBaseException as error:
-        raise ConfigError(str(error).splitlines()[0]) from error
-    if not cfg.wsi_csv:
-        raise ConfigError("give the cohort: python3 -m source.doctor wsi_csv=slides.csv [key=value ...]")
-    validate_whole_slide_keys(cfg)
-    return cfg
-
-
-def bytes_per_region(cfg: DictConfig, patch_width: Optional[int]) -> int:
+def bytes_per_region(cfg: CohortCheckSettings, patch_width: Optional[int]) -> int:
     """The bytes of one region's features: ``192`` floats (global) or ``n*n * width`` (local)."""
-    if cfg.level.value == "global":
+    if cfg.level == "global":
         return 192 * FLOAT_BYTES
     grid = cfg.region_size // cfg.patch_size
     return grid * grid * (patch_width or 384) * FLOAT_BYTES
 
 
-def check_slide(slide, cfg: DictConfig) -> dict:
+def check_slide(slide, cfg: CohortCheckSettings) -> dict:
     """One row: the slide's spacing, the regions hs2p finds, the read level, or why the slide would fail."""
     from source.wsi.tiling import pyramid_read_of, tile_whole_slide
 
@@ -89,7 +65,7 @@ def run_doctor(argv: Sequence[str]) -> int:
     from source.precision import resolve_precision
     from source.wsi.slide_table import read_wsi_csv
 
-    cfg = doctor_config(argv)
+    cfg = cohort_check_settings(argv, REPO / "config" / "default.yaml")
     slides = read_wsi_csv(cfg.wsi_csv)
     width = encoder_spec(cfg.vit_patch_arch).embed_dim
     per_region = bytes_per_region(cfg, width)
@@ -108,7 +84,7 @@ def run_doctor(argv: Sequence[str]) -> int:
     space = f", where {free / 1e9:.1f} GB are free" if free is not None else ""
     print(
         f"\n{len(table) - failing}/{len(table)} slide(s) ready, {failing} would fail; {int(table.regions.sum())} "
-        f"regions, about {total:.1f} MB of {cfg.level.value} features ({per_region} bytes per region) in "
+        f"regions, about {total:.1f} MB of {cfg.level} features ({per_region} bytes per region) in "
         f"{cfg.output_dir}{space}"
     )
     gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""

@@ -21,6 +21,7 @@ ENTRY_POINTS = [
     ("attention_visualization.py", "default", "downsampel=8", "downsample"),
     ("contribution_maps.py", "default", "target_clas=1", "target_class"),
     ("compare_models.py", "default", "n_bootstrp=100", "n_bootstrap"),
+    ("view_slides.py", "default", "tile_sise=128", "tile_size"),
 ]
 
 

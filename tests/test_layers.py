@@ -103,13 +103,6 @@ def test_run_folders_import_nothing_of_the_compute_stack_and_run_one_way(path):
 
 CONFIG_EDGE = {"source.config", "source.entry", "source.engines"}
 """Where a raw (omegaconf) config may be read: the schemas, the entry start-up and the job wiring."""
-STILL_READING_A_RAW_CONFIG = {
-    "source.doctor",
-    "source.heatmaps.inputs",
-    "source.runs.folder",
-}
-"""Modules below the edge that still import omegaconf, until they take settings built at the edge: this list may
-only shrink (a module that stops importing omegaconf must leave it, and no module may join it)."""
 
 
 def imports_omegaconf(path: Path) -> bool:
@@ -124,8 +117,7 @@ def imports_omegaconf(path: Path) -> bool:
 def test_a_raw_config_is_read_only_at_the_edge():
     readers = {module_name(path) for path in SOURCE.rglob("*.py") if imports_omegaconf(path)}
     below_the_edge = {name for name in readers if not allowed(name, CONFIG_EDGE)}
-    assert below_the_edge - STILL_READING_A_RAW_CONFIG == set(), "take settings built at the edge, not a DictConfig"
-    assert STILL_READING_A_RAW_CONFIG - below_the_edge == set(), "no longer reads a raw config: remove it from the list"
+    assert below_the_edge == set(), "take settings built at the edge, not a DictConfig"
 
 
 def test_the_benchmarks_import_each_other_without_a_circle():

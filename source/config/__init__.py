@@ -1,5 +1,5 @@
 """Structured-config schemas (one module per entry point) and the Hydra plumbing they share."""
 
-from source.config.core import compose_base, hydra_entry, save_config
+from source.config.core import compose_base, hydra_entry
 
-__all__ = ["compose_base", "hydra_entry", "save_config"]
+__all__ = ["compose_base", "hydra_entry"]

@@ -6,14 +6,13 @@ import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from source.errors import ConfigError
-from source.io import atomic_write_text
 
 HYDRA_DEFAULTS = (
     "hydra.run.dir=.",
@@ -192,9 +191,9 @@ def read_saved_config(path: Path) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
-def save_config(cfg: DictConfig, path: Path) -> None:
-    """Write the resolved config as YAML, atomically."""
-    atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
+def config_yaml(plain: Mapping[str, Any]) -> str:
+    """A plain config (:func:`plain_config`) as the YAML a run saves (``config.yaml``)."""
+    return OmegaConf.to_yaml(OmegaConf.create(dict(plain)))
 
 
 def register_yaml(name: str, path: Path, group: str | None = None, package: str | None = None) -> None:

@@ -29,6 +29,7 @@ def _on_cpu(cfg: DictConfig, local_rank: int) -> torch.device:
 def run_compare_job(cfg: DictConfig) -> int:
     """Compare the runs of ``cfg.runs`` on ``cfg.split``; returns the exit code."""
     with run_job(cfg, check=_check, distributed=False, device_of=_on_cpu) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         # the statistics and plotting stack loads once the runs are read and checked: bad inputs are reported sooner
         from source.study.compare import ComparisonSettings, comparison_table, draw_cases, pairwise_table, score_models
         from source.study.plots import comparison_figures

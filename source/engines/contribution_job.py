@@ -56,6 +56,7 @@ def _check(cfg: DictConfig) -> list[str]:
 def run_contribution_job(cfg: DictConfig) -> int:
     """Explain every requested slide; returns the exit code (1 if a slide failed)."""
     with run_job(cfg, check=_check, distributed=False) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         trained = load_trained_slide_model(checkpoint_of(cfg), job.device, key="checkpoint")
         if trained.settings.patient_bags:
             raise ConfigError("the model pools a patient's slides (agg_method=self_att): explain slide-level models")

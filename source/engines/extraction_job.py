@@ -92,6 +92,7 @@ def run_extraction_job(cfg: DictConfig) -> int:
         seed_key="seed",
         shared=cfg.shared_run,
     ) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         if cfg.shared_run:
             return _extract_shared(cfg, job.run_dir, job.device, job.inputs)
         return _extract(cfg, job.run_dir, job.context, job.device, job.inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from pathlib import Path
@@ -17,7 +18,7 @@ from source.data.slides import shard_plans
 from source.distributed import DistributedContext, gather_objects
 from source.engines.job import run_job
 from source.heatmaps.attention import AttentionReader
-from source.heatmaps.inputs import HeatmapSlides, plan_heatmap_slides, read_heatmap_slides
+from source.heatmaps.inputs import HeatmapInputs, HeatmapSlides, plan_heatmap_slides, read_heatmap_slides
 from source.heatmaps.settings import RenderSettings
 from source.heatmaps.single import render_patch, render_region, stem
 from source.heatmaps.slide_level import load_slide_model
@@ -47,16 +48,43 @@ def run_heatmap_job(cfg: DictConfig) -> int:
         weight_keys=weights,
         seed_key="seed",
         shared=cfg.shared_run,
+        adopt=_adopt_run_geometry,
     ) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         return _draw_all(cfg, job.run_dir, job.context, job.device, job.inputs)
+
+
+def heatmap_inputs(cfg: DictConfig) -> HeatmapInputs:
+    """Where the slides of a heatmap config come from, and their geometry."""
+    keys = ("slide_id", "slide_csv", "region_dir", "extraction_run", "wsi_csv", "coordinates_dir")
+    return HeatmapInputs(
+        **{key: cfg[key] for key in keys},
+        region_format=cfg.format,
+        region_size=cfg.region_size,
+        patch_size=cfg.patch_size,
+        tiling=OmegaConf.to_object(cfg.tiling),
+    )
 
 
 def _check_heatmaps(cfg: DictConfig) -> HeatmapSlides:
     validate_heatmaps(cfg)
-    slides = read_heatmap_slides(cfg)
-    if cfg.extraction_run:
-        validate_heatmaps(cfg)  # again with the run's region_size and patch_size
+    slides = read_heatmap_slides(heatmap_inputs(cfg))
+    if slides.run_geometry is not None:  # again with the run's region_size and patch_size
+        adopted = copy.deepcopy(cfg)
+        _adopt_run_geometry(adopted, slides)
+        validate_heatmaps(adopted)
     return slides
+
+
+def _adopt_run_geometry(running: DictConfig, slides: HeatmapSlides) -> None:
+    """An ``extraction_run``'s region size, patch size and tiling replace the job's own (in its running copy)."""
+    if slides.run_geometry is not None:
+        geometry = slides.run_geometry
+        running.region_size, running.patch_size, running.tiling = (
+            geometry.region_size,
+            geometry.patch_size,
+            geometry.tiling,
+        )
 
 
 def _draw_all(
@@ -74,7 +102,7 @@ def _draw_all(
         return _draw_shared(cfg, run_dir, slides, renderer, reader)
     if context.is_main:
         _draw_single_images(cfg, run_dir, reader)
-    plans = plan_heatmap_slides(cfg, slides, run_dir, context)
+    plans = plan_heatmap_slides(heatmap_inputs(cfg), slides, run_dir, context, cfg.resume)
     outcomes = [
         _draw_slide(cfg, run_dir, plan, renderer, slides, context.is_main) for plan in shard_plans(plans, context)
     ]
@@ -135,7 +163,7 @@ def _draw_shared(
     draws ``patch_fp`` / ``region_fp`` and writes ``slides.csv``."""
 
     def process(slide_id: str) -> dict:
-        plan = plan_heatmap_slides(cfg, slides.only(slide_id), run_dir, DistributedContext())[0]
+        plan = plan_heatmap_slides(heatmap_inputs(cfg), slides.only(slide_id), run_dir, DistributedContext(), True)[0]
         return json_record(_draw_slide(cfg, run_dir, plan, renderer, slides, show_progress=True))
 
     def outputs_of(slide_id: str, outcome: dict) -> list[Path]:

@@ -69,6 +69,7 @@ def run_inference_job(cfg: DictConfig, kind: Optional[str]) -> int:
 
     ``kind`` None takes the task of the first checkpoint; every checkpoint must be of the same task."""
     with run_job(cfg, check=_check_inference, distributed=False) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         run_dir, device, checkpoints = job.run_dir, job.device, job.inputs
         per_model: dict[str, list[tuple[pd.DataFrame, float]]] = {name: [] for name in cfg.test_csvs}
         task, unlabelled = None, []

@@ -172,6 +172,7 @@ def run_pretraining_job(cfg: DictConfig, stage: str) -> int:
     check = functools.partial(_check_pretraining, stage=stage)
     weights = {"weight_keys": ("model.pretrained_weights",)}
     with run_job(cfg, check=check, resume_keys=RESUME_KEYS, precision_key="speed.precision", **weights) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         _pretrain(cfg, stage, job.run_dir, job.context, job.device)
     return 0
 
@@ -256,6 +257,7 @@ def _check_knn(cfg: DictConfig) -> None:
 def run_knn_job(cfg: DictConfig) -> int:
     """Embed a labelled set with a checkpoint and score the kNN classifier; writes ``metrics.json``."""
     with run_job(cfg, check=_check_knn, distributed=False) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         run_dir, device = job.run_dir, job.device
         settings = encoder_settings(cfg, KNN_KEYS[cfg.stage], warn_random=False, adopt_pos_grid=False)
         backbone = build_stage_encoder(settings, cfg.stage)

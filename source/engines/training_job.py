@@ -181,6 +181,7 @@ def run_training_job(cfg: DictConfig, kind: str, multi: bool) -> int:
     check = functools.partial(check_training, kind=kind, multi=multi)
     weights = {"weight_keys": ("model.pretrain_vit_region",) if cfg.level.value == "local" else ()}
     with run_job(cfg, check=check, resume_keys=resume_keys(kind), distributed=False, **weights) as job:
+        cfg = job.config  # as it runs: run_id, precision and resume resolved
         run_dir, device = job.run_dir, job.device
         tracker = Tracker(OmegaConf.to_object(cfg.wandb), run_dir, cfg.experiment_name, plain_config(cfg))
         try:

@@ -9,15 +9,14 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
-
-from source.config.core import save_config
+from source.config.core import config_yaml, read_saved_config
 from source.distributed import DistributedContext, broadcast_object
 from source.errors import ConfigError
-from source.io import UnsafePathError, atomic_write_json, remove_orphan_temporaries, safe_join
+from source.io import UnsafePathError, atomic_write_json, atomic_write_text, remove_orphan_temporaries, safe_join
 from source.runs.lock import RunLock
 from source.runs.owned import STALE_AFTER_S, job_identity
 from source.runs.shared import SharedRun
@@ -47,19 +46,55 @@ def run_dir_for(
         raise ConfigError(f"experiment_name / run_id: {error}") from error
 
 
-def check_resumable(run_dir: Path, cfg: DictConfig, keys: Sequence[str]) -> None:
-    """On resume, refuse a config whose ``keys`` differ from the saved run's (they change the outputs)."""
-    saved_path = run_dir / CONFIG_FILE
+@dataclass(frozen=True)
+class RunSpec:
+    """A job's run folder and what its config asks of it, read once at the edge (:func:`source.engines.job.run_job`).
+
+    Attributes:
+        run_dir: ``output_dir/<experiment_name>/<run_id>/`` (:func:`run_dir_for`).
+        config: the job's resolved config as plain containers, ``run_id`` the folder's name: saved as ``config.yaml``
+            and compared with a resumed run's.
+        resume: continue the run in ``run_dir`` (a shared run's jobs always do).
+        resume_keys: dotted keys a resumed run must not change.
+        weight_keys: dotted keys of weight files a resumed run must find unchanged (by content).
+        seed_key: the seed key, which must not change on resume when some of those weights are random.
+        shared: the folder is shared by independent jobs (``shared_run: true``; see :func:`open_run`).
+    """
+
+    run_dir: Path
+    config: Mapping[str, Any]
+    resume: bool = False
+    resume_keys: Sequence[str] = ()
+    weight_keys: Sequence[str] = ()
+    seed_key: Optional[str] = None
+    shared: bool = False
+
+
+_ABSENT = object()
+
+
+def select(config: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """The value at the dotted ``key`` of a plain config, else ``default``."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def check_resumable(spec: RunSpec) -> None:
+    """On resume, refuse a config whose ``resume_keys`` differ from the saved run's (they change the outputs)."""
+    saved_path = spec.run_dir / CONFIG_FILE
     if not saved_path.exists():
-        logger.info("resume: %s has no saved config yet; starting the run", run_dir)
+        logger.info("resume: %s has no saved config yet; starting the run", spec.run_dir)
         return
-    saved = OmegaConf.load(saved_path)
-    current = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    absent = object()
-    for key in keys:
-        if OmegaConf.select(saved, key, default=absent) is absent:
+    saved = read_saved_config(saved_path)
+    for key in spec.resume_keys:
+        before = select(saved, key, _ABSENT)
+        if before is _ABSENT:
             continue  # a key the version that started the run did not have yet
-        before, now = (_plain(OmegaConf.select(config, key)) for config in (saved, current))
+        now = select(spec.config, key)
         if before != now:
             raise ConfigError(
                 f"resume: {key} was {before!r} in {saved_path} but is {now!r} now; resuming would mix incompatible "
@@ -67,30 +102,15 @@ def check_resumable(run_dir: Path, cfg: DictConfig, keys: Sequence[str]) -> None
             )
 
 
-def _plain(value: object) -> object:
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-
-
-def prepare_run_dir(cfg: DictConfig, context: DistributedContext, resume_keys: Sequence[str] = ()) -> Path:
-    """Create the run folder, check a resumed run's config, save the resolved config (rank 0).
-
-    ``cfg.run_id`` is set to the folder name, so the saved config names the run to resume.
-
-    Args:
-        cfg: needs ``output_dir``, ``experiment_name``, ``run_id``, ``resume``.
-        context: the distributed context (rank 0 picks the timestamp and writes).
-        resume_keys: keys that must match the saved config when ``resume`` is true.
-    """
-    run_dir = run_dir_for(cfg.output_dir, cfg.experiment_name, cfg.run_id, context)
-    if cfg.resume:
-        check_resumable(run_dir, cfg, resume_keys)
-    elif context.is_main and (run_dir / CONFIG_FILE).exists():
-        logger.warning("run folder %s exists and resume is false: its outputs will be recomputed", run_dir)
-    cfg.run_id = run_dir.name
+def prepare_run_dir(spec: RunSpec, context: DistributedContext) -> None:
+    """Create the run folder, check a resumed run's config, save the resolved config (rank 0)."""
+    if spec.resume:
+        check_resumable(spec)
+    elif context.is_main and (spec.run_dir / CONFIG_FILE).exists():
+        logger.warning("run folder %s exists and resume is false: its outputs will be recomputed", spec.run_dir)
     if context.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / CONFIG_FILE)
-    return run_dir
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(spec.run_dir / CONFIG_FILE, config_yaml(spec.config))
 
 
 BOOKKEEPING = {CONFIG_FILE, "log.txt", "fingerprints.json"}
@@ -98,23 +118,15 @@ BOOKKEEPING = {CONFIG_FILE, "log.txt", "fingerprints.json"}
 
 
 @contextlib.contextmanager
-def open_run(
-    cfg: DictConfig,
-    context: DistributedContext,
-    resume_keys: Sequence[str] = (),
-    weight_keys: Sequence[str] = (),
-    seed_key: Optional[str] = None,
-    shared: bool = False,
-) -> Iterator[Path]:
+def open_run(spec: RunSpec, context: DistributedContext) -> Iterator[Path]:
     """Prepare the run folder (:func:`prepare_run_dir`), hold it (:class:`RunLock`), check the weights' fingerprints
-    (``weight_keys``, and ``seed_key`` for random weights) and log to ``log.txt`` inside the block; orphan temporaries
-    of a killed run are removed on resume and at the end.
+    and log to ``log.txt`` inside the block; orphan temporaries of a killed run are removed on resume and at the end.
 
     A folder this run created is removed again when the block fails before writing anything but its
     config and log (a bad checkpoint, a bad csv): no empty timestamped folders are left behind.
 
-    ``shared``: the folder is shared with other jobs (``shared_run: true``): no lock (each slide is claimed, see
-    :mod:`source.runs.shared`), a joining job is checked as a resumed one, each job logs to
+    ``spec.shared``: the folder is shared with other jobs (``shared_run: true``): no lock (each slide is claimed, see
+    :mod:`source.runs.shared`), a joining job is checked as a resumed one (the spec says ``resume``), each job logs to
     ``logs/<job>.txt``, and only temporaries untouched for 10 minutes are removed (another job may be writing).
 
     Raises:
@@ -122,18 +134,16 @@ def open_run(
     """
     from source.log import file_log
 
+    run_dir, shared = spec.run_dir, spec.shared
     if shared and context.world_size > 1:
         raise ConfigError(
             "shared_run: true is for independent one-process jobs (e.g. a Slurm array); a torchrun job of "
             f"{context.world_size} processes already splits its slides: run it with shared_run=false"
         )
-    run_dir = run_dir_for(cfg.output_dir, cfg.experiment_name, cfg.run_id, context)
-    cfg.run_id = run_dir.name  # the same timestamp below
     created = not run_dir.exists()
     started = time.time()
     check_writable(run_dir)
     if shared:
-        cfg.resume = True  # a joining job continues the run: same config, same weights, finished slides kept
         lock = contextlib.nullcontext()
         SharedRun(run_dir).check_not_exclusive()
         log_path = run_dir / "logs" / f"{_job_name()}.txt"
@@ -144,10 +154,10 @@ def open_run(
         cutoff = lambda: started  # noqa: E731
     try:
         with lock:
-            run_dir = prepare_run_dir(cfg, context, resume_keys)
+            prepare_run_dir(spec, context)
             if context.is_main:
-                check_fingerprints(run_dir, cfg, weight_keys, seed_key)
-            if cfg.resume and context.is_main:
+                check_fingerprints(spec)
+            if spec.resume and context.is_main:
                 _clean_temporaries(run_dir, cutoff())
             with file_log(log_path, context.rank):
                 try:
@@ -223,36 +233,35 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weight_fingerprints(cfg: DictConfig, weight_keys: Sequence[str], seed_key: Optional[str]) -> dict:
-    """``{key: {"path", "sha256"}}`` for each weights key (``sha256`` None for null = random weights), and the seed
-    when any weights are random (they are drawn from it)."""
+def weight_fingerprints(config: Mapping[str, Any], weight_keys: Sequence[str], seed_key: Optional[str]) -> dict:
+    """``{key: {"path", "sha256"}}`` for each weights key of a plain config (``sha256`` None for null = random
+    weights), and the seed when any weights are random (they are drawn from it)."""
     prints: dict = {}
     for key in weight_keys:
-        value = OmegaConf.select(cfg, key)
+        value = select(config, key)
         path = Path(value) if value else None
         prints[key] = {
             "path": str(value) if value else None,
             "sha256": file_sha256(path) if path and path.is_file() else None,
         }
     if seed_key is not None and any(entry["sha256"] is None for entry in prints.values()):
-        prints[seed_key] = OmegaConf.select(cfg, seed_key)
+        prints[seed_key] = select(config, seed_key)
     return prints
 
 
-def check_fingerprints(
-    run_dir: Path, cfg: DictConfig, weight_keys: Sequence[str], seed_key: Optional[str] = None
-) -> None:
+def check_fingerprints(spec: RunSpec) -> None:
     """Record the weights' fingerprints; on resume, refuse weights whose content changed since the run started (the
     same path may hold a new file, e.g. a DINO run's ``latest.pt``), or another seed for random weights.
 
     Raises:
         ConfigError: naming the key, the file and the fix.
     """
-    if not weight_keys:
+    if not spec.weight_keys:
         return
-    current = weight_fingerprints(cfg, weight_keys, seed_key)
-    saved_path = run_dir / FINGERPRINTS
-    if cfg.resume and saved_path.is_file():
+    seed_key = spec.seed_key
+    current = weight_fingerprints(spec.config, spec.weight_keys, seed_key)
+    saved_path = spec.run_dir / FINGERPRINTS
+    if spec.resume and saved_path.is_file():
         saved = json.loads(saved_path.read_text())
         for key, now in current.items():
             before = saved.get(key, now)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
@@ -20,7 +21,12 @@ from tqdm import tqdm
 from source.study.bootstrap import bootstrap_indices, bootstrap_metric, paired_bootstrap_p_value, percentile_interval
 from source.study.delong import delong_test
 from source.study.fold_tests import corrected_resampled_t_test, t_interval
-from source.study.metrics import REGRESSION_METRICS, classification_metrics, fold_mean_c_index
+from source.study.metrics import (
+    REGRESSION_METRICS,
+    classification_metrics,
+    fold_mean_c_index,
+    fold_mean_integrated_brier,
+)
 from source.study.multiple import holm
 from source.study.runs import AlignedPredictions
 
@@ -47,7 +53,7 @@ class Scored:
     """One metric of one model: on all cases, on every bootstrap draw, on each fold.
 
     Attributes:
-        estimate: the metric on the pooled cases (survival: the mean of the per-fold c-indices).
+        estimate: the metric on the pooled cases (survival: the mean of the per-fold values).
         draws: ``(B,)`` the metric on each bootstrap draw (NaN where undefined).
         folds: ``(F,)`` the metric on each fold's cases (NaN where undefined).
     """
@@ -57,20 +63,30 @@ class Scored:
     folds: np.ndarray
 
 
-def task_metrics(kind: str, ece_bins: int) -> dict[str, Callable[..., float]]:
-    """The metrics of a task by table name, each called on :func:`metric_arrays`."""
-    if kind == "classification":
+def task_metrics(data: AlignedPredictions, ece_bins: int) -> dict[str, Callable[..., float]]:
+    """The metrics of ``data.kind`` by table name, each called on :func:`metric_arrays`; survival's integrated Brier
+    score where ``data.curves`` holds survival probabilities."""
+    if data.kind == "classification":
         return classification_metrics(ece_bins)
-    if kind == "survival":
-        return {"c_index": fold_mean_c_index}
+    if data.kind == "survival":
+        metrics = {"c_index": fold_mean_c_index}
+        if data.curves is not None:
+            curves = data.curves
+            metrics["integrated_brier"] = partial(
+                fold_mean_integrated_brier, times=curves.times, grids=curves.grids, censoring=curves.censoring
+            )
+        return metrics
     return dict(REGRESSION_METRICS)
 
 
-def metric_arrays(data: AlignedPredictions, model: str) -> tuple[np.ndarray, ...]:
-    """What a metric of ``data.kind`` takes, for ``model``: (truth, probabilities), (time, event, risk, fold) or
-    (truth, prediction); every array's first axis is the N cases."""
+def metric_arrays(data: AlignedPredictions, model: str, metric: str) -> tuple[np.ndarray, ...]:
+    """What ``metric`` takes, for ``model``: (truth, probabilities), (time, event, risk, fold), for the integrated
+    Brier score (time, event, survival probabilities ``(N, T)``, fold), or (truth, prediction); every array's first
+    axis is the N cases."""
     cases, scores = data.cases, data.scores[model]
     if data.kind == "survival":
+        if metric == "integrated_brier":
+            scores = data.curves.probabilities[model]
         return cases["time"].to_numpy(float), cases["event"].to_numpy(bool), scores, data.folds
     return cases["truth"].to_numpy(), scores
 
@@ -108,13 +124,13 @@ def score_models(
     Returns:
         ``(model, metric) -> Scored``, models in ``data`` order, metrics in the task's order.
     """
-    metrics = task_metrics(data.kind, settings.ece_bins)
+    metrics = task_metrics(data, settings.ece_bins)
     folds = data.folds
     scored = {}
     bar = tqdm(total=len(data.models) * len(metrics), desc="bootstrap", unit="metric", disable=not progress)
     for model in data.models:
-        arrays = metric_arrays(data, model)
         for name, metric in metrics.items():
+            arrays = metric_arrays(data, model, name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 draws = bootstrap_metric(metric, arrays, indices)

@@ -9,7 +9,7 @@ times, event indicators and risks or survival curves.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 from scipy.stats import pearsonr, rankdata
@@ -189,6 +189,48 @@ def integrated_brier(
     train = Surv.from_arrays(np.asarray(event_train, dtype=bool), np.asarray(time_train, dtype=float))
     test = Surv.from_arrays(np.asarray(event_test, dtype=bool), np.asarray(time_test, dtype=float))
     return float(integrated_brier_score(train, test, survival_probabilities, times))
+
+
+def fold_mean_integrated_brier(
+    time: np.ndarray,
+    event: np.ndarray,
+    survival: np.ndarray,
+    folds: np.ndarray,
+    times: np.ndarray,
+    grids: Mapping[str, np.ndarray],
+    censoring: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> float:
+    """Mean over folds of the per-fold :func:`integrated_brier`, each fold at its own evaluation times.
+
+    Args:
+        time: ``(N,)`` follow-up times.
+        event: ``(N,)`` bool events.
+        survival: ``(N, T)`` each case's predicted probability of surviving past each of ``times``; a case is only
+            read at its fold's grid.
+        folds: ``(N,)`` the fold of each case.
+        times: ``(T,)`` increasing times.
+        grids: fold -> ``(T,)`` bool, the fold's evaluation times; folds without a grid are left out of the mean.
+        censoring: fold -> ``(time (M,), event (M,))`` of the patients whose censoring distribution weighs the fold.
+
+    Bootstrap such data with ``strata = folds``. Raises ``ValueError`` when no fold of ``folds`` has a grid, or
+    (:func:`integrated_brier`) when a fold's times leave its cases' follow-up.
+    """
+    folds = np.asarray(folds)
+    time, event, survival = np.asarray(time), np.asarray(event), np.asarray(survival)
+    scores = []
+    for fold in np.unique(folds):
+        if fold not in grids:
+            continue
+        rows, grid = folds == fold, grids[fold]
+        reference_time, reference_event = censoring[fold]
+        scores.append(
+            integrated_brier(
+                reference_time, reference_event, time[rows], event[rows], survival[rows][:, grid], times[grid]
+            )
+        )
+    if not scores:
+        raise ValueError("no fold has evaluation times of the integrated Brier score")
+    return float(np.mean(scores))
 
 
 HIGHER_IS_BETTER: dict[str, bool] = {

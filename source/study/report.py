@@ -27,6 +27,7 @@ METRIC_NAMES = {
     "brier": "Brier score",
     "ece": "ECE",
     "c_index": "c-index",
+    "integrated_brier": "integrated Brier score",
     "mae": "MAE",
     "rmse": "RMSE",
     "r2": "R2",

@@ -2,12 +2,14 @@
 ``fold_<i>/`` of a multi-fold run), checked to be one task on the same cases with the same truth, and aligned row by
 row (:class:`AlignedPredictions`).
 
-Survival predictions are compared per patient, as training scores them: the mean risk of a patient's slides.
+Survival predictions are compared per patient, as training scores them: the mean risk of a patient's slides, and the
+mean of their predicted survival probabilities over time (:class:`SurvivalCurves`) where the runs wrote them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,30 @@ from source.errors import UserError
 
 SINGLE = "single"
 """The fold name of every case of a single (one train/tune/test) run."""
+SURVIVAL_PREFIX = "survival_at_"
+"""The prefix of a survival prediction file's survival probability columns: ``survival_at_<t>`` is the probability of
+surviving past time t, written as Python's ``repr`` of the float (``source.tasks.survival.SURVIVAL_PREFIX``)."""
+
+
+@dataclass
+class SurvivalCurves:
+    """The models' predicted survival probabilities over time, and what the integrated Brier score weighs them with.
+
+    Attributes:
+        times: ``(T,)`` increasing: the evaluation times of every fold.
+        probabilities: model -> ``(N, T)`` each case's (patient's mean) predicted probability of surviving past each
+            time; NaN at the times its fold is not evaluated at.
+        grids: fold -> ``(T,)`` bool, its evaluation times: the times every model predicts that lie strictly inside
+            the fold's test follow-up; only folds with at least two.
+        censoring: fold -> ``(time (M,), event (M,))`` of the patients whose censoring distribution weighs the fold:
+            its training patients, with its test patients added where the test follow-up reaches the last training
+            time (as training weighs the td-AUC).
+    """
+
+    times: np.ndarray
+    probabilities: dict[str, np.ndarray]
+    grids: dict[str, np.ndarray]
+    censoring: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -36,6 +62,7 @@ class AlignedPredictions:
         class_names: the C class names (classification).
         time_label: the name of the follow-up time (survival).
         test_train_ratio: test cases / training cases of a fold (mean over folds); None when unknown.
+        curves: survival: the survival probabilities the integrated Brier score takes; None where it is left out.
     """
 
     kind: str
@@ -44,6 +71,7 @@ class AlignedPredictions:
     class_names: tuple[str, ...] = ()
     time_label: str = "time"
     test_train_ratio: Optional[float] = None
+    curves: Optional[SurvivalCurves] = None
 
     @property
     def models(self) -> list[str]:
@@ -104,6 +132,9 @@ class TrainingRun:
         scores: ``(N, C)`` probabilities, ``(N,)`` risks or ``(N,)`` predictions, row-aligned with ``cases``.
         class_names: classification: the class names of its ``prob_<name>`` columns.
         train_sizes: fold -> its training cases, where the fold's ``train.csv`` could be read.
+        curves: survival: ``(N, U)`` survival probabilities at the U times of every fold's ``survival_at_<t>``
+            columns (increasing; NaN at a time the case's fold has no column for), row-aligned with ``cases``; None
+            when a fold's file has no such column.
     """
 
     name: str
@@ -114,6 +145,7 @@ class TrainingRun:
     scores: np.ndarray
     class_names: tuple[str, ...] = ()
     train_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    curves: Optional[pd.DataFrame] = None
 
     @property
     def case_word(self) -> str:
@@ -234,8 +266,39 @@ def _check_numbers(frame: pd.DataFrame, columns: list[str], id_column: str, path
         raise ComparisonInputError(f"run {run}: {path} has a blank or non-finite {' / '.join(columns)} for {ids}")
 
 
-def read_fold(run: str, config: dict, path: Path) -> tuple[str, pd.DataFrame, np.ndarray, tuple[str, ...]]:
-    """One predictions file: its task, cases (``case`` and truth columns), scores and class names.
+def survival_columns(frame: pd.DataFrame, path: Path) -> dict[str, float]:
+    """Column -> time of each ``survival_at_<t>`` column of ``frame``.
+
+    Raises:
+        ComparisonInputError: a column whose time does not read as a number.
+    """
+    times = {}
+    for column in frame.columns:
+        if column.startswith(SURVIVAL_PREFIX):
+            try:
+                times[column] = float(column.removeprefix(SURVIVAL_PREFIX))
+            except ValueError:
+                raise ComparisonInputError(
+                    f"{path}: the column {column} is not {SURVIVAL_PREFIX}<time> (a survival probability at a time)"
+                ) from None
+    return times
+
+
+@dataclass
+class FoldPredictions:
+    """One predictions file, one row per case: its task, cases (``case`` and truth columns), scores and class names
+    as :class:`TrainingRun` holds them, and survival's ``(n, T)`` patients' mean survival probabilities (columns: the
+    T increasing times of its ``survival_at_<t>`` columns; None without such columns)."""
+
+    kind: str
+    cases: pd.DataFrame
+    scores: np.ndarray
+    class_names: tuple[str, ...] = ()
+    curves: Optional[pd.DataFrame] = None
+
+
+def read_fold(run: str, config: dict, path: Path) -> FoldPredictions:
+    """One predictions file.
 
     Raises:
         ComparisonInputError: an unreadable file, no task's predictions, missing columns or values, or a case listed
@@ -247,6 +310,7 @@ def read_fold(run: str, config: dict, path: Path) -> tuple[str, pd.DataFrame, np
         raise ComparisonInputError(f"run {run}: {path} is not a readable csv: {error}") from error
     kind = prediction_kind(frame, path)
     names: tuple[str, ...] = ()
+    curves = None
     if kind == "classification":
         columns = probability_columns(frame)
         if len(columns) < 2:
@@ -259,14 +323,16 @@ def read_fold(run: str, config: dict, path: Path) -> tuple[str, pd.DataFrame, np
     elif kind == "survival":
         time = str(config.get("label_name"))
         _require(frame, ["case_id", "censorship", time], path, kind)
-        _check_numbers(frame, ["censorship", time, "risk"], "case_id", path, run)
-        patients = frame.groupby("case_id", sort=False).agg(
-            risk=("risk", "mean"), censorship=("censorship", "first"), time=(time, "first")
-        )
+        times = survival_columns(frame, path)
+        _check_numbers(frame, ["censorship", time, "risk", *times], "case_id", path, run)
+        by_patient = frame.groupby("case_id", sort=False)
+        patients = by_patient.agg(risk=("risk", "mean"), censorship=("censorship", "first"), time=(time, "first"))
         cases = pd.DataFrame(
             {"case": patients.index, "time": patients.time.to_numpy(float), "event": patients.censorship.eq(0)}
         ).reset_index(drop=True)
         scores = patients.risk.to_numpy(float)
+        if times:
+            curves = by_patient[list(times)].mean().rename(columns=times).sort_index(axis=1).reset_index(drop=True)
     else:
         _require(frame, ["slide_id", REGRESSION_TRUTH], path, kind)
         _check_numbers(frame, [REGRESSION_TRUTH, "prediction"], "slide_id", path, run)
@@ -275,13 +341,21 @@ def read_fold(run: str, config: dict, path: Path) -> tuple[str, pd.DataFrame, np
     twice = cases.case[cases.case.duplicated()].tolist()
     if twice:
         raise ComparisonInputError(f"run {run}: {path} lists {listed(twice)} more than once")
-    return kind, cases, scores, names
+    return FoldPredictions(kind, cases, scores, names, curves)
+
+
+def training_csv(config: dict, fold: str) -> Optional[Path]:
+    """The training table of ``fold``: ``<data.fold_dir>/<fold>/train.csv``, or a single run's ``data.train_csv``;
+    None when the config names none."""
+    data = config.get("data") or {}
+    if fold == SINGLE:
+        return Path(str(data["train_csv"])) if data.get("train_csv") else None
+    return Path(str(data["fold_dir"])) / fold / "train.csv" if data.get("fold_dir") else None
 
 
 def train_size(config: dict, kind: str, fold: str) -> Optional[int]:
-    """The training cases of ``fold``: the distinct ids of ``<data.fold_dir>/<fold>/train.csv``, if it can be read."""
-    fold_dir = (config.get("data") or {}).get("fold_dir")
-    path = Path(str(fold_dir)) / fold / "train.csv" if fold_dir and fold != SINGLE else None
+    """The training cases of ``fold``: the distinct ids of its :func:`training_csv`, if it can be read."""
+    path = training_csv(config, fold)
     if path is None or not path.is_file():
         return None
     column = "case_id" if kind == "survival" else "slide_id"
@@ -292,6 +366,25 @@ def train_size(config: dict, kind: str, fold: str) -> Optional[int]:
     return int(ids.nunique())
 
 
+def training_outcomes(config: dict, fold: str) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """``(time (M,), event (M,))`` of the M training patients of ``fold`` (the first row of each ``case_id`` of its
+    :func:`training_csv`, ``censorship`` 1 = censored); None when the file cannot be read or a value is not a finite
+    time or a censorship of 0 or 1."""
+    path, label = training_csv(config, fold), str(config.get("label_name"))
+    if path is None or not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, usecols=["case_id", "censorship", label], dtype={"case_id": str})
+    except (ValueError, OSError, UnicodeDecodeError):
+        return None
+    patients = frame.drop_duplicates("case_id")
+    time = pd.to_numeric(patients[label], errors="coerce").to_numpy(float)
+    censorship = pd.to_numeric(patients.censorship, errors="coerce").to_numpy(float)
+    if len(patients) == 0 or not np.isfinite(time).all() or not np.isin(censorship, (0, 1)).all():
+        return None
+    return time, censorship == 0
+
+
 def read_run(name: str, folder: Path, split: str, config_file: str) -> TrainingRun:
     """A run's config and predictions of ``split`` (every fold's, stacked in fold order).
 
@@ -299,20 +392,19 @@ def read_run(name: str, folder: Path, split: str, config_file: str) -> TrainingR
         ComparisonInputError: not a run folder, a missing predictions file, malformed predictions.
     """
     config = read_config(name, folder, config_file)
-    kinds, parts, scores, class_names, sizes = set(), [], [], (), {}
-    for fold, path in prediction_paths(name, folder, split).items():
-        kind, cases, fold_scores, class_names = read_fold(name, config, path)
-        kinds.add(kind)
-        parts.append(cases.assign(fold=fold))
-        scores.append(fold_scores)
-        size = train_size(config, kind, fold)
-        if size:
-            sizes[fold] = size
+    folds = {fold: read_fold(name, config, path) for fold, path in prediction_paths(name, folder, split).items()}
+    kinds = {part.kind for part in folds.values()}
     if len(kinds) > 1:
         raise ComparisonInputError(f"run {name}: its folds hold predictions of different tasks {sorted(kinds)}")
-    cases = pd.concat(parts, ignore_index=True)
+    kind = kinds.pop()
+    sizes = {fold: size for fold in folds if (size := train_size(config, kind, fold))}
+    cases = pd.concat([part.cases.assign(fold=fold) for fold, part in folds.items()], ignore_index=True)
     cases = cases[["fold", *[c for c in cases.columns if c != "fold"]]]
-    return TrainingRun(name, folder, config, kinds.pop(), cases, np.concatenate(scores), class_names, sizes)
+    scores = np.concatenate([part.scores for part in folds.values()])
+    curves = [part.curves for part in folds.values()]
+    union = None if any(c is None for c in curves) else pd.concat(curves, ignore_index=True).sort_index(axis=1)
+    class_names = list(folds.values())[-1].class_names
+    return TrainingRun(name, folder, config, kind, cases, scores, class_names, sizes, union)
 
 
 def check_same_task(runs: list[TrainingRun]) -> None:
@@ -363,8 +455,11 @@ def check_same_cases(runs: list[TrainingRun], split: str) -> None:
         )
 
 
-def align(runs: list[TrainingRun]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The first run's cases, and every run's scores in that row order.
+def align(
+    runs: list[TrainingRun],
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, Optional[pd.DataFrame]]]:
+    """The first run's cases, and every run's scores and survival curves (:attr:`TrainingRun.curves`) in that row
+    order.
 
     Raises:
         ComparisonInputError: a case whose truth differs between runs (another label column, mapping or outcome).
@@ -372,7 +467,7 @@ def align(runs: list[TrainingRun]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]
     first = runs[0]
     truth = [column for column in first.cases.columns if column not in ("fold", "case")]
     order = pd.MultiIndex.from_frame(first.cases[["fold", "case"]])
-    scores = {first.name: first.scores}
+    scores, curves = {first.name: first.scores}, {first.name: first.curves}
     for run in runs[1:]:
         rows = pd.MultiIndex.from_frame(run.cases[["fold", "case"]]).get_indexer(order)
         differs = ~np.all(
@@ -385,7 +480,8 @@ def align(runs: list[TrainingRun]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]
                 f"{first.case_word}: {listed(ids)}; were they trained on the same labels (label_name, label_mapping)?"
             )
         scores[run.name] = run.scores[rows]
-    return first.cases.reset_index(drop=True), scores
+        curves[run.name] = None if run.curves is None else run.curves.iloc[rows].reset_index(drop=True)
+    return first.cases.reset_index(drop=True), scores, curves
 
 
 def check_classes_present(cases: pd.DataFrame, class_names: tuple[str, ...], split: str) -> None:
@@ -422,6 +518,90 @@ def fold_test_train_ratio(runs: list[TrainingRun], given: Optional[float]) -> tu
     return float(np.mean(ratios)), []
 
 
+def fold_evaluation_times(curves: list[pd.DataFrame], test_time: np.ndarray) -> tuple[np.ndarray, Optional[str]]:
+    """A fold's evaluation times of the integrated Brier score, and why the fold has none where fewer than two.
+
+    Args:
+        curves: each model's ``(n, U)`` survival probabilities of the fold's n cases (NaN at times it has no column
+            for).
+        test_time: ``(n,)`` the cases' follow-up times.
+
+    Returns:
+        The times every model predicts at that lie strictly inside ``(min, max)`` of ``test_time``, increasing; and
+        None, or the reason in words when fewer than two.
+    """
+    defined = [frame.columns[frame.notna().all().to_numpy()].to_numpy(float) for frame in curves]
+    common = functools.reduce(np.intersect1d, defined)
+    low, high = float(test_time.min()), float(test_time.max())
+    inside = common[(common > low) & (common < high)]
+    if len(common) == 0:
+        return inside, "its models predict at no common time (other bin edges: another nbins or training split)"
+    if len(inside) < 2:
+        return inside, (
+            f"only {len(inside)} of its {len(common)} common times (bin edges every model predicts at) lie strictly "
+            f"inside its test follow-up ({low:g}, {high:g}), 2 are needed"
+        )
+    return inside, None
+
+
+def _fold_list(reasons: dict[str, list[str]]) -> str:
+    """Reason -> folds as one clause per reason: ``fold_0, fold_2: <reason>; fold_1: <reason>``."""
+    return "; ".join(f"{', '.join(folds)}: {reason}" for reason, folds in reasons.items())
+
+
+def survival_curves(
+    runs: list[TrainingRun], cases: pd.DataFrame, curves: dict[str, Optional[pd.DataFrame]]
+) -> tuple[Optional[SurvivalCurves], list[str]]:
+    """What the integrated Brier score takes, and the report's note on it: how it is computed, or why it is left out
+    (a run without survival probabilities, no fold with training patients to read or two evaluation times).
+
+    Args:
+        runs: the compared runs (their configs name the folds' training tables).
+        cases: the aligned cases (``fold``, ``time``, ``event``).
+        curves: model -> its ``(N, U)`` survival probabilities row-aligned with ``cases``, None where it has none.
+    """
+    missing = [name for name, frame in curves.items() if frame is None]
+    if missing:
+        return None, [
+            f"No integrated Brier score: the predictions of {', '.join(missing)} hold no {SURVIVAL_PREFIX}<time> "
+            "columns (survival probabilities over time; runs trained before they were written lack them)."
+        ]
+    folds, time, event = cases.fold.to_numpy(), cases.time.to_numpy(float), cases.event.to_numpy(bool)
+    grids, censoring, reasons, widened = {}, {}, {}, []
+    for fold in dict.fromkeys(folds):
+        rows = folds == fold
+        reference = next((o for run in runs if (o := training_outcomes(run.config, fold)) is not None), None)
+        fold_times, problem = fold_evaluation_times([frame[rows] for frame in curves.values()], time[rows])
+        if reference is None:
+            where = training_csv(runs[0].config, fold) or "data.fold_dir or data.train_csv, unset in the configs"
+            problem = f"its training patients (censoring distribution) could not be read from {where}"
+        if problem:
+            reasons.setdefault(problem, []).append(fold)
+            continue
+        if time[rows].max() >= reference[0].max():
+            reference = (np.r_[reference[0], time[rows]], np.r_[reference[1], event[rows]])
+            widened.append(fold)
+        grids[fold], censoring[fold] = fold_times, reference
+    if not grids:
+        return None, [f"No integrated Brier score: {_fold_list(reasons)}."]
+    times = np.unique(np.concatenate(list(grids.values())))
+    note = (
+        "The integrated Brier score is scikit-survival's, per fold at the bin edges every model predicts at that lie "
+        "strictly inside the fold's test follow-up, weighted by the censoring distribution of the fold's training "
+        "patients, and averaged over folds."
+    )
+    if reasons:
+        note += f" It leaves out {_fold_list(reasons)}."
+    if widened:
+        note += (
+            f" In {', '.join(widened)} the test follow-up reaches the last training time, so the censoring "
+            "distribution comes from the training and test patients (as training's td-AUC)."
+        )
+    probabilities = {name: frame.reindex(columns=times).to_numpy(float) for name, frame in curves.items()}
+    masks = {fold: np.isin(times, fold_times) for fold, fold_times in grids.items()}
+    return SurvivalCurves(times, probabilities, masks, censoring), [note]
+
+
 def read_comparison(
     folders: dict[str, Path], split: str, config_file: str, given_ratio: Optional[float] = None
 ) -> ComparisonInputs:
@@ -442,17 +622,18 @@ def read_comparison(
     runs = [read_run(name, Path(folder), split, config_file) for name, folder in folders.items()]
     check_same_task(runs)
     check_same_cases(runs, split)
-    cases, scores = align(runs)
+    cases, scores, curves = align(runs)
     first = runs[0]
     if first.kind == "classification":
         check_classes_present(cases, first.class_names, split)
     ratio, notes = fold_test_train_ratio(runs, given_ratio)
+    survival = None
     if first.kind == "survival":
         notes.append(
-            "No integrated Brier score: the prediction files hold a risk per case, not survival probabilities over "
-            "time. The c-index is Harrell's, per fold (patients' mean risk), averaged over folds as training reports "
-            "it."
+            "The c-index is Harrell's, per fold (patients' mean risk), averaged over folds as training reports it."
         )
+        survival, brier_notes = survival_curves(runs, cases, curves)
+        notes += brier_notes
     time_label = str(first.config.get("label_name", "time"))
-    data = AlignedPredictions(first.kind, cases, scores, first.class_names, time_label, ratio)
+    data = AlignedPredictions(first.kind, cases, scores, first.class_names, time_label, ratio, survival)
     return ComparisonInputs(data, dict(folders), {run.name: run.config for run in runs}, notes)

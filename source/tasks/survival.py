@@ -1,4 +1,5 @@
-"""Discrete-time survival: NLL of the hazard model, risk = -sum(S), patient-level c-index, td-AUC, KM plots."""
+"""Discrete-time survival: NLL of the hazard model, risk = -sum(S), survival probabilities at the bin edges,
+patient-level c-index, td-AUC, KM plots."""
 
 from __future__ import annotations
 
@@ -53,9 +54,25 @@ def nll_survival_loss(
     return ((1 - alpha) * (censored + uncensored) + alpha * uncensored).mean()
 
 
+def survival_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """``(..., K)`` survival ``S(k) = prod_{j <= k} (1 - sigmoid(logit_j))`` of ``(..., K)`` logits: the probability
+    of surviving past bin k."""
+    return torch.cumprod(1 - torch.sigmoid(logits), dim=-1)
+
+
 def risk_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Risk ``-sum_k S(k)`` of ``(..., K)`` logits: higher means shorter expected survival."""
-    return -torch.cumprod(1 - torch.sigmoid(logits), dim=-1).sum(dim=-1)
+    return -survival_from_logits(logits).sum(dim=-1)
+
+
+SURVIVAL_PREFIX = "survival_at_"
+"""Prefix of the prediction columns of survival probabilities: ``survival_at_<repr(float(t))>`` holds the probability
+of surviving past time t (``repr`` of a float is the shortest text that ``float()`` reads back to the same value)."""
+
+
+def survival_column(time: float) -> str:
+    """The prediction column of the survival probability at ``time``, e.g. ``survival_at_12.5``."""
+    return f"{SURVIVAL_PREFIX}{float(time)!r}"
 
 
 @dataclass
@@ -90,7 +107,8 @@ class SurvivalTask(Task):
     Args:
         nbins: number of time bins.
         time_column: the time column of the label tables (``label_name``).
-        edges: the bin edges (from the training split) used to pick td-AUC evaluation times.
+        edges: the ``nbins + 1`` increasing bin edges (from the training split): the td-AUC's evaluation times are
+            picked among them, and :meth:`predict` reports the survival probability at each bin's upper edge.
         alpha: training weight of the uncensored term.
     """
 
@@ -170,10 +188,15 @@ class SurvivalTask(Task):
         return task
 
     def ensemble(self, tables: list[pd.DataFrame]) -> pd.DataFrame:
-        """Mean risk."""
+        """Mean risk, and mean survival probability at each time every model predicts; ``survival_at_<t>`` columns
+        only some models have (models trained on other splits have other bin edges) are dropped."""
         result = tables[0].copy()
         result["risk"] = np.mean([table["risk"].to_numpy() for table in tables], axis=0)
-        return result
+        curves = [column for column in result.columns if column.startswith(SURVIVAL_PREFIX)]
+        shared = [column for column in curves if all(column in table.columns for table in tables)]
+        for column in shared:
+            result[column] = np.mean([table[column].to_numpy() for table in tables], axis=0)
+        return result.drop(columns=sorted(set(curves) - set(shared)))
 
     def __init__(self, nbins: int, time_column: str, edges: Optional[np.ndarray] = None, alpha: float = 0.15) -> None:
         self.nbins = self.num_outputs = nbins
@@ -205,8 +228,15 @@ class SurvivalTask(Task):
         return risk_from_logits(logits.float())
 
     def predict(self, logits: torch.Tensor) -> dict[str, float]:
-        """``risk`` = -sum of the survival function."""
-        return {"risk": float(risk_from_logits(logits.detach().float()))}
+        """``risk`` = -sum of the survival function of logits ``(K,)``; with the bin edges known, also
+        ``survival_at_<t>`` = S(k), the probability of surviving past t, for the upper edge t of each bin k (named
+        by :func:`survival_column`)."""
+        logits = logits.detach().float()
+        columns = {"risk": float(risk_from_logits(logits))}
+        if self.edges is not None:
+            survival = survival_from_logits(logits).tolist()
+            columns |= {survival_column(t): s for t, s in zip(self.edges[1:], survival, strict=True)}
+        return columns
 
     def patients(self, predictions: pd.DataFrame) -> pd.DataFrame:
         """One row per patient: mean risk of its items, its censorship and time."""

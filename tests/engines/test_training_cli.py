@@ -11,6 +11,7 @@ from source.config.contribution import ContributionConfig
 from source.config.heatmaps import HeatmapConfig
 from source.config.pretraining import KnnEvalConfig, PatchPretrainingConfig, PretrainingConfig
 from source.config.training import InferenceConfig
+from source.config.viewer import ViewerConfig
 from source.tasks.registry import TRAINING_SCHEMAS
 from tests.helpers import (
     REPO,
@@ -49,6 +50,7 @@ def test_the_any_task_yamls_document_every_key_of_their_default_task(name):
         ("pretraining/patch.yaml", PatchPretrainingConfig),
         ("pretraining/region.yaml", PretrainingConfig),
         ("pretraining/knn.yaml", KnnEvalConfig),
+        ("viewer/default.yaml", ViewerConfig),
     ],
 )
 def test_other_yamls_have_every_schema_key_each_commented(path, schema):

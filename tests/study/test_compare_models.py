@@ -18,13 +18,15 @@ import yaml
 from omegaconf import OmegaConf
 from scipy.stats import norm
 from sklearn.metrics import brier_score_loss, mean_absolute_error, roc_auc_score
-from sksurv.metrics import concordance_index_censored
+from sksurv.metrics import concordance_index_censored, integrated_brier_score
+from sksurv.util import Surv
 
 from source.config.compare import CompareConfig
 from source.data.make_folds import make_folds
 from source.engines.compare_job import run_compare_job
 from source.engines.training_job import run_training_job
-from source.study.runs import CLASSIFICATION_TRUTH, REGRESSION_TRUTH
+from source.study.runs import CLASSIFICATION_TRUTH, REGRESSION_TRUTH, SURVIVAL_PREFIX, fold_evaluation_times
+from source.tasks.survival import survival_column
 from tests.helpers import REPO, assert_documented, load_documented, subprocess_environment
 from tests.training_data import classification_data, job_config
 
@@ -93,8 +95,10 @@ def test_the_yaml_documents_every_key_of_the_schema():
 def test_the_truth_columns_are_those_training_writes():
     from source.tasks.classification_splits import TARGET as CLASSIFICATION_TARGET
     from source.tasks.regression_splits import TARGET as REGRESSION_TARGET
+    from source.tasks.survival import SURVIVAL_PREFIX as SURVIVAL_COLUMNS
 
     assert (CLASSIFICATION_TRUTH, REGRESSION_TRUTH) == (CLASSIFICATION_TARGET, REGRESSION_TARGET)
+    assert SURVIVAL_PREFIX == SURVIVAL_COLUMNS
 
 
 def test_the_comparison_modules_load_without_torch():
@@ -219,8 +223,13 @@ def compare_in_process(tmp_path: Path, folders: dict[str, Path], **values) -> Pa
     return tmp_path / "out" / "comparison" / "cmp"
 
 
-def survival_folds(seed: int, n_folds: int = 3, patients: int = 24) -> dict[str, pd.DataFrame]:
-    """Each fold's test predictions: patients with one or two slides, risk tied to the time by ``seed``'s noise."""
+EDGES = [0.5, 10.0, 20.0, 35.0, 400.000001]
+"""Bin edges of the planted survival runs: three inner edges inside every fold's follow-up, the last beyond it."""
+
+
+def survival_folds(seed: int, n_folds: int = 3, patients: int = 24, edges=None) -> dict[str, pd.DataFrame]:
+    """Each fold's test predictions: patients with one or two slides, risk tied to the time by ``seed``'s noise; with
+    ``edges``, each slide's survival probability at every upper edge (``exp(-t exp(risk))``), as training writes it."""
     rng = np.random.default_rng(0)
     noise = np.random.default_rng(seed)
     folds = {}
@@ -232,37 +241,83 @@ def survival_folds(seed: int, n_folds: int = 3, patients: int = 24) -> dict[str,
             risk = -np.log(time) + noise.normal(scale=1.0 + seed)
             for slide in range(1 + patient % 2):
                 case = f"case_{fold}_{patient:02d}"
-                rows.append(
-                    {
-                        "case_id": case,
-                        "slide_id": f"{case}_s{slide}",
-                        "censorship": censored,
-                        "survival_months": time,
-                        "bin": 0,
-                        "risk": risk + noise.normal(scale=0.1),
-                    }
-                )
+                slide_risk = risk + noise.normal(scale=0.1)
+                row = {
+                    "case_id": case,
+                    "slide_id": f"{case}_s{slide}",
+                    "censorship": censored,
+                    "survival_months": time,
+                    "bin": 0,
+                    "risk": slide_risk,
+                }
+                rows.append(row | {survival_column(t): np.exp(-t * np.exp(slide_risk)) for t in (edges or [])[1:]})
         folds[f"fold_{fold}"] = pd.DataFrame(rows)
     return folds
 
 
-def test_a_survival_comparison_over_folds(tmp_path):
-    fold_dir = tmp_path / "splits"
-    for fold in range(3):
+def write_training_folds(fold_dir: Path, longest: tuple[float, ...] = (500.0, 500.0, 50.0)) -> None:
+    """Each fold's train.csv: 48 patients of two slides, times exponential but at most ``longest`` of that fold."""
+    rng = np.random.default_rng(7)
+    for fold, cap in enumerate(longest):
         (fold_dir / f"fold_{fold}").mkdir(parents=True)
-        pd.DataFrame({"case_id": [f"train_{i}" for i in range(48)]}).to_csv(fold_dir / f"fold_{fold}" / "train.csv")
+        time = np.minimum(rng.exponential(30, size=48) + 1, cap)
+        patients = pd.DataFrame(
+            {"case_id": [f"train_{i}" for i in range(48)], "censorship": (rng.random(48) < 0.3).astype(int)}
+        ).assign(survival_months=time)
+        patients.loc[patients.index.repeat(2)].to_csv(fold_dir / f"fold_{fold}" / "train.csv", index=False)
+
+
+def survival_runs(tmp_path: Path, edges: dict[str, list[float] | None]) -> dict[str, Path]:
+    """A run of 3 folds per model of ``edges`` (model -> its bin edges, None: predictions without survival columns),
+    trained on the folds of ``tmp_path / 'splits'``."""
     folders = {}
-    for seed, name in enumerate(("hipt", "mean")):
+    for seed, (name, model_edges) in enumerate(edges.items()):
         config = {
             "label_name": "survival_months",
-            "nbins": 4,
-            "data": {"fold_dir": str(fold_dir)},
+            "nbins": len(model_edges or EDGES) - 1,
+            "data": {"fold_dir": str(tmp_path / "splits")},
             "model": {"aggregator": name},
         }
-        folders[name] = write_run(tmp_path / name, config, survival_folds(seed))
+        folders[name] = write_run(tmp_path / name, config, survival_folds(seed, edges=model_edges))
+    return folders
+
+
+def integrated_brier_by_hand(
+    folder: Path, fold_dir: Path, times: list[float], folds=("fold_0", "fold_1", "fold_2")
+) -> dict[str, float]:
+    """fold -> scikit-survival's integrated Brier score of the run's patients (mean survival of their slides) at the
+    ``times`` strictly inside the fold's follow-up, censoring from the fold's training patients (and its test
+    patients where these are followed up to the last training time)."""
+    values = {}
+    for path in [folder / fold / "test_predictions.csv" for fold in folds]:
+        columns = [survival_column(t) for t in times]
+        patients = (
+            pd.read_csv(path)
+            .groupby("case_id")
+            .agg(
+                censorship=("censorship", "first"),
+                time=("survival_months", "first"),
+                **{c: (c, "mean") for c in columns},
+            )
+        )
+        test = Surv.from_arrays(patients.censorship == 0, patients.time)
+        inside = [(t, c) for t, c in zip(times, columns, strict=True) if patients.time.min() < t < patients.time.max()]
+        train = pd.read_csv(fold_dir / path.parent.name / "train.csv").drop_duplicates("case_id")
+        reference = Surv.from_arrays(train.censorship == 0, train.survival_months)
+        if patients.time.max() >= train.survival_months.max():
+            reference = np.concatenate([reference, test])
+        values[path.parent.name] = integrated_brier_score(
+            reference, test, patients[[c for _, c in inside]].to_numpy(), [t for t, _ in inside]
+        )
+    return values
+
+
+def test_a_survival_comparison_over_folds(tmp_path):
+    write_training_folds(tmp_path / "splits")
+    folders = survival_runs(tmp_path, {"hipt": EDGES, "mean": EDGES})
     out = compare_in_process(tmp_path, folders)
     comparison = pd.read_csv(out / "comparison.csv").set_index(["model", "metric"])
-    assert set(comparison.index.get_level_values("metric")) == {"c_index"}
+    assert set(comparison.index.get_level_values("metric")) == {"c_index", "integrated_brier"}
     for name, folder in folders.items():
         per_fold = []
         for path in sorted(folder.glob("fold_*/test_predictions.csv")):
@@ -275,13 +330,62 @@ def test_a_survival_comparison_over_folds(tmp_path):
         row = comparison.loc[(name, "c_index")]
         assert row.estimate == pytest.approx(np.mean(per_fold), abs=1e-9) and row.n == 72
         assert row.fold_mean == pytest.approx(np.mean(per_fold)) and row.ci_low <= row.estimate <= row.ci_high
+        brier = integrated_brier_by_hand(folder, tmp_path / "splits", EDGES[1:])
+        row = comparison.loc[(name, "integrated_brier")]
+        assert row.estimate == pytest.approx(np.mean(list(brier.values())), abs=1e-9)
+        assert row.fold_mean == pytest.approx(row.estimate, abs=1e-9) and row.n_folds == 3
+        assert row.ci_low <= row.estimate <= row.ci_high and row.failed_draws < 5
     pairwise = pd.read_csv(out / "pairwise.csv")
-    assert pairwise.test.tolist() == ["paired_bootstrap", "corrected_t"]
-    assert pairwise.difference.iloc[0] == pytest.approx(comparison.estimate.iloc[0] - comparison.estimate.iloc[1])
+    assert pairwise.test.tolist() == ["paired_bootstrap", "corrected_t"] * 2
+    assert pairwise.metric.tolist() == ["c_index", "c_index", "integrated_brier", "integrated_brier"]
+    estimates = comparison.estimate.unstack("metric")
+    assert pairwise.difference.tolist()[::2] == pytest.approx((estimates.loc["hipt"] - estimates.loc["mean"]).tolist())
+    assert pairwise.set_index("metric").loc["integrated_brier", "difference"].iloc[0] < 0, "hipt's risks are sharper"
     for name in folders:
         assert (out / f"kaplan_meier_{name}.png").read_bytes().startswith(PNG)
     report = (out / "report.md").read_text()
-    assert "No integrated Brier score" in report and "model.aggregator" in report
+    assert "model.aggregator" in report and "No integrated Brier score" not in report
+    assert "The integrated Brier score is scikit-survival's" in report
+    assert "In fold_2 the test follow-up reaches the last training time" in report
+    assert "hipt vs mean: c-index" in report and "integrated_brier" in report
+
+
+def test_survival_runs_without_survival_probabilities_are_compared_on_the_c_index(tmp_path):
+    write_training_folds(tmp_path / "splits")
+    out = compare_in_process(tmp_path, survival_runs(tmp_path, {"hipt": EDGES, "old": None}))
+    assert set(pd.read_csv(out / "comparison.csv").metric) == {"c_index"}
+    report = (out / "report.md").read_text()
+    assert "No integrated Brier score: the predictions of old hold no survival_at_<time> columns" in report
+
+
+def test_the_integrated_brier_score_takes_the_times_every_model_predicts_in_the_folds_it_can_weigh(tmp_path):
+    write_training_folds(tmp_path / "splits")
+    (tmp_path / "splits" / "fold_1" / "train.csv").write_text("case_id\ntrain_0\n")
+    coarser = [0.5, 10.0, 35.0, 400.000001]
+    folders = survival_runs(tmp_path, {"hipt": EDGES, "coarse": coarser})
+    out = compare_in_process(tmp_path, folders)
+    comparison = pd.read_csv(out / "comparison.csv").set_index(["model", "metric"])
+    for name, folder in folders.items():
+        brier = integrated_brier_by_hand(folder, tmp_path / "splits", [10.0, 35.0, 400.000001], ("fold_0", "fold_2"))
+        row = comparison.loc[(name, "integrated_brier")]
+        assert row.estimate == pytest.approx((brier["fold_0"] + brier["fold_2"]) / 2, abs=1e-9)
+        assert row.n_folds == 2
+    report = (out / "report.md").read_text()
+    assert "It leaves out fold_1: its training patients (censoring distribution) could not be read" in report
+
+
+def test_no_integrated_brier_score_without_two_common_times_inside_the_follow_up(tmp_path):
+    write_training_folds(tmp_path / "splits")
+    out = compare_in_process(tmp_path, survival_runs(tmp_path, {"hipt": EDGES, "two_bins": [0.5, 20.0, 400.0]}))
+    assert set(pd.read_csv(out / "comparison.csv").metric) == {"c_index"}
+    report = (out / "report.md").read_text()
+    assert (
+        "No integrated Brier score: fold_0: only 1 of its 1 common times (bin edges every model predicts at)" in report
+    )
+    assert "fold_2: only 1 of its 1 common times" in report
+    curves = [pd.DataFrame([[0.9, 0.5]], columns=[10.0, 20.0]), pd.DataFrame([[0.8]], columns=[15.0])]
+    times, problem = fold_evaluation_times(curves, np.array([1.0, 30.0]))
+    assert len(times) == 0 and problem.startswith("its models predict at no common time")
 
 
 def test_a_regression_comparison_of_single_runs(tmp_path):

@@ -9,7 +9,7 @@ from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
 from source.data.labels import LabelTableError
-from source.tasks.survival import SurvivalTask, nll_survival_loss, risk_from_logits
+from source.tasks.survival import SURVIVAL_PREFIX, SurvivalTask, nll_survival_loss, risk_from_logits
 from source.tasks.survival_splits import assign_bins, survival_bin_edges
 
 
@@ -46,6 +46,30 @@ def test_risk_is_minus_the_sum_of_survival():
         -((1 - torch.sigmoid(torch.tensor(5.0))).item() + (1 - torch.sigmoid(torch.tensor(5.0))).item() ** 2),
     ]
     torch.testing.assert_close(risk_from_logits(logits), torch.tensor(expected))
+
+
+def test_predictions_hold_the_survival_probability_at_each_upper_bin_edge():
+    edges = np.array([0.1, 12.5, 30.0, 61.25, 120.000001])
+    logits = torch.tensor([0.3, -1.2, 2.0, -0.4])
+    columns = SurvivalTask(4, "months", edges).predict(logits)
+    names = [f"survival_at_{t!r}" for t in (12.5, 30.0, 61.25, 120.000001)]
+    assert list(columns) == ["risk", *names] and all(name.startswith(SURVIVAL_PREFIX) for name in names)
+    assert [float(name.removeprefix(SURVIVAL_PREFIX)) for name in names] == edges[1:].tolist()
+    hazards = [1 / (1 + math.exp(-v)) for v in logits.tolist()]
+    expected = np.cumprod([1 - h for h in hazards])
+    np.testing.assert_allclose([columns[name] for name in names], expected, rtol=1e-6)
+    assert columns["risk"] == float(-torch.cumprod(1 - torch.sigmoid(logits), dim=-1).sum())  # as before, bit for bit
+    assert columns["risk"] == pytest.approx(-expected.sum(), rel=1e-6)
+    assert SurvivalTask(4, "months").predict(logits) == {"risk": columns["risk"]}
+
+
+def test_an_ensemble_averages_the_survival_probabilities_every_model_has():
+    first = pd.DataFrame({"risk": [-1.0, -2.0], "survival_at_10.0": [0.5, 0.9], "survival_at_20.0": [0.2, 0.8]})
+    second = pd.DataFrame({"risk": [-3.0, -1.0], "survival_at_10.0": [0.7, 0.5], "survival_at_25.0": [0.1, 0.3]})
+    merged = SurvivalTask(2, "months").ensemble([first, second])
+    assert list(merged.columns) == ["risk", "survival_at_10.0"]
+    np.testing.assert_allclose(merged.risk, [-2.0, -1.5])
+    np.testing.assert_allclose(merged["survival_at_10.0"], [0.6, 0.7])
 
 
 def test_c_index_is_patient_level_and_equals_scikit_survival():
