@@ -57,7 +57,7 @@ def grid_overlay(corners: np.ndarray, size_lv0: int, labels: list[str]) -> Place
     scale = per_region / size_lv0
     image = Image.new("RGBA", (max(1, round(box.width * scale)), max(1, round(box.height * scale))), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=per_region // 5) if per_region >= 48 else None
+    font = _label_font(per_region, labels) if per_region >= 48 else None
     for (x, y), label in zip(corners.tolist(), labels, strict=True):
         left, top = round((x - box.x) * scale), round((y - box.y) * scale)
         draw.rectangle((left, top, left + per_region - 1, top + per_region - 1), outline=GRID_COLOUR, width=1)
@@ -66,6 +66,18 @@ def grid_overlay(corners: np.ndarray, size_lv0: int, labels: list[str]) -> Place
                 (left + 4, top + 3), label, fill=TEXT_COLOUR, font=font, stroke_width=1, stroke_fill=(0, 0, 0, 255)
             )
     return Placed(image, box.x, box.y, image.width / scale, image.height / scale)
+
+
+def _label_font(per_region: int, labels: list[str]) -> ImageFont.FreeTypeFont:
+    """The labels' font: a fifth of a region's side, smaller where the widest line (a contribution's ``.4g`` has up to
+    10 characters) would cross the region's right edge (4 px in from the left, the stroke and a margin)."""
+    size = per_region // 5
+    font = ImageFont.load_default(size=size)
+    widest = max((line for label in labels for line in label.split("\n")), key=font.getlength, default="")
+    while size > 1 and font.getlength(widest) > per_region - 8:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    return font
 
 
 def tissue_overlay(pixels: np.ndarray) -> Image.Image:

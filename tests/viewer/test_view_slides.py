@@ -31,6 +31,7 @@ from source.errors import ConfigError
 from source.models.factory import build_slide_model
 from source.viewer import assets, deepzoom, site
 from source.viewer.geometry import lattice
+from source.viewer.overlays import GRID_COLOUR, grid_overlay
 from source.viewer.pyramid import SlideView
 from tests.helpers import TEST_DEVICE, extraction_config, training_config
 from tests.wsi.conftest import write_csv
@@ -326,6 +327,22 @@ def test_regions_off_one_grid_are_whole_pixels(tmp_path):
     assert grid.per_region == 4 and (grid.width, grid.height) == (13, 6)
     assert grid.origins(corners).tolist() == [[0, 0], [4, 0], [9, 2]]
     assert lattice(corners, 1024, 16).per_region == 16
+
+
+def test_grid_labels_stay_inside_their_region():
+    # a contribution's label (.4g of a change of probability) has up to 10 characters: wider than the full-size font
+    # (a fifth of the region's 96 px) fits in a region; a short label keeps that size
+    corners = np.array([[0, 0], [1024, 0]])
+    for value in ("-0.0003553", "-3.338e-05", "0.25"):
+        pixels = np.asarray(grid_overlay(corners, 1024, [f"0\n{value}", ""]).image)
+        assert pixels.shape == (96, 192, 4), "96 px per region"
+        text = (pixels[..., 3] > 0) & (pixels[..., :3] != GRID_COLOUR[:3]).any(axis=-1)
+        columns, rows = np.flatnonzero(text.any(axis=0)), np.flatnonzero(text.any(axis=1))
+        assert columns.max() < 95, f"label {value!r} crosses region 0's right edge (column 95) into region 1"
+        if value == "0.25":
+            assert rows.max() - rows.min() >= 2 * 96 // 5, "two lines of the full-size font"
+        else:
+            assert columns.max() > 80, f"label {value!r} is shrunk more than it needs"
 
 
 def test_a_shared_run_builds_each_slide_once_and_the_last_job_writes_the_index(runs, tmp_path):
