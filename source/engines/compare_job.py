@@ -12,7 +12,7 @@ from source.config.compare import run_folders, validate_compare
 from source.engines.job import run_job
 from source.io import atomic_write_csv
 from source.runs.folder import CONFIG_FILE
-from source.study.runs import ComparisonInputs, read_comparison
+from source.study.alignment import ComparisonInputs, read_comparison
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import t as student_t
 from tqdm import tqdm
 
+from source.study.alignment import AlignedPredictions
 from source.study.bootstrap import bootstrap_indices, bootstrap_metric, paired_bootstrap_p_value, percentile_interval
 from source.study.delong import delong_test
 from source.study.fold_tests import corrected_resampled_t_test, t_interval
@@ -28,7 +29,6 @@ from source.study.metrics import (
     fold_mean_integrated_brier,
 )
 from source.study.multiple import holm
-from source.study.runs import AlignedPredictions
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 
 from source.io import safe_join
 from source.plots import save_figure
+from source.study.alignment import AlignedPredictions
 from source.study.calibration import reliability_curve
 from source.study.metrics import HIGHER_IS_BETTER
-from source.study.runs import AlignedPredictions
 from source.tasks.kaplan_meier import kaplan_meier_figure
 
 GRID = np.linspace(0, 1, 101)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from source.io import atomic_write_text
+from source.study.alignment import AlignedPredictions
 from source.study.compare import ComparisonSettings
 from source.study.metrics import HIGHER_IS_BETTER
-from source.study.runs import AlignedPredictions
 
 METRIC_NAMES = {
     "auroc": "AUROC",

@@ -25,7 +25,8 @@ from source.config.compare import CompareConfig
 from source.data.make_folds import make_folds
 from source.engines.compare_job import run_compare_job
 from source.engines.training_job import run_training_job
-from source.study.runs import CLASSIFICATION_TRUTH, REGRESSION_TRUTH, SURVIVAL_PREFIX, fold_evaluation_times
+from source.study.runs import CLASSIFICATION_TRUTH, REGRESSION_TRUTH
+from source.study.survival_curves import SURVIVAL_PREFIX, fold_evaluation_times
 from source.tasks.survival import survival_column
 from tests.helpers import REPO, assert_documented, load_documented, subprocess_environment
 from tests.training_data import classification_data, job_config
@@ -105,6 +106,8 @@ def test_the_comparison_modules_load_without_torch():
     modules = [
         "source.config.compare",
         "source.study.runs",
+        "source.study.alignment",
+        "source.study.survival_curves",
         "source.study.compare",
         "source.study.plots",
         "source.study.report",
