@@ -148,3 +148,21 @@ def job_config(kind: str, out: Path, paths: dict[str, Path], **overrides):
         "optim.lr_scheduler.name": None,
     }
     return training_config(kind, **(values | overrides))
+
+
+def abmil_checkpoint(features_dir: Path | str, path: Path) -> Path:
+    """A ``best.pt`` of an untrained, seeded ABMIL classifier on the ViT_region features of ``features_dir`` (as
+    training writes it: weights, saved config, task state), for heatmaps, contributions and the viewer."""
+    from omegaconf import OmegaConf
+
+    from source.config.slide_model import slide_model_settings
+    from source.models.factory import build_slide_model
+    from tests.helpers import training_config
+
+    training = training_config("classification", features_dir=str(features_dir))
+    training.model.aggregator, training.model.pretrain_vit_region = "abmil", None
+    torch.manual_seed(0)
+    model = build_slide_model(slide_model_settings(training), 2)
+    config = OmegaConf.to_container(training, resolve=True, enum_to_str=True)
+    torch.save({"model": model.state_dict(), "config": config, "task": {"kind": "classification"}, "epoch": 0}, path)
+    return path

@@ -13,15 +13,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from source.config.contribution import ContributionConfig
-from source.config.slide_model import slide_model_settings
 from source.engines.contribution_job import run_contribution_job
 from source.engines.extraction_job import run_extraction_job
 from source.engines.training_job import run_training_job
 from source.errors import ConfigError
-from source.models.factory import build_slide_model
 from source.tasks.trained import load_trained_slide_model
-from tests.helpers import TEST_DEVICE, extraction_config, training_config
-from tests.training_data import classification_data, job_config, regression_data, survival_data
+from tests.helpers import TEST_DEVICE, extraction_config
+from tests.training_data import abmil_checkpoint, classification_data, job_config, regression_data, survival_data
 from tests.wsi.conftest import write_csv
 
 DATA = {"classification": classification_data, "survival": survival_data, "regression": regression_data}
@@ -102,17 +100,6 @@ def whole_slide_run(slides_dir, tmp_path_factory):
     assert run_extraction_job(cfg) == 0
     run = out / "feature_extraction" / "ex"
     return run, abmil_checkpoint(run / "features" / "slide", out / "m.pt")
-
-
-def abmil_checkpoint(features_dir: Path, path: Path) -> Path:
-    """A best.pt of an (untrained, seeded) ABMIL classifier on ``features_dir``."""
-    training = training_config("classification", features_dir=str(features_dir))
-    training.model.aggregator, training.model.pretrain_vit_region = "abmil", None
-    torch.manual_seed(0)
-    model = build_slide_model(slide_model_settings(training), 2)
-    config = OmegaConf.to_container(training, resolve=True, enum_to_str=True)
-    torch.save({"model": model.state_dict(), "config": config, "task": {"kind": "classification"}, "epoch": 0}, path)
-    return path
 
 
 def test_pictures_and_geojson_in_level0_pixels_from_an_extraction_run(tmp_path, whole_slide_run):

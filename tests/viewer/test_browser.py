@@ -14,7 +14,6 @@ from typing import Callable, NamedTuple
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from matplotlib import colormaps
 from omegaconf import OmegaConf
 from PIL import Image
@@ -23,16 +22,15 @@ from playwright.sync_api import Page
 from scripts.viewer_screenshots import CHROMIUM, chromium_page
 from source.config.contribution import ContributionConfig
 from source.config.heatmaps import HeatmapConfig
-from source.config.slide_model import slide_model_settings
 from source.config.viewer import ViewerConfig
 from source.engines.contribution_job import run_contribution_job
 from source.engines.extraction_job import run_extraction_job
 from source.engines.heatmap_job import run_heatmap_job
 from source.engines.viewer_job import run_viewer_job
-from source.models.factory import build_slide_model
 from source.viewer.assets import MissingAssetsError, check_assets
 from source.viewer.layers import ATTENTION_CMAP, CONTRIBUTION_CMAP
-from tests.helpers import extraction_config, training_config
+from tests.helpers import extraction_config
+from tests.training_data import abmil_checkpoint
 from tests.wsi.conftest import write_csv
 from tests.wsi.slides import write_pyramid
 
@@ -62,17 +60,6 @@ def synthetic_slide(path: Path, seed: int) -> Path:
     stain = np.asarray(STAIN, dtype=np.float32) + np.random.default_rng(seed).normal(0, 8, (2 * REGION, 3 * REGION, 3))
     pixels[: 2 * REGION, : 3 * REGION] = np.clip(stain, 0, 255).astype(np.uint8)
     return write_pyramid(path, pixels, 0.5, (1, 4))
-
-
-def abmil_checkpoint(path: Path) -> Path:
-    """A ``best.pt`` of an untrained, seeded ABMIL classifier on ViT_region features: slide-level attention."""
-    cfg = training_config("classification", features_dir="unused")
-    cfg.model.aggregator, cfg.model.pretrain_vit_region = "abmil", None
-    torch.manual_seed(0)
-    state = build_slide_model(slide_model_settings(cfg), 2).state_dict()
-    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    torch.save({"model": state, "config": config, "task": {"kind": "classification"}, "epoch": 0}, path)
-    return path
 
 
 def heatmap_run(out: Path) -> Path:
@@ -139,7 +126,7 @@ def slides(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("browser")
     rows = [{"slide_id": s, "image_path": str(synthetic_slide(out / f"{s}.tif", i))} for i, s in enumerate(SLIDES)]
     write_csv(out / "slides.csv", rows)
-    abmil_checkpoint(out / "best.pt")
+    abmil_checkpoint("unused", out / "best.pt")
     return out
 
 

@@ -14,41 +14,28 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from matplotlib import colormaps
 from omegaconf import OmegaConf
 from PIL import Image
 
 from source.config.contribution import ContributionConfig
 from source.config.heatmaps import HeatmapConfig
-from source.config.slide_model import slide_model_settings
 from source.config.viewer import ViewerConfig
 from source.engines.contribution_job import run_contribution_job
 from source.engines.extraction_job import run_extraction_job
 from source.engines.heatmap_job import run_heatmap_job
 from source.engines.viewer_job import run_viewer_job
 from source.errors import ConfigError
-from source.models.factory import build_slide_model
 from source.viewer import assets, deepzoom, site
 from source.viewer.geometry import lattice
 from source.viewer.overlays import GRID_COLOUR, grid_overlay
 from source.viewer.pyramid import SlideView
-from tests.helpers import TEST_DEVICE, extraction_config, training_config
+from tests.helpers import TEST_DEVICE, extraction_config
+from tests.training_data import abmil_checkpoint
 from tests.wsi.conftest import write_csv
 
 SLIDE = "quarter"
 DZI_XMLNS = "http://schemas.microsoft.com/deepzoom/2008"
-
-
-def abmil_checkpoint(features_dir: Path, path: Path) -> Path:
-    """A best.pt of an untrained, seeded ABMIL classifier on the features of ``features_dir``."""
-    training = training_config("classification", features_dir=str(features_dir))
-    training.model.aggregator, training.model.pretrain_vit_region = "abmil", None
-    torch.manual_seed(0)
-    model = build_slide_model(slide_model_settings(training), 2)
-    config = OmegaConf.to_container(training, resolve=True, enum_to_str=True)
-    torch.save({"model": model.state_dict(), "config": config, "task": {"kind": "classification"}, "epoch": 0}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
